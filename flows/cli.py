@@ -1,0 +1,159 @@
+"""The `worth` command line: the core's commands (from :mod:`worth.cli`) plus the orchestrated ones.
+
+The core commands (`select`, `objectives`) import only :mod:`worth`; commands that need Zarr, Prefect or
+Dask import them inside the command body, so `worth select` stays fast and light.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Optional
+
+import typer
+
+from worth.cli import app
+
+
+def _parse_params(pairs: list[str] | None, argname: str) -> dict:
+    """``["dim=64", "seed=0", "device=cpu"]`` → ``{"dim": 64, "seed": 0, "device": "cpu"}`` (values as JSON when
+    they parse, else strings)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r}: write KEY=VALUE, e.g. dim=64", param_hint=argname)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _watch(url: str, storage_options: dict, total: int, stop: threading.Event, start_rows: int) -> None:
+    """Progress bar fed by the store's completed-chunk record (works whatever runs the shards)."""
+    from tqdm import tqdm
+
+    from storage.store import EmbeddingStore
+
+    with tqdm(total=total, unit="item", desc="embedding", dynamic_ncols=True) as bar:
+        while True:
+            finished = stop.wait(0.5)
+            try:
+                store = EmbeddingStore.open(url, storage_options=storage_options or None)
+                done = store.rows_done() - start_rows
+            except Exception:  # the store may not exist yet
+                done = 0
+            bar.update(max(0, min(done, total) - bar.n))
+            if finished:
+                return
+
+
+@app.command("embed")
+def embed_command(
+    source: str = typer.Argument(..., help="digits, mnist5k, fashion-mnist, an image folder, a .txt/.csv/.tsv/"
+                                 ".parquet/.npy/.npz file, or hf:NAME"),
+    encoder: str = typer.Option("pixels", "--encoder", "-e",
+                                help="pixels, efficientnet-lite0, minilm, or timm:NAME / open_clip:ARCH / hf:NAME"),
+    store: str = typer.Option(..., "--store", "-s", help="store path or fsspec URL (s3://bucket/pool.zarr)"),
+    chunk_rows: int = typer.Option(16_384, "--chunk-rows", min=1, help="rows per chunk (unit of resume)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="embed only the first N items"),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="encoder parameter KEY=VALUE (repeat)"),
+    source_param: Optional[list[str]] = typer.Option(None, "--source-param",
+                                                     help="source option KEY=VALUE (repeat), e.g. label_column=label"),
+    storage_option: Optional[list[str]] = typer.Option(None, "--storage-option",
+                                                       help="fsspec option KEY=VALUE (repeat), e.g. endpoint_url=..."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 or float16"),
+    no_normalize: bool = typer.Option(False, "--no-normalize", help="keep rows as the encoder gives them"),
+    runner: str = typer.Option("dask", "--runner",
+                               help="dask (a LocalCluster, or --scheduler), threads (in this process), "
+                               "or inline (no Prefect: quickest for small pools)"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Dask worker processes (default: one per core)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of a running Dask scheduler"),
+) -> None:
+    """Embed SOURCE into a resumable Zarr store: reruns finish what a killed run left and append new items."""
+    from storage.embedding import embed_into_store, plan, summary_markdown
+    from storage.store import EmbeddingStore
+    from worth.encoders import get_encoder
+    from worth.sources import load_source
+
+    if runner not in ("dask", "threads", "inline"):
+        raise typer.BadParameter(f"{runner!r}: choose dask, threads or inline", param_hint="--runner")
+    enc_params = _parse_params(param, "--param")
+    src_params = _parse_params(source_param, "--source-param")
+    so = _parse_params(storage_option, "--storage-option")
+    try:
+        src = load_source(source, limit=limit, **src_params)
+        enc = get_encoder(encoder, normalize=not no_normalize, **enc_params)
+        todo = plan(store, src, enc, chunk_rows=chunk_rows, dtype=dtype, storage_options=so or None, dry_run=True)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if todo.nothing_to_do:
+        typer.echo(f"{store}: complete, {todo.n:,} items of {source!r} by {encoder!r}; nothing to do.")
+        return
+    start_rows = 0
+    if EmbeddingStore.exists(store, storage_options=so or None):
+        start_rows = EmbeddingStore.open(store, storage_options=so or None).rows_done()
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(store, so, todo.pending_rows, stop, start_rows), daemon=True)
+    watcher.start()
+    try:
+        if runner == "inline":
+            res = embed_into_store(store, src, enc, chunk_rows=chunk_rows, dtype=dtype, storage_options=so or None)
+            summary = EmbeddingStore.open(store, storage_options=so or None).summary()
+            result = {**summary, "rows_embedded": res["rows"], "seconds": res["seconds"]}
+        else:
+            from flows.embed import EmbedOptions, run_embed
+            from infra.dask import default_spec
+
+            options = EmbedOptions(source=source, store=store, encoder=encoder, encoder_params=enc_params,
+                                   source_params=src_params, limit=limit, chunk_rows=chunk_rows, dtype=dtype,
+                                   normalize=not no_normalize, storage_options=so)
+            if runner == "threads":
+                result = run_embed(options)
+            else:
+                result = run_embed(options, default_spec(scheduler, workers))
+    except ValueError as exc:
+        stop.set()
+        watcher.join()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    stop.set()
+    watcher.join()
+    typer.echo(summary_markdown(result, rows=result["rows_embedded"], seconds=result["seconds"]))
+
+
+@app.command("info")
+def info_command(
+    store: str = typer.Option(..., "--store", "-s", help="store path or fsspec URL"),
+    storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help="fsspec option KEY=VALUE"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Summarise an embedding store: size, encoder, source, classes, split, chunks done."""
+    from storage.embedding import summary_markdown
+    from storage.store import EmbeddingStore
+
+    so = _parse_params(storage_option, "--storage-option")
+    try:
+        s = EmbeddingStore.open(store, storage_options=so or None).summary()
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(s, indent=2, default=str))
+        return
+    text = summary_markdown(s, rows=0, seconds=0.0).splitlines()
+    text = [line for line in text if not line.startswith("| embedded this run")]
+    typer.echo("\n".join(text))
+    if not s["complete"]:
+        typer.echo(f"\nIncomplete: {s['rows_done']:,} of {s['n']:,} rows embedded; rerun `worth embed` to finish.")
+
+
+def main() -> None:
+    """Entry point of the `worth` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Storage: the Zarr embedding store and the pipeline that fills it.
+
+:class:`EmbeddingStore` holds a pool's embeddings, labels, ids and split with completed-chunk bookkeeping;
+:mod:`storage.embedding` plans rows and embeds chunks into it. Local paths and fsspec URLs (``s3://``) alike.
+"""
+
+from storage.embedding import EmbedPlan, embed_chunks, embed_into_store, plan, shards, summary_markdown
+from storage.store import DEFAULT_CHUNK_ROWS, EmbeddingStore, StoreMismatchError, zarr_store
+
+__all__ = [
+    "DEFAULT_CHUNK_ROWS",
+    "EmbedPlan",
+    "EmbeddingStore",
+    "StoreMismatchError",
+    "embed_chunks",
+    "embed_into_store",
+    "plan",
+    "shards",
+    "summary_markdown",
+    "zarr_store",
+]

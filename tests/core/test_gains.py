@@ -1,0 +1,108 @@
+"""Every fast gain method against the oracle (``eigvalsh`` of ``C_S + x xᵀ`` per candidate)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_instance
+from worth._array import to_numpy
+from worth.gains import SpectralState
+from worth.objectives import get_objective, objectives
+
+OBJECTIVES = [
+    ("vendi", {}), ("vendi", {"q": 2.0}), ("vendi", {"q": 0.5}), ("vendi-pool", {}), ("entropy", {}),
+    ("logdet", {}), ("logdet", {"sigma2": 0.1}), ("power", {}), ("power", {"alpha": 0.2}),
+    ("hybrid", {}), ("hybrid", {"alpha": 0.5, "c": 3.0}),
+]
+KINDS = ["gaussian", "duplicates", "clustered", "lowrank"]
+
+
+def _walk(X, name, params, methods, steps, seed=1):
+    """Add random rows (|S| from 0 past m) and compare every method's gains with the oracle's at each step."""
+    obj = get_objective(name, **params)
+    states = {meth: SpectralState(X, obj, meth, np) for meth in ("oracle", *methods)}
+    rng = np.random.default_rng(seed)
+    cand = np.arange(X.shape[0])
+    worst = {meth: 0.0 for meth in methods}
+    for _ in range(steps):
+        ref = states["oracle"].gains(cand)
+        scale = max(1.0, abs(states["oracle"].value))
+        for meth in methods:
+            got = states[meth].gains(cand)
+            np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-10 * scale,
+                                       err_msg=f"{meth} vs oracle, {name}{params}, |S|={states[meth].size}")
+            worst[meth] = max(worst[meth], float(np.max(np.abs(got - ref))) / scale)
+        i = int(rng.integers(X.shape[0]))
+        for s in states.values():
+            s.add(i)
+    return worst
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=[f"{n}{p or ''}" for n, p in OBJECTIVES])
+def test_secular_matches_oracle(kind, name, params):
+    X = make_instance(kind, n=40, m=8)
+    _walk(X, name, params, ["secular", "secular-portable"], steps=14)  # |S| < m, then |S| > m
+
+
+WELL_CONDITIONED = [("vendi", {"q": 2.0}), ("logdet", {}), ("hybrid", {})]
+
+
+@pytest.mark.parametrize("name,params", WELL_CONDITIONED, ids=[f"{n}{p or ''}" for n, p in WELL_CONDITIONED])
+def test_secular_matches_oracle_near_degenerate(name, params):
+    """Eigenvalues down to 1e-9: exact to 1e-8 wherever φ' is bounded at 0 (see make_instance)."""
+    X = make_instance("near-degenerate", n=40, m=8)
+    _walk(X, name, params, ["secular", "secular-portable"], steps=14)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("sigma2", [1.0, 0.05])
+def test_logdet_closed_form_matches_oracle(kind, sigma2):
+    X = make_instance(kind, n=40, m=8, seed=3)
+    _walk(X, "logdet", {"sigma2": sigma2}, ["closed-form"], steps=14)
+
+
+def test_secular_matches_oracle_at_larger_m():
+    X = make_instance("gaussian", n=30, m=48, seed=5)
+    _walk(X, "vendi", {}, ["secular", "secular-portable"], steps=60)
+
+
+def test_every_registered_objective_is_covered():
+    assert {name for name, _ in OBJECTIVES} == set(objectives())
+
+
+@pytest.mark.parametrize("name", ["vendi", "power", "hybrid", "logdet"])
+def test_portable_gains_on_other_namespaces(xp, name):
+    """The array-API path gives the NumPy oracle's gains on torch and array-api-strict arrays, in their type."""
+    X = make_instance("clustered", n=24, m=6, seed=2)
+    obj = get_objective(name)
+    ref = SpectralState(X, obj, "oracle", np)
+    Xx = xp.asarray(X)
+    state = SpectralState(Xx, obj, "secular-portable", xp)
+    cand = np.arange(24)
+    for i in [3, 7, 3, 11, 0, 19, 5, 8, 21]:  # 9 adds with a repeat: past m=6, duplicate row
+        np.testing.assert_allclose(state.gains(cand), ref.gains(cand), rtol=1e-8, atol=1e-10 * max(1, ref.value))
+        state.add(i)
+        ref.add(i)
+    assert type(state.C) is type(Xx)
+    assert abs(state.value - ref.value) <= 1e-10 * max(1.0, abs(ref.value))
+
+
+def test_secular_roots_interlace_and_match_eigvalsh():
+    """The roots themselves: the eigenvalues of C + x xᵀ, interlacing the old ones."""
+    from worth.secular import secular_roots_compiled
+
+    rng = np.random.default_rng(7)
+    poles = np.concatenate([[0.0], np.sort(rng.uniform(0.1, 5.0, size=9))])
+    weights = rng.uniform(0, 1, size=(50, 10)) ** 3
+    weights[:, 4] = 0.0  # a deflated pole
+    origin, tau = secular_roots_compiled(poles, weights)
+    roots = origin + tau
+    for b in range(50):
+        C = np.diag(poles)
+        v = np.sqrt(weights[b])
+        expected = np.linalg.eigvalsh(C + np.outer(v, v))
+        np.testing.assert_allclose(np.sort(roots[b]), expected, rtol=1e-12, atol=1e-13)
+        assert roots[b, 4] == poles[4]
+        assert np.all(roots[b] >= poles) and np.all(roots[b, :-1] <= poles[1:] + 1e-15)

@@ -1,0 +1,141 @@
+"""Core commands of the `worth` CLI: `select`, `score`, `objectives`. They import only the core library."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Appraise training data and select the subsets worth training on.",
+)
+console = Console()
+
+BUILTIN_INPUTS = ("digits",)
+
+
+def load_matrix(spec: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Load an embedding matrix: a ``.npy`` file, a ``.npz`` (arrays ``X`` and optional ``y``), or ``digits``."""
+    if spec == "digits":
+        from sklearn.datasets import load_digits
+
+        data = load_digits()
+        return data.data.astype(np.float64), data.target
+    path = Path(spec)
+    if not path.exists():
+        raise typer.BadParameter(
+            f"{spec!r} is neither a file nor a built-in input ({', '.join(BUILTIN_INPUTS)}); "
+            "pass a .npy/.npz file of embeddings.",
+            param_hint="--input",
+        )
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            if "X" not in z:
+                raise typer.BadParameter(f"{spec} has no array named 'X' (found {list(z)}).", param_hint="--input")
+            return z["X"], (z["y"] if "y" in z else None)
+    return np.load(path), None
+
+
+def parse_params(items: list[str]) -> dict[str, float]:
+    """``["alpha=0.3", "c=2"]`` → ``{"alpha": 0.3, "c": 2.0}``."""
+    out = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE, e.g. --param alpha=0.3", param_hint="--param")
+        try:
+            out[key.strip()] = float(val)
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: {val!r} is not a number", param_hint="--param") from None
+    return out
+
+
+@app.command("objectives")
+def objectives_cmd() -> None:
+    """List the objectives and their properties (monotone, submodular, ...)."""
+    from . import objectives
+    from .objectives import _REGISTRY
+
+    table = Table(title="worth objectives")
+    for col in ("name", "monotone", "submodular", "weakly submodular", "parameters", "what"):
+        table.add_column(col)
+    for name, props in objectives().items():
+        params = ", ".join(f"{k}={v}" for k, v in _REGISTRY[name].defaults.items()) or "-"
+        yes = lambda b: "yes" if b else "no"  # noqa: E731
+        table.add_row(name, yes(props.monotone), yes(props.submodular), yes(props.weakly_submodular), params,
+                      props.summary)
+    console.print(table)
+
+
+@app.command("select")
+def select_cmd(
+    input: str = typer.Option(..., "--input", "-i", help="Embeddings: a .npy file, a .npz with X (and y), or 'digits'."),
+    objective: str = typer.Option("vendi", help="Objective name (see `worth objectives`)."),
+    k: int = typer.Option(..., "--k", "-k", help="Number of items to select."),
+    optimizer: str = typer.Option("greedy", help="greedy, lazy or stochastic."),
+    method: str = typer.Option("auto", help="Gain method: auto, oracle, secular, secular-portable, closed-form."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Objective parameter KEY=VALUE (repeatable)."),
+    normalize: bool = typer.Option(True, help="L2-normalise rows first."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the stochastic optimiser."),
+    force: bool = typer.Option(False, help="Allow lazy greedy on a non-submodular objective."),
+    out: Optional[Path] = typer.Option(None, help="Write the selection as JSON here."),
+    show: int = typer.Option(25, help="Rows of the pick table to print (0: none)."),
+) -> None:
+    """Greedily select K items maximising OBJECTIVE; print the picks, gains and values."""
+    from . import select
+
+    X, _ = load_matrix(input)
+    with Progress(TextColumn("[bold]selecting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("select", total=k)
+        try:
+            sel = select(X, k, objective, optimizer, method, normalize=normalize, seed=seed, force=force,
+                         progress=lambda step, total: bar.update(task, completed=step), **parse_params(param))
+        except ValueError as err:
+            console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(2) from None
+    idx, gains, values = (np.asarray(a) for a in (sel.indices, sel.gains, sel.values))
+    if show:
+        table = Table(title=f"{sel.objective} {sel.params} — {sel.optimizer}/{sel.method}, n={X.shape[0]}, m={X.shape[1]}")
+        for col in ("step", "index", "gain", "value"):
+            table.add_column(col, justify="right")
+        for step in range(min(show, k)):
+            table.add_row(str(step + 1), str(idx[step]), f"{gains[step]:.6g}", f"{values[step]:.6g}")
+        if k > show:
+            table.add_row("…", "…", "…", "…")
+            table.add_row(str(k), str(idx[-1]), f"{gains[-1]:.6g}", f"{values[-1]:.6g}")
+        console.print(table)
+    console.print(
+        f"selected {k} of {X.shape[0]}: {sel.objective} = {sel.value:.6g}; "
+        f"{sel.timings['evaluations']} gain evaluations in {sel.timings['total']:.2f} s"
+    )
+    if out:
+        out.write_text(json.dumps({
+            "objective": sel.objective, "params": sel.params, "optimizer": sel.optimizer, "method": sel.method,
+            "indices": idx.tolist(), "gains": gains.tolist(), "values": values.tolist(), "timings": sel.timings,
+        }, indent=2))
+        console.print(f"wrote {out}")
+
+
+@app.command("score")
+def score_cmd(
+    input: str = typer.Option(..., "--input", "-i", help="Embeddings: a .npy file, a .npz with X, or 'digits'."),
+    indices: Path = typer.Option(..., help="A JSON selection (from `worth select --out`) or a .npy of indices."),
+    objective: list[str] = typer.Option(["vendi"], help="Objective(s) to score (repeatable)."),
+    normalize: bool = typer.Option(True, help="L2-normalise rows first."),
+) -> None:
+    """Score a given subset with one or more objectives (exact eigendecomposition)."""
+    from . import score
+
+    X, _ = load_matrix(input)
+    idx = json.loads(indices.read_text())["indices"] if indices.suffix == ".json" else np.load(indices)
+    for name in objective:
+        console.print(f"{name}: {score(X, np.asarray(idx, dtype=np.int64), name, normalize=normalize):.10g}")

@@ -1,0 +1,193 @@
+"""The greedy state of a spectral objective and its marginal gains, by several exact methods.
+
+:class:`SpectralState` is one side of the seam between objectives and optimisers: an optimiser asks it for
+the gains of a batch of candidates (:meth:`SpectralState.gains`) and tells it which one was chosen
+(:meth:`SpectralState.add`). Nothing else crosses.
+
+The state keeps ``C_S = Σ_{i∈S} x_i x_iᵀ`` and its eigenpairs for the non-zero part (``U_r``, ``λ``),
+with equal eigenvalues merged into one pole. Methods:
+
+``"oracle"``
+    ``eigvalsh(C_S + x xᵀ)`` for every candidate: O(m³) each. The slow reference, kept on purpose.
+``"secular"``
+    Roots of the secular equation (:mod:`worth.secular`): O(m r) to project, O(r²) for the roots.
+    Compiled (numba) on NumPy input, the array-API implementation otherwise.
+``"secular-portable"``
+    The array-API implementation on any input (NumPy included): what runs on CuPy and torch.
+``"closed-form"``
+    ``logdet`` only: ``log(1 + Σ_j z_j²/(σ²+λ_j) + w₀/σ²)`` — the matrix determinant lemma, O(m r).
+``"auto"``
+    The fastest exact method for the objective and the array type.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._array import is_numpy, to_numpy
+from .objectives import LogDet, SpectralObjective, snap_eigenvalues
+from .secular import secular_roots_compiled, secular_roots_portable
+
+METHODS = ("auto", "oracle", "secular", "secular-portable", "closed-form")
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def resolve_method(method: str, objective: SpectralObjective, xp) -> str:
+    """Turn ``method`` (possibly ``"auto"``) into the concrete method used, validating it."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is unknown; pass one of {list(METHODS)}.")
+    if method == "closed-form" and not isinstance(objective, LogDet):
+        raise ValueError(
+            f"method='closed-form' exists only for objective='logdet' (got {objective.name!r}); "
+            "pass method='secular' or method='auto'."
+        )
+    if method == "auto":
+        return "closed-form" if isinstance(objective, LogDet) else "secular"
+    return method
+
+
+class SpectralState:
+    """Greedy state for a spectral objective over the rows of ``X``.
+
+    Parameters
+    ----------
+    X : array, shape (n, m)
+        Candidate rows (float64, already validated and normalised), in the caller's namespace.
+    objective : SpectralObjective
+    method : str
+        A concrete method (see module docstring; resolve ``"auto"`` first).
+    xp : namespace
+    pool : int
+        Pool size ``N`` (used by pool-normalised objectives).
+    batch_size : int
+        Candidates per gain batch (bounds the ``B×K`` and oracle ``B×m×m`` temporaries).
+    """
+
+    def __init__(self, X, objective: SpectralObjective, method: str, xp, *, pool: int | None = None,
+                 batch_size: int = 1024) -> None:
+        self.X = X
+        self.xp = xp
+        self.objective = objective
+        self.method = method
+        self.n, self.m = X.shape
+        self.pool = self.n if pool is None else pool
+        self.batch_size = batch_size
+        self.norms2 = xp.sum(X * X, axis=1)
+        self.C = xp.zeros((self.m, self.m), dtype=X.dtype)
+        self.size = 0
+        self.trace = 0.0
+        self.stat = 0.0
+        self._compiled = method == "secular" and is_numpy(xp)
+        self._eigen()
+
+    # -- state -------------------------------------------------------------------------------------
+    def start_from(self, indices) -> None:
+        """Set the state to the set ``indices`` at once (one ``C`` product and one eigendecomposition)."""
+        xp = self.xp
+        idx = np.asarray(indices, dtype=np.int64)
+        rows = self.X[idx] if is_numpy(xp) else xp.take(self.X, xp.asarray(idx), axis=0)
+        self.C = rows.T @ rows
+        self.size = int(idx.size)
+        self.trace = float(np.sum(to_numpy(self.norms2)[idx]))
+        self._eigen()
+
+    def _eigen(self) -> None:
+        """Eigenpairs of ``C`` for the non-zero part, equal eigenvalues merged into single poles."""
+        xp = self.xp
+        if self.size == 0:
+            lam = xp.zeros((0,), dtype=self.X.dtype)
+            U = xp.zeros((self.m, 0), dtype=self.X.dtype)
+        else:
+            evals, evecs = xp.linalg.eigh(self.C)
+            evals = snap_eigenvalues(evals, self.m, xp)
+            keep = to_numpy(evals) > 0
+            pos = xp.asarray(np.nonzero(keep)[0]) if not is_numpy(xp) else np.nonzero(keep)[0]
+            lam = xp.take(evals, pos, axis=0)
+            U = xp.take(evecs, pos, axis=1)
+        self.lam, self.U = lam, U
+        self.stat = float(xp.sum(self.objective.phi(lam, xp))) if self.size else 0.0
+        # Merge (numerically) equal eigenvalues: one pole per cluster, weights summed by a 0/1 matrix.
+        lam_np = to_numpy(lam)
+        tol = 64 * self.m * _EPS * (lam_np.max() if lam_np.size else 1.0)
+        starts = np.flatnonzero(np.diff(lam_np, prepend=-np.inf) > tol) if lam_np.size else np.zeros(0, int)
+        group = np.zeros((lam_np.size, starts.size))
+        for g, (a, b) in enumerate(zip(starts, list(starts[1:]) + [lam_np.size])):
+            group[a:b, g] = 1.0
+        poles = np.concatenate([[0.0], lam_np[starts] if lam_np.size else []])
+        self.poles_np = poles
+        self.poles = xp.asarray(poles, dtype=self.X.dtype) if not is_numpy(xp) else poles
+        self.group = xp.asarray(group, dtype=self.X.dtype) if not is_numpy(xp) else group
+
+    @property
+    def value(self) -> float:
+        """Objective value of the current set."""
+        return float(self.objective.combine(self.stat, self.size, self.trace, self.pool))
+
+    def add(self, index: int) -> None:
+        """Commit candidate ``index`` to the set (update ``C`` and its eigenpairs)."""
+        xp = self.xp
+        x = self.X[index, :]
+        self.C = self.C + x[:, None] * x[None, :]
+        self.size += 1
+        self.trace += float(self.norms2[index])
+        self._eigen()
+
+    # -- gains -------------------------------------------------------------------------------------
+    def gains(self, candidates: np.ndarray) -> np.ndarray:
+        """Marginal gains ``f(S + x) − f(S)`` of the rows ``candidates`` (host int array) → host floats."""
+        out = np.empty(len(candidates), dtype=np.float64)
+        for start in range(0, len(candidates), self.batch_size):
+            idx = candidates[start:start + self.batch_size]
+            out[start:start + len(idx)] = to_numpy(self._delta_stat(idx))
+        return self._gain_from_delta(out, candidates)
+
+    def _rows(self, idx):
+        xp = self.xp
+        if is_numpy(xp):
+            return self.X[idx], self.norms2[idx]
+        where = xp.asarray(idx)
+        return xp.take(self.X, where, axis=0), xp.take(self.norms2, where, axis=0)
+
+    def _gain_from_delta(self, delta: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Objective gain from the change of ``Σ φ(λ)``; exact subtraction-free for plain sums."""
+        obj = self.objective
+        if type(obj).combine is SpectralObjective.combine:
+            return delta
+        norms = to_numpy(self.norms2)[candidates]
+        new = obj.combine(self.stat + delta, self.size + 1, self.trace + norms, self.pool)
+        return np.asarray(new, dtype=np.float64) - self.value
+
+    def _weights(self, rows, norms):
+        """Per-pole weights ``w`` (B, K): ``w₀ = ‖x‖² − ‖z‖²`` on the zero pole, ``z²`` summed per cluster."""
+        xp = self.xp
+        Z = rows @ self.U
+        Z2 = Z * Z
+        w0 = norms - xp.sum(Z2, axis=1)
+        w0 = xp.where(w0 > 64 * self.m * _EPS * norms, w0, xp.zeros_like(w0))
+        wl = Z2 @ self.group
+        wl = xp.where(wl > 64 * self.m * _EPS * _EPS * xp.reshape(norms, (-1, 1)), wl, xp.zeros_like(wl))
+        return w0, wl
+
+    def _delta_stat(self, idx):
+        """Change of ``Σ φ(λ)`` for each candidate in ``idx``, by the configured method."""
+        xp = self.xp
+        obj = self.objective
+        rows, norms = self._rows(idx)
+        if self.method == "oracle":
+            Cs = self.C[None, :, :] + rows[:, :, None] * rows[:, None, :]
+            mu = snap_eigenvalues(xp.linalg.eigvalsh(Cs), self.m, xp)
+            return xp.sum(obj.phi(mu, xp), axis=1) - self.stat
+        w0, wl = self._weights(rows, norms)
+        if self.method == "closed-form":
+            sigma2 = obj.params["sigma2"]
+            lam = xp.reshape(self.poles[1:], (1, -1))
+            return xp.log1p(w0 / sigma2 + xp.sum(wl / (sigma2 + lam), axis=1))
+        W = xp.concat([xp.reshape(w0, (-1, 1)), wl], axis=1)
+        if self._compiled:
+            origin, tau = secular_roots_compiled(self.poles_np, W)
+            origin, tau = np.asarray(origin), np.asarray(tau)
+        else:
+            origin, tau = secular_roots_portable(self.poles, W, xp)
+        d = xp.reshape(self.poles, (1, -1))
+        moved = obj.dphi(origin, tau, xp) + (obj.phi(origin, xp) - obj.phi(d + xp.zeros_like(origin), xp))
+        return xp.sum(moved, axis=1)

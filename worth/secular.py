@@ -1,0 +1,325 @@
+"""Roots of the secular equation of a rank-one update, for many candidates at once.
+
+For a PSD matrix with distinct eigenvalues (poles) ``d_0 = 0 < d_1 < … < d_{K-1}`` and a candidate ``x``
+with weights ``w_j`` (squared projections on each eigenspace; ``w_0 = ‖x‖² − ‖z‖²`` for the zero
+eigenspace), the eigenvalues that move under ``C + x xᵀ`` are the roots of
+
+    s(μ) = 1 + Σ_j w_j / (d_j − μ) = 0,
+
+one in each interval between consecutive *active* poles (``w_j > 0``) and one in ``(d_last, d_last + Σ w]``.
+Poles with ``w_j = 0`` are deflated: their eigenvalue does not move.
+
+Each root is returned as an *origin* pole value ``o`` and an offset ``τ`` (``μ = o + τ``), with the origin
+being the nearer pole, as LAPACK's ``dlaed4`` does: ``τ`` then carries full relative precision even when the
+root hugs a pole, and the objective's ``φ(o + τ) − φ(o)`` can be taken in a stable closed form.
+
+Two implementations of one algorithm (safeguarded rational interpolation in a bracket: the sum left of the
+root is modelled by one pole at the left neighbour, the sum right of it by one pole at the right neighbour,
+matching value and slope; the step falls back to bisection whenever it leaves the bracket):
+
+* :func:`secular_roots_compiled` — numba, one candidate per thread, O(K) memory, the CPU fast path.
+* :func:`secular_roots_portable` — array-API (NumPy, CuPy, torch), vectorised over candidates and roots.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+_EPS = float(np.finfo(np.float64).eps)
+_MAX_ITER = 80
+_TRUST_STEP = 1e-10
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _evaluate(delta, w, n_active, left_pos, tau):
+    """Sums of ``w_p/(δ_p − τ)`` left of the root (``p <= left_pos``) and right of it, with derivatives.
+
+    ``delta`` holds the poles already shifted to the root's origin, so the only rounding next to a pole
+    is in ``δ_p − τ`` itself; the sums may be reassociated (vectorised) without losing accuracy.
+    """
+    psi = 0.0
+    dpsi = 0.0
+    for p in range(left_pos + 1):
+        inv = 1.0 / (delta[p] - tau)
+        t = w[p] * inv
+        psi += t
+        dpsi += t * inv
+    phi = 0.0
+    dphi = 0.0
+    for p in range(left_pos + 1, n_active):
+        inv = 1.0 / (delta[p] - tau)
+        t = w[p] * inv
+        phi += t
+        dphi += t * inv
+    return psi, dpsi, phi, dphi
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _model_step(c, s_l, s_r, delta_l, delta_r, last):
+    """Offset ``h`` solving ``c + s_l/(Δ_l − h) + s_r/(Δ_r − h) = 0`` inside ``(Δ_l, Δ_r)`` (NaN if none).
+
+    For the last root there is no right pole: ``c + s_l/(Δ_l − h) = 0``.
+    """
+    if last:
+        return delta_l + s_l / c if c > 0.0 else math.nan
+    b = c * (delta_l + delta_r) + s_l + s_r
+    cc = c * delta_l * delta_r + s_l * delta_r + s_r * delta_l
+    if c == 0.0:
+        return cc / b if b != 0.0 else math.nan
+    disc = b * b - 4.0 * c * cc
+    if disc < 0.0:
+        disc = 0.0
+    qq = 0.5 * (b + math.copysign(math.sqrt(disc), b))
+    h1 = qq / c
+    if delta_l < h1 < delta_r:
+        return h1
+    if qq != 0.0:
+        h2 = cc / qq
+        if delta_l < h2 < delta_r:
+            return h2
+    return math.nan
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _solve_one(dA, wA, n_active, p, delta):
+    """Root belonging to active pole ``p``: returns (origin, τ).
+
+    Start: at the interval's midpoint, decide which pole is nearer the root (the origin), then solve the
+    model with the two adjacent poles exact and the rest frozen (as LAPACK's dlaed4 does). Iterate: the
+    sums left and right of the root are each modelled by one pole at the adjacent pole matching value and
+    slope; a step that leaves the bracket is replaced by bisection.
+    """
+    last = p == n_active - 1
+    w_l = wA[p]
+    if last:
+        total = 0.0
+        for q in range(n_active):
+            total += wA[q]
+        origin = dA[p]
+        for q in range(n_active):
+            delta[q] = dA[q] - origin
+        lo = 0.0
+        hi = total * (1.0 + 4.0 * _EPS)  # the root can sit on d + Σw (one active pole)
+        mid = 0.5 * total
+        psi, dpsi, phi, dphi = _evaluate(delta, wA, n_active, p, mid)
+        c0 = 1.0 + (psi - w_l / (0.0 - mid))
+        dl = 0.0
+        dr = math.inf
+        tau = _model_step(c0, w_l, 0.0, 0.0, dr, True)
+    else:
+        w_r = wA[p + 1]
+        gap = dA[p + 1] - dA[p]
+        origin = dA[p]
+        for q in range(n_active):
+            delta[q] = dA[q] - origin
+        mid = 0.5 * gap
+        psi, dpsi, phi, dphi = _evaluate(delta, wA, n_active, p, mid)
+        c0 = 1.0 + (psi - w_l / (0.0 - mid)) + (phi - w_r / (gap - mid))
+        if 1.0 + psi + phi >= 0.0:  # root in (d_p, mid]: measure from the left pole
+            lo = 0.0
+            hi = mid
+            dl = 0.0
+            dr = gap
+        else:  # root in (mid, d_{p+1}): measure from the right pole
+            origin = dA[p + 1]
+            for q in range(n_active):
+                delta[q] = dA[q] - origin
+            lo = -mid
+            hi = 0.0
+            dl = -gap
+            dr = 0.0
+        tau = _model_step(c0, w_l, w_r, dl, dr, False)
+    if not (lo < tau < hi):
+        tau = 0.5 * (lo + hi)
+    for _ in range(_MAX_ITER):
+        psi, dpsi, phi, dphi = _evaluate(delta, wA, n_active, p, tau)
+        f = 1.0 + psi + phi
+        if f == 0.0:
+            break
+        if f < 0.0:
+            lo = tau
+        else:
+            hi = tau
+        # Stop when f is at the rounding level of its own evaluation.
+        if abs(f) <= 8.0 * _EPS * (1.0 + n_active) * (1.0 - psi + phi):
+            break
+        delta_l = dl - tau
+        s_l = delta_l * delta_l * dpsi
+        if last:
+            c = 1.0 + psi - s_l / delta_l + phi
+            h = _model_step(c, s_l, 0.0, delta_l, math.inf, True)
+        else:
+            delta_r = dr - tau
+            s_r = delta_r * delta_r * dphi
+            c = 1.0 + (psi - s_l / delta_l) + (phi - s_r / delta_r)
+            h = _model_step(c, s_l, s_r, delta_l, delta_r, False)
+        new = tau + h
+        if not (lo < new < hi):
+            new = 0.5 * (lo + hi)
+        elif abs(h) <= _TRUST_STEP * abs(new):
+            # The model step converges quadratically: once it is this small, the root after it is exact
+            # to rounding, and confirming it would cost another O(K) evaluation.
+            tau = new
+            break
+        if abs(new - tau) <= 2.0 * _EPS * max(abs(tau), abs(new)) or hi - lo <= 2.0 * _EPS * max(abs(lo), abs(hi)):
+            tau = new
+            break
+        tau = new
+    return origin, tau
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _roots_kernel(d, weights, origins, taus):
+    n_cand, n_poles = weights.shape
+    for b in numba.prange(n_cand):
+        w = weights[b]
+        active = np.empty(n_poles, dtype=np.int64)
+        n_active = 0
+        for j in range(n_poles):
+            origins[b, j] = d[j]
+            taus[b, j] = 0.0
+            if w[j] > 0.0:
+                active[n_active] = j
+                n_active += 1
+        dA = np.empty(n_active)
+        wA = np.empty(n_active)
+        for p in range(n_active):
+            dA[p] = d[active[p]]
+            wA[p] = w[active[p]]
+        delta = np.empty(n_active)
+        for p in range(n_active):
+            o, t = _solve_one(dA, wA, n_active, p, delta)
+            origins[b, active[p]] = o
+            taus[b, active[p]] = t
+
+
+def secular_roots_compiled(poles: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Roots of every candidate's secular equation, compiled CPU path.
+
+    Parameters
+    ----------
+    poles : ndarray, shape (K,)
+        Distinct eigenvalues, ascending, ``poles[0] == 0`` (the zero eigenspace).
+    weights : ndarray, shape (B, K)
+        Non-negative weight of each candidate on each pole; ``0`` deflates the pole.
+
+    Returns
+    -------
+    origins, taus : ndarray, shape (B, K)
+        Root ``k`` of candidate ``b`` is ``origins[b, k] + taus[b, k]``; deflated poles give
+        ``(poles[k], 0)``.
+    """
+    d = np.ascontiguousarray(poles, dtype=np.float64)
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    origins = np.empty_like(w)
+    taus = np.empty_like(w)
+    if w.size:
+        _roots_kernel(d, w, origins, taus)
+    return origins, taus
+
+
+def secular_roots_portable(poles, weights, xp, *, pole_block: int = 64):
+    """The same roots as :func:`secular_roots_compiled`, written against the array API.
+
+    Vectorised over all candidates and all roots; the pole sums are accumulated over blocks of
+    ``pole_block`` poles so memory stays ``O(B·K·pole_block)``. A fixed point of the iteration is reached
+    for every root, or the bracket has shrunk to rounding level, before it stops.
+    """
+    n_cand, n_poles = weights.shape
+    dtype = weights.dtype
+    active = weights > 0
+    zeros = xp.zeros_like(weights)
+    ones = xp.ones_like(weights)
+    d_row = xp.reshape(poles, (1, n_poles))
+    d_full = d_row + zeros
+    big = xp.asarray(math.inf, dtype=dtype)
+
+    # Next active pole to the right of each pole (or +inf): a right-to-left scan over columns.
+    cols = [None] * n_poles
+    nxt = xp.full((n_cand,), math.inf, dtype=dtype)
+    for k in range(n_poles - 1, -1, -1):
+        cols[k] = nxt
+        nxt = xp.where(active[:, k], d_full[:, k], nxt)
+    right = xp.stack(cols, axis=1) if n_poles else zeros
+    has_right = right < big
+    total = xp.sum(weights, axis=1, keepdims=True) + zeros
+    gap = xp.where(has_right, right - d_full, total)
+    safe_w = xp.where(active, weights, zeros)
+    idx = xp.reshape(xp.arange(n_poles), (1, n_poles, 1))
+
+    def sums(origin, tau):
+        """psi, dpsi (poles at or left of the root's own pole) and phi, dphi (right of it)."""
+        mu_rel = xp.reshape(origin + tau, (n_cand, n_poles, 1))
+        psi = dpsi = phi = dphi = xp.zeros_like(origin)
+        for start in range(0, n_poles, pole_block):
+            stop = min(start + pole_block, n_poles)
+            dj = xp.reshape(poles[start:stop], (1, 1, stop - start))
+            wj = xp.reshape(safe_w[:, start:stop], (n_cand, 1, stop - start))
+            den = dj - mu_rel
+            den = xp.where(wj > 0, den, xp.ones_like(den))
+            t = wj / den
+            dt = t / den
+            jj = xp.reshape(xp.arange(start, stop), (1, 1, stop - start))
+            left = jj <= idx
+            psi = psi + xp.sum(xp.where(left, t, xp.zeros_like(t)), axis=2)
+            dpsi = dpsi + xp.sum(xp.where(left, dt, xp.zeros_like(dt)), axis=2)
+            phi = phi + xp.sum(xp.where(left, xp.zeros_like(t), t), axis=2)
+            dphi = dphi + xp.sum(xp.where(left, xp.zeros_like(dt), dt), axis=2)
+        return psi, dpsi, phi, dphi
+
+    eps = _EPS
+    # Choose the origin: evaluate at the middle of each interior interval.
+    half = 0.5 * gap
+    psi, dpsi, phi, dphi = sums(d_full, xp.where(has_right, half, 0.5 * total))
+    from_left = (1.0 + psi + phi >= 0) | ~has_right
+    origin = xp.where(from_left, d_full, right)
+    lo = xp.where(from_left, zeros, -half)
+    hi = xp.where(from_left, half, zeros)
+    hi = xp.where(has_right, hi, total * (1.0 + 4.0 * eps))
+    dl = xp.where(from_left, zeros, -gap)
+    dr = xp.where(from_left, gap, zeros)
+    tau = xp.where(from_left, half, -half)
+    tau = xp.where(has_right, tau, 0.5 * total)
+    done = ~active
+    for _ in range(_MAX_ITER):
+        psi, dpsi, phi, dphi = sums(origin, tau)
+        f = 1.0 + psi + phi
+        lo = xp.where((f < 0) & ~done, tau, lo)
+        hi = xp.where((f > 0) & ~done, tau, hi)
+        converged = xp.abs(f) <= 8.0 * eps * (1.0 + n_poles) * (1.0 - psi + phi)
+        done = done | converged
+        if bool(xp.all(done)):
+            break
+        delta_l = dl - tau
+        s_l = delta_l * delta_l * dpsi
+        delta_r = xp.where(has_right, dr - tau, ones)
+        s_r = xp.where(has_right, delta_r * delta_r * dphi, zeros)
+        c = 1.0 + (psi - s_l / delta_l) + xp.where(has_right, phi - s_r / delta_r, phi)
+        # Last root: one-pole model, closed form.
+        c_safe = xp.where(c > 0, c, ones)
+        last_new = xp.where(c > 0, tau + delta_l + s_l / c_safe, xp.full_like(tau, math.nan))
+        # Interior roots: two-pole model, the quadratic's root inside the bracket.
+        b = c * (delta_l + delta_r) + s_l + s_r
+        cc = delta_l * delta_r * f
+        disc = xp.sqrt(xp.clip(b * b - 4.0 * c * cc, 0.0, None))
+        sign_b = xp.where(b >= 0, ones, -ones)
+        qq = 0.5 * (b + sign_b * disc)
+        h1 = qq / xp.where(c != 0, c, ones)
+        h2 = cc / xp.where(qq != 0, qq, ones)
+        in1 = (c != 0) & (delta_l < h1) & (h1 < delta_r)
+        in2 = (qq != 0) & (delta_l < h2) & (h2 < delta_r)
+        inner_new = xp.where(in1, tau + h1, xp.where(in2, tau + h2, xp.full_like(tau, math.nan)))
+        new = xp.where(has_right, inner_new, last_new)
+        ok = (new > lo) & (new < hi)
+        new = xp.where(ok, new, 0.5 * (lo + hi))
+        small = (xp.abs(new - tau) <= 2.0 * eps * xp.maximum(xp.abs(tau), xp.abs(new))) | (
+            hi - lo <= 2.0 * eps * xp.maximum(xp.abs(lo), xp.abs(hi))
+        )
+        tau = xp.where(done, tau, new)
+        done = done | small
+    origin = xp.where(active, origin, d_full)
+    tau = xp.where(active, tau, zeros)
+    return origin, tau
