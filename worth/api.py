@@ -35,6 +35,11 @@ class Selection:
         The concrete gain method used (``"auto"`` resolved).
     timings : dict
         ``total``, ``gains`` and ``update`` seconds, and ``evaluations`` (gain queries).
+    diagnostics : dict
+        What the gain method reports about its own accuracy: for ``quadrature`` / ``sherman-morrison`` the
+        nodes of the rule, its fit error, the largest error bound of a pick's gain relative to that gain
+        (``error_bound``), steps that fell back to exact roots, Sherman–Morrison steps and their measured
+        drift.
     """
 
     indices: Any
@@ -45,6 +50,7 @@ class Selection:
     optimizer: str
     method: str
     timings: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
 
     @property
     def value(self) -> float:
@@ -68,6 +74,7 @@ def select(
     epsilon: float = 0.01,
     force: bool = False,
     batch_size: int = 1024,
+    rtol: float = 1e-8,
     progress: Callable[[int, int], None] | None = None,
     **params: Any,
 ) -> Selection:
@@ -85,8 +92,10 @@ def select(
         ``hybrid``); its parameters go in ``**params`` (e.g. ``q=2``, ``sigma2=0.5``, ``alpha=0.3``).
     optimizer : {"greedy", "lazy", "stochastic"}
         ``lazy`` is exact only for submodular objectives and is refused for the others unless ``force=True``.
-    method : {"auto", "oracle", "secular", "secular-portable", "closed-form"}
-        How marginal gains are computed (see :mod:`worth.gains`); every method is exact.
+    method : {"auto", "oracle", "secular", "secular-portable", "closed-form", "quadrature", "sherman-morrison"}
+        How marginal gains are computed (see :mod:`worth.gains`): the root methods are exact to rounding,
+        the quadrature routes to ``rtol``. ``auto``: closed form for ``logdet``, Sherman–Morrison where the
+        quadrature rule represents the objective, exact roots otherwise.
     normalize : bool
         L2-normalise rows first (so ``k(x, x) = 1``), as the Vendi Score assumes.
     seed : int, optional
@@ -97,6 +106,9 @@ def select(
         Allow ``lazy`` on an objective that is not submodular (its result may differ from greedy).
     batch_size : int
         Candidates per gain batch (memory bound of the gain temporaries).
+    rtol : float
+        Accuracy the ``quadrature`` and ``sherman-morrison`` gains must reach (relative to each gain); the
+        achieved bound is reported in ``Selection.diagnostics``.
     progress : callable, optional
         ``progress(step, k)`` after each pick (the CLI draws its progress bar with it).
 
@@ -119,9 +131,11 @@ def select(
     X64 = prepare_rows(X, xp, normalize=normalize)
     n = X64.shape[0]
     k = check_k(k, n)
-    resolved = resolve_method(method, obj, xp)
+    resolved = resolve_method(method, obj, xp, optimizer)
     t0 = time.perf_counter()
-    state = SpectralState(X64, obj, resolved, xp, batch_size=int(batch_size))
+    if not (isinstance(rtol, float) and 0 < rtol < 1):
+        raise ValueError(f"rtol={rtol!r} must be a float in (0, 1), e.g. rtol=1e-8.")
+    state = SpectralState(X64, obj, resolved, xp, batch_size=int(batch_size), rtol=rtol)
     trace = OPTIMIZERS[optimizer](state, k, progress=progress, epsilon=epsilon, seed=seed)
     total = time.perf_counter() - t0
     like = X64
@@ -139,6 +153,7 @@ def select(
             "update": trace.seconds_update,
             "evaluations": trace.evaluations,
         },
+        diagnostics=dict(state.info) if resolved in ("quadrature", "sherman-morrison") else {},
     )
 
 

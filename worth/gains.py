@@ -16,6 +16,15 @@ with equal eigenvalues merged into one pole. Methods:
     The array-API implementation on any input (NumPy included): what runs on CuPy and torch.
 ``"closed-form"``
     ``logdet`` only: ``log(1 + Σ_j z_j²/(σ²+λ_j) + w₀/σ²)`` — the matrix determinant lemma, O(m r).
+``"quadrature"``
+    Shifted log-det quadrature (:mod:`worth.quadrature`): O(m r + r Q) per candidate, the zero-cluster
+    root solved exactly; exact to ``rtol`` (a fitted rule whose error is estimated), falling back to
+    ``"secular"`` on a step where no rule reaches ``rtol``.
+``"sherman-morrison"``
+    Quadrature without projections: ``A[i, q] = x_iᵀ(C + s_q I)⁻¹x_i`` kept for every candidate and updated
+    after each pick by the Sherman–Morrison formula (O(m Q) per candidate and step). Used once ``C`` has full
+    rank (before that the zero-cluster root needs the projection, so it runs as ``"quadrature"``); float64
+    only; ``A`` is recomputed exactly every ``refresh`` steps and the drift recorded.
 ``"auto"``
     The fastest exact method for the objective and the array type.
 """
@@ -26,14 +35,21 @@ import numpy as np
 
 from ._array import is_numpy, to_numpy
 from .objectives import LogDet, SpectralObjective, snap_eigenvalues
-from .secular import secular_roots_compiled, secular_roots_portable
+from .quadrature import fit_rule, phi_prime, target_error
+from .secular import secular_roots_compiled, secular_roots_portable, zero_cluster_root
 
-METHODS = ("auto", "oracle", "secular", "secular-portable", "closed-form")
+METHODS = ("auto", "oracle", "secular", "secular-portable", "closed-form", "quadrature", "sherman-morrison")
 _EPS = float(np.finfo(np.float64).eps)
 
 
-def resolve_method(method: str, objective: SpectralObjective, xp) -> str:
-    """Turn ``method`` (possibly ``"auto"``) into the concrete method used, validating it."""
+def resolve_method(method: str, objective: SpectralObjective, xp, optimizer: str = "greedy") -> str:
+    """Turn ``method`` (possibly ``"auto"``) into the concrete method used, validating it.
+
+    ``auto``: the closed form for ``logdet``; where the quadrature rule represents the objective,
+    Sherman–Morrison for ``greedy`` (it queries every candidate at every step, so keeping the whole table
+    pays) and the projected quadrature for ``lazy``/``stochastic`` (few queries per step); exact secular
+    roots otherwise.
+    """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is unknown; pass one of {list(METHODS)}.")
     if method == "closed-form" and not isinstance(objective, LogDet):
@@ -42,7 +58,11 @@ def resolve_method(method: str, objective: SpectralObjective, xp) -> str:
             "pass method='secular' or method='auto'."
         )
     if method == "auto":
-        return "closed-form" if isinstance(objective, LogDet) else "secular"
+        if isinstance(objective, LogDet):
+            return "closed-form"
+        if phi_prime(objective) is None:
+            return "secular"
+        return "sherman-morrison" if optimizer == "greedy" else "quadrature"
     return method
 
 
@@ -64,7 +84,7 @@ class SpectralState:
     """
 
     def __init__(self, X, objective: SpectralObjective, method: str, xp, *, pool: int | None = None,
-                 batch_size: int = 1024) -> None:
+                 batch_size: int = 1024, rtol: float = 1e-8, refresh: int = 200) -> None:
         self.X = X
         self.xp = xp
         self.objective = objective
@@ -77,7 +97,20 @@ class SpectralState:
         self.size = 0
         self.trace = 0.0
         self.stat = 0.0
-        self._compiled = method == "secular" and is_numpy(xp)
+        self._compiled = method in ("secular", "quadrature", "sherman-morrison") and is_numpy(xp)
+        self.rtol = rtol
+        self.refresh = refresh
+        self.rule = None
+        self._R = None
+        self._A = None  # Sherman–Morrison table, (n, Q)
+        self._max_norm2 = float(to_numpy(xp.max(self.norms2))) if self.n else 0.0
+        self.info = {"refits": 0, "nodes": 0, "fit_error": 0.0, "error_bound": 0.0, "fallback_steps": 0,
+                     "sm_steps": 0, "sm_drift": 0.0}
+        if method in ("quadrature", "sherman-morrison") and phi_prime(objective) is None:
+            raise ValueError(
+                f"method={method!r} cannot represent objective {objective.name!r} with these parameters "
+                f"({objective.params}); pass method='secular' (exact roots) or method='auto'."
+            )
         self._eigen()
 
     # -- state -------------------------------------------------------------------------------------
@@ -127,10 +160,16 @@ class SpectralState:
         """Commit candidate ``index`` to the set (update ``C`` and its eigenpairs)."""
         xp = self.xp
         x = self.X[index, :]
+        if self.method in ("quadrature", "sherman-morrison") and self._use_rule:
+            self._record_bound(index)
+        if self._A is not None:
+            self._sherman_morrison(x)
         self.C = self.C + x[:, None] * x[None, :]
         self.size += 1
         self.trace += float(self.norms2[index])
         self._eigen()
+        if self.method in ("quadrature", "sherman-morrison"):
+            self._update_rule()
 
     # -- gains -------------------------------------------------------------------------------------
     def gains(self, candidates: np.ndarray) -> np.ndarray:
@@ -177,6 +216,8 @@ class SpectralState:
             Cs = self.C[None, :, :] + rows[:, :, None] * rows[:, None, :]
             mu = snap_eigenvalues(xp.linalg.eigvalsh(Cs), self.m, xp)
             return xp.sum(obj.phi(mu, xp), axis=1) - self.stat
+        if self.method in ("quadrature", "sherman-morrison") and self._use_rule:
+            return self._delta_quadrature(idx, rows, norms)
         w0, wl = self._weights(rows, norms)
         if self.method == "closed-form":
             sigma2 = obj.params["sigma2"]
@@ -191,3 +232,95 @@ class SpectralState:
         d = xp.reshape(self.poles, (1, -1))
         moved = obj.dphi(origin, tau, xp) + (obj.phi(origin, xp) - obj.phi(d + xp.zeros_like(origin), xp))
         return xp.sum(moved, axis=1)
+
+    # -- quadrature and Sherman–Morrison -----------------------------------------------------------
+    @property
+    def _use_rule(self) -> bool:
+        return self.size > 0 and self.rule is not None and self.rule.error <= target_error(self.rule, self.rtol)
+
+    def _update_rule(self) -> None:
+        """Refit the rule when the spectrum (plus one more row) leaves its interval; keep ``R`` and ``A``."""
+        xp = self.xp
+        positive = self.poles_np[1:]
+        if positive.size == 0:
+            return
+        lo_need, hi_need = float(positive[0]), float(positive[-1]) + self._max_norm2
+        rule = self.rule
+        if rule is None or lo_need < rule.lo or hi_need > rule.hi:
+            rule = fit_rule(self.objective, lo_need / 4, hi_need * 4, self.rtol)
+            self.rule = rule
+            self._A = None
+            self.info["refits"] += 1
+            self.info["nodes"] = int(rule.s.size)
+            self.info["fit_error"] = max(self.info["fit_error"], rule.error)
+        if not self._use_rule:
+            self.info["fallback_steps"] += 1
+            return
+        lam = xp.reshape(self.lam, (-1, 1))
+        s_q = xp.asarray(rule.s, dtype=self.X.dtype) if not is_numpy(xp) else rule.s
+        self._s = s_q
+        self._w = xp.asarray(rule.w, dtype=self.X.dtype) if not is_numpy(xp) else rule.w
+        self._R = 1.0 / (lam + xp.reshape(s_q, (1, -1)))
+        full_rank = self.U.shape[1] == self.m
+        if self.method == "sherman-morrison" and full_rank:
+            if self._A is None or self.size % self.refresh == 0:
+                exact = self._exact_table()
+                if self._A is not None:
+                    drift = float(to_numpy(xp.max(xp.abs(self._A - exact) / exact)))
+                    self.info["sm_drift"] = max(self.info["sm_drift"], drift)
+                self._A = exact
+
+    def _exact_table(self):
+        """``A[i, q] = x_iᵀ(C + s_q I)⁻¹x_i`` for all rows, by projection (full rank: no zero part)."""
+        xp = self.xp
+        out = []
+        step = self.batch_size * 8
+        for start in range(0, self.n, step):
+            Z = self.X[start:min(start + step, self.n), :] @ self.U
+            out.append((Z * Z) @ self._R)
+        return xp.concat(out, axis=0)
+
+    def _sherman_morrison(self, v) -> None:
+        """Rank-one update of ``A`` for ``C → C + v vᵀ`` (``C`` full rank, so ``(C + sI)⁻¹ = U D U ᵀ``)."""
+        xp = self.xp
+        y = self.U.T @ v
+        P = self.U @ (xp.reshape(y, (-1, 1)) * self._R)  # (m, Q): (C + s_q I)⁻¹ v
+        denom = 1.0 + xp.sum(xp.reshape(v, (-1, 1)) * P, axis=0)
+        B = self.X @ P
+        self._A = self._A - (B * B) / xp.reshape(denom, (1, -1))
+        self.info["sm_steps"] += 1
+
+    def _delta_quadrature(self, idx, rows, norms):
+        """``c₀‖x‖² + Σ_q ω_q log(1 + xᵀ(C + s_q I)⁻¹x)``, plus the exact zero-cluster root's correction."""
+        xp = self.xp
+        obj, rule = self.objective, self.rule
+        if self._A is not None:
+            a = self._A[idx] if is_numpy(xp) else xp.take(self._A, xp.asarray(idx), axis=0)
+            quad = rule.c0 * norms + xp.log1p(a) @ self._w
+            w0 = None
+        else:
+            Z = rows @ self.U
+            Z2 = Z * Z
+            w0 = norms - xp.sum(Z2, axis=1)
+            w0 = xp.where(w0 > 64 * self.m * _EPS * norms, w0, xp.zeros_like(w0))
+            a = Z2 @ self._R + xp.reshape(w0, (-1, 1)) / xp.reshape(self._s, (1, -1))
+            quad = rule.c0 * norms + xp.log1p(a) @ self._w
+        if w0 is not None and bool(xp.any(w0 > 0)):
+            wl = Z2 @ self.group
+            wl = xp.where(wl > 64 * self.m * _EPS * _EPS * xp.reshape(norms, (-1, 1)), wl, xp.zeros_like(wl))
+            W = xp.concat([xp.reshape(w0, (-1, 1)), wl], axis=1)
+            mu0 = zero_cluster_root(self.poles_np if self._compiled else self.poles,
+                                    to_numpy(W) if self._compiled else W, None if self._compiled else xp)
+            mu0_np = to_numpy(mu0)
+            corr = to_numpy(obj.phi(xp.asarray(mu0_np) if not is_numpy(xp) else mu0_np, xp)) - rule.phi_tilde(mu0_np)
+            corr = np.where(mu0_np > 0, corr, 0.0)
+            quad = quad + (xp.asarray(corr, dtype=quad.dtype) if not is_numpy(xp) else corr)
+        return quad
+
+    def _record_bound(self, index: int) -> None:
+        """Error bound of the pick's gain, relative to the gain, into ``info["error_bound"]`` (max over picks)."""
+        rule = self.rule
+        delta = abs(float(to_numpy(self._delta_quadrature(np.asarray([index]), *self._rows(np.asarray([index]))))[0]))
+        norm2 = float(to_numpy(self.norms2)[index])
+        bound = rule.error if rule.relative else rule.error * rule.scale * norm2 / max(delta, 1e-300)
+        self.info["error_bound"] = max(self.info["error_bound"], bound)

@@ -17,7 +17,8 @@ SUBMODULAR = [name for name, p in worth.objectives().items() if p.submodular]
 
 
 def _methods(name):
-    return ["oracle", "secular", "secular-portable"] + (["closed-form"] if name == "logdet" else [])
+    extra = {"logdet": ["closed-form"]}.get(name, ["quadrature", "sherman-morrison"])
+    return ["oracle", "secular", "secular-portable", *extra]
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "duplicates", "clustered", "lowrank"])
@@ -108,7 +109,7 @@ def test_same_selection_on_every_namespace(xp, name):
     sel = worth.select(Xx, 9, name)
     assert type(sel.indices) is type(Xx)
     assert sel.indices.dtype == xp.int64
-    assert sel.method == ("closed-form" if name == "logdet" else "secular")
+    assert sel.method == {"vendi": "sherman-morrison", "power": "sherman-morrison", "logdet": "closed-form"}[name]
     np.testing.assert_array_equal(to_numpy(sel.indices), to_numpy(ref.indices))
     np.testing.assert_allclose(to_numpy(sel.values), to_numpy(ref.values), rtol=1e-10)
     assert worth.score(Xx, sel.indices, name) == pytest.approx(ref.value, rel=1e-10)
