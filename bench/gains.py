@@ -1,14 +1,15 @@
-"""Marginal-gain benchmark: every exact method against the oracle, measured side by side in one run.
+"""Marginal-gain benchmark: every method against the oracle, measured side by side in one run.
 
 Part 1 — per-candidate gain time at m ∈ {64, 128, 256, 512} on a full-rank state (|S| = m + 16 rows, so
 r = m: the hard, O(r²)-per-root regime), one core (BLAS and numba pinned to one thread), with the
-speedup over the oracle (``eigvalsh(C + x xᵀ)`` per candidate).
+speedup over the oracle (``eigvalsh(C + x xᵀ)`` per candidate). ``sherman-morrison`` is amortised: one
+rank-one update of the whole table plus the gains of all candidates, divided by the number of candidates.
 
-Part 2 — a whole greedy run (Vendi, n=5,000, k=300, m=128, past the rank-deficient phase): the secular
-path timed end to end; the oracle timed on sampled steps and extrapolated (a full oracle run takes
-hours), and its picks compared with the secular ones on a prefix.
+Part 2 — whole greedy runs: the fast path timed end to end; the oracle timed on sampled steps and
+extrapolated to the queries of a full naive greedy (a full oracle run takes hours to weeks), and the picks
+compared with the exact secular path on a prefix.
 
-    python bench/gains.py [--quick]
+    python bench/gains.py [--quick] [--skip-large]
 """
 
 from __future__ import annotations
@@ -42,20 +43,40 @@ def per_candidate(state, cand, min_seconds):
             return elapsed / (reps * len(cand))
 
 
+def sm_per_candidate(state, cand, min_seconds):
+    """Amortised Sherman–Morrison cost: (table update + gains of every candidate) / candidates."""
+    reps, t0 = 0, time.perf_counter()
+    v = state.X[cand[0]]
+    while True:
+        saved = state._A.copy()
+        t1 = time.perf_counter()
+        state._sherman_morrison(v)
+        state.gains(cand)
+        reps += 1
+        state._A = saved
+        if time.perf_counter() - t0 >= min_seconds:
+            return (time.perf_counter() - t0 - 0.0) / (reps * len(cand)) if reps else t1
+
+
 def part1(ms, min_seconds):
     rows = []
     for m in ms:
         X = unit_rows(4 * m + 2000, m, seed=m)
         base = np.arange(m + 16)
         cand = np.arange(m + 16, X.shape[0])
-        for name, methods in [("vendi", ["oracle", "secular", "secular-portable"]),
-                              ("power", ["oracle", "secular"]),
+        for name, methods in [("vendi", ["oracle", "secular", "secular-portable", "quadrature", "sherman-morrison"]),
+                              ("power", ["oracle", "secular", "quadrature", "sherman-morrison"]),
                               ("logdet", ["oracle", "secular", "closed-form"])]:
             obj = get_objective(name)
             times = {}
             for meth in methods:
-                st = SpectralState(X, obj, meth, np, batch_size=256)
+                st = SpectralState(X, obj, meth, np, batch_size=4096)
                 st.start_from(base)
+                if meth in ("quadrature", "sherman-morrison"):
+                    st._update_rule()
+                if meth == "sherman-morrison":
+                    times[meth] = sm_per_candidate(st, cand, min_seconds)
+                    continue
                 n_c = {"oracle": max(4, 4096 // m), "secular-portable": 256}.get(meth, len(cand))
                 times[meth] = per_candidate(st, cand[:n_c], min_seconds)
             for meth, t in times.items():
@@ -63,50 +84,63 @@ def part1(ms, min_seconds):
     print("\nPer-candidate marginal gain (one core, |S| = m + 16, r = m)")
     print(f"{'m':>5} {'objective':<8} {'method':<17} {'µs/candidate':>13} {'× oracle':>10}")
     for m, name, meth, us, ratio in rows:
-        print(f"{m:>5} {name:<8} {meth:<17} {us:>13.2f} {ratio:>10.1f}")
+        print(f"{m:>5} {name:<8} {meth:<17} {us:>13.3f} {ratio:>10.1f}")
     return rows
 
 
-def part2(n, k, m, oracle_steps):
-    X = unit_rows(n, m, seed=1)
-    t0 = time.perf_counter()
-    sel = worth.select(X, k, "vendi", method="secular")
-    secular_s = time.perf_counter() - t0
-    picks = np.asarray(sel.indices)
-    # Oracle: time full steps at a few set sizes along the secular trajectory, extrapolate over all k.
-    obj = get_objective("vendi")
+def oracle_seconds(X, name, picks, k, samples, **params):
+    """Seconds a naive oracle greedy would take: per-query time at sampled set sizes × its query count."""
+    n = X.shape[0]
+    obj = get_objective(name, **params)
     per_cand = []
-    for size in np.linspace(0, k - 1, oracle_steps).astype(int):
+    for size in np.linspace(0, k - 1, samples).astype(int):
         st = SpectralState(X, obj, "oracle", np, batch_size=64)
         st.start_from(picks[:size])
-        remaining = np.setdiff1d(np.arange(n), picks[:size])[:256]
-        per_cand.append(per_candidate(st, remaining, 0.5))
-    oracle_est = float(np.mean(per_cand)) * sum(n - s for s in range(k))
-    # Picks: full oracle greedy on a prefix of steps equals the secular prefix.
-    prefix = 3
-    ref = worth.select(X, prefix, "vendi", method="oracle")
-    same = np.array_equal(np.asarray(ref.indices), picks[:prefix])
-    print(f"\nWhole greedy: Vendi, n={n}, k={k}, m={m} (one core)")
-    print(f"{'method':<10} {'seconds':>12} {'× oracle':>10}")
-    print(f"{'oracle':<10} {oracle_est:>12.0f} {'1.0':>10}   (extrapolated from {oracle_steps} sampled steps)")
-    print(f"{'secular':<10} {secular_s:>12.1f} {oracle_est / secular_s:>10.1f}")
-    print(f"first {prefix} picks identical to the full oracle greedy: {same}; "
-          f"Vendi of the selection {sel.value:.4f}, score() {worth.score(X, picks, 'vendi'):.4f}")
-    return same
+        remaining = np.setdiff1d(np.arange(n), picks[:size])[:128]
+        per_cand.append(per_candidate(st, remaining, 0.3))
+    queries = sum(n - s for s in range(k))
+    return float(np.mean(per_cand)) * queries, queries
+
+
+def part2(label, n, k, m, name, methods, optimizer="greedy", prefix=3, prefix_method="secular", samples=4, **params):
+    X = unit_rows(n, m, seed=1)
+    runs = {}
+    for meth in methods:
+        t0 = time.perf_counter()
+        runs[meth] = (worth.select(X, k, name, optimizer, method=meth, **params), time.perf_counter() - t0)
+    first = runs[methods[0]][0]
+    picks = np.asarray(first.indices)
+    oracle_est, queries = oracle_seconds(X, name, picks, k, samples, **params)
+    ref = worth.select(X, prefix, name, optimizer, method=prefix_method, **params)
+    print(f"\nWhole run {label}: {name}{params or ''}, n={n:,}, k={k:,}, m={m}, optimizer={optimizer} (one core)")
+    print(f"{'method':<17} {'seconds':>10} {'× oracle':>10} {'µs/query amortised':>19}  diagnostics")
+    print(f"{'oracle (naive)':<17} {oracle_est:>10.0f} {'1':>10} {oracle_est / queries * 1e6:>19.3f}  "
+          f"extrapolated from {samples} sampled set sizes, {queries:,} queries")
+    for meth, (sel, secs) in runs.items():
+        diag = {k_: (round(v, 12) if isinstance(v, float) else v) for k_, v in sel.diagnostics.items()}
+        print(f"{meth:<17} {secs:>10.1f} {oracle_est / secs:>10.0f} {secs / queries * 1e6:>19.3f}  {diag}")
+    same_all = all(np.array_equal(np.asarray(sel.indices), picks) for sel, _ in runs.values())
+    same_prefix = np.array_equal(np.asarray(ref.indices), picks[:prefix])
+    print(f"picks identical across {list(runs)}: {same_all}; first {prefix} identical to {prefix_method}: "
+          f"{same_prefix}; value {first.value:.6f} (score() {worth.score(X, picks, name, **params):.6f})")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run, about a minute)")
+    ap.add_argument("--skip-large", action="store_true", help="skip the n=100,000 runs")
     args = ap.parse_args()
     numba.set_num_threads(1)
     with threadpool_limits(1):
         if args.quick:
             part1([64, 128], 0.2)
-            part2(1000, 60, 64, 3)
-        else:
-            part1([64, 128, 256, 512], 1.0)
-            part2(5000, 300, 128, 5)
+            part2("(smoke)", 2000, 100, 64, "vendi", ["sherman-morrison", "secular"], samples=2)
+            return
+        part1([64, 128, 256, 512], 1.0)
+        part2("(issue 2)", 5000, 300, 128, "vendi", ["secular", "sherman-morrison"], samples=5)
+        if not args.skip_large:
+            part2("(a)", 100_000, 2000, 128, "vendi", ["sherman-morrison"], prefix=5, samples=4)
+            part2("(b)", 100_000, 600, 512, "power", ["sherman-morrison"], prefix=2, samples=3)
 
 
 if __name__ == "__main__":

@@ -37,9 +37,9 @@ class Selection:
         ``total``, ``gains`` and ``update`` seconds, and ``evaluations`` (gain queries).
     diagnostics : dict
         What the gain method reports about its own accuracy: for ``quadrature`` / ``sherman-morrison`` the
-        nodes of the rule, its fit error, the largest error bound of a pick's gain relative to that gain
-        (``error_bound``), steps that fell back to exact roots, Sherman–Morrison steps and their measured
-        drift.
+        nodes of the rule, its fit error, the largest error bound of a pick's change of ``Σ φ(λ)`` (relative,
+        ``error_bound``; absolute for ``t log t`` objectives, ``error_bound_abs``), steps that fell back to
+        exact roots, Sherman–Morrison steps and their measured drift.
     """
 
     indices: Any

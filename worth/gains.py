@@ -318,9 +318,14 @@ class SpectralState:
         return quad
 
     def _record_bound(self, index: int) -> None:
-        """Error bound of the pick's gain, relative to the gain, into ``info["error_bound"]`` (max over picks)."""
+        """Error bound of the pick's change of ``Σ φ(λ)`` (max over picks) into ``info``.
+
+        ``error_bound``: relative to that change (rules for ``φ' > 0``); ``error_bound_abs``: absolute, for
+        ``t log t`` rules, whose change can cross zero.
+        """
         rule = self.rule
-        delta = abs(float(to_numpy(self._delta_quadrature(np.asarray([index]), *self._rows(np.asarray([index]))))[0]))
         norm2 = float(to_numpy(self.norms2)[index])
-        bound = rule.error if rule.relative else rule.error * rule.scale * norm2 / max(delta, 1e-300)
-        self.info["error_bound"] = max(self.info["error_bound"], bound)
+        if rule.relative:
+            self.info["error_bound"] = max(self.info["error_bound"], rule.error)
+        else:
+            self.info["error_bound_abs"] = max(self.info.get("error_bound_abs", 0.0), rule.error * rule.scale * norm2)

@@ -224,73 +224,93 @@ def secular_roots_compiled(poles: np.ndarray, weights: np.ndarray) -> tuple[np.n
 def secular_roots_portable(poles, weights, xp, *, pole_block: int = 64):
     """The same roots as :func:`secular_roots_compiled`, written against the array API.
 
-    Vectorised over all candidates and all roots; the pole sums are accumulated over blocks of
-    ``pole_block`` poles so memory stays ``O(B·K·pole_block)``. A fixed point of the iteration is reached
-    for every root, or the bracket has shrunk to rounding level, before it stops.
+    Vectorised over all candidates and all roots (the same start, model and safeguards as the compiled
+    kernel); the pole sums are accumulated over blocks of ``pole_block`` poles, so memory stays
+    ``O(B·K·pole_block)``. Sums are taken with the poles shifted to each root's origin, as in dlaed4.
     """
     n_cand, n_poles = weights.shape
     dtype = weights.dtype
     active = weights > 0
     zeros = xp.zeros_like(weights)
     ones = xp.ones_like(weights)
-    d_row = xp.reshape(poles, (1, n_poles))
-    d_full = d_row + zeros
-    big = xp.asarray(math.inf, dtype=dtype)
+    nan = xp.full_like(weights, math.nan)
+    d_full = xp.reshape(poles, (1, n_poles)) + zeros
+    eps = _EPS
 
-    # Next active pole to the right of each pole (or +inf): a right-to-left scan over columns.
-    cols = [None] * n_poles
+    # Next active pole to the right of each pole (its value and weight): a right-to-left scan.
+    right_cols, wr_cols = [None] * n_poles, [None] * n_poles
     nxt = xp.full((n_cand,), math.inf, dtype=dtype)
+    nxt_w = xp.zeros((n_cand,), dtype=dtype)
     for k in range(n_poles - 1, -1, -1):
-        cols[k] = nxt
+        right_cols[k], wr_cols[k] = nxt, nxt_w
         nxt = xp.where(active[:, k], d_full[:, k], nxt)
-    right = xp.stack(cols, axis=1) if n_poles else zeros
-    has_right = right < big
+        nxt_w = xp.where(active[:, k], weights[:, k], nxt_w)
+    right = xp.stack(right_cols, axis=1)
+    w_r = xp.stack(wr_cols, axis=1)
+    has_right = right < math.inf
     total = xp.sum(weights, axis=1, keepdims=True) + zeros
     gap = xp.where(has_right, right - d_full, total)
     safe_w = xp.where(active, weights, zeros)
-    idx = xp.reshape(xp.arange(n_poles), (1, n_poles, 1))
+    w_l = safe_w
+    own = xp.reshape(xp.arange(n_poles), (1, n_poles, 1))
 
     def sums(origin, tau):
-        """psi, dpsi (poles at or left of the root's own pole) and phi, dphi (right of it)."""
-        mu_rel = xp.reshape(origin + tau, (n_cand, n_poles, 1))
+        """psi, dpsi (poles at or left of the root's own pole) and phi, dphi (right of it), at origin + τ."""
+        o = xp.reshape(origin, (n_cand, n_poles, 1))
+        t = xp.reshape(tau, (n_cand, n_poles, 1))
         psi = dpsi = phi = dphi = xp.zeros_like(origin)
         for start in range(0, n_poles, pole_block):
             stop = min(start + pole_block, n_poles)
             dj = xp.reshape(poles[start:stop], (1, 1, stop - start))
             wj = xp.reshape(safe_w[:, start:stop], (n_cand, 1, stop - start))
-            den = dj - mu_rel
+            den = (dj - o) - t
             den = xp.where(wj > 0, den, xp.ones_like(den))
-            t = wj / den
-            dt = t / den
-            jj = xp.reshape(xp.arange(start, stop), (1, 1, stop - start))
-            left = jj <= idx
-            psi = psi + xp.sum(xp.where(left, t, xp.zeros_like(t)), axis=2)
-            dpsi = dpsi + xp.sum(xp.where(left, dt, xp.zeros_like(dt)), axis=2)
-            phi = phi + xp.sum(xp.where(left, xp.zeros_like(t), t), axis=2)
-            dphi = dphi + xp.sum(xp.where(left, xp.zeros_like(dt), dt), axis=2)
+            inv = 1.0 / den
+            term = wj * inv
+            dterm = term * inv
+            left = xp.reshape(xp.arange(start, stop), (1, 1, stop - start)) <= own
+            psi = psi + xp.sum(xp.where(left, term, xp.zeros_like(term)), axis=2)
+            dpsi = dpsi + xp.sum(xp.where(left, dterm, xp.zeros_like(dterm)), axis=2)
+            phi = phi + xp.sum(xp.where(left, xp.zeros_like(term), term), axis=2)
+            dphi = dphi + xp.sum(xp.where(left, xp.zeros_like(dterm), dterm), axis=2)
         return psi, dpsi, phi, dphi
 
-    eps = _EPS
-    # Choose the origin: evaluate at the middle of each interior interval.
+    def model_step(c, s_l, s_r, delta_l, delta_r):
+        """Vectorised ``_model_step``: last roots (no right pole) and interior roots."""
+        c_pos = xp.where(c > 0, c, ones)
+        last = xp.where(c > 0, delta_l + s_l / c_pos, nan)
+        dr = xp.where(has_right, delta_r, ones)
+        b = c * (delta_l + dr) + s_l + s_r
+        cc = c * delta_l * dr + s_l * dr + s_r * delta_l
+        disc = xp.sqrt(xp.clip(b * b - 4.0 * c * cc, 0.0, None))
+        qq = 0.5 * (b + xp.where(b >= 0, ones, -ones) * disc)
+        h1 = qq / xp.where(c != 0, c, ones)
+        h2 = cc / xp.where(qq != 0, qq, ones)
+        in1 = (c != 0) & (delta_l < h1) & (h1 < dr)
+        in2 = (qq != 0) & (delta_l < h2) & (h2 < dr)
+        linear = (c == 0) & (b != 0)
+        inner = xp.where(in1, h1, xp.where(in2, h2, xp.where(linear, cc / xp.where(b != 0, b, ones), nan)))
+        return xp.where(has_right, inner, last)
+
+    # Start: evaluate at the middle of each interval, choose the origin, solve the two-pole model.
     half = 0.5 * gap
-    psi, dpsi, phi, dphi = sums(d_full, xp.where(has_right, half, 0.5 * total))
+    psi, dpsi, phi, dphi = sums(d_full, half)
+    c0 = 1.0 + (psi + w_l / half) + xp.where(has_right, phi - w_r / (gap - half), zeros)
     from_left = (1.0 + psi + phi >= 0) | ~has_right
     origin = xp.where(from_left, d_full, right)
     lo = xp.where(from_left, zeros, -half)
-    hi = xp.where(from_left, half, zeros)
-    hi = xp.where(has_right, hi, total * (1.0 + 4.0 * eps))
+    hi = xp.where(from_left, xp.where(has_right, half, total * (1.0 + 4.0 * eps)), zeros)
     dl = xp.where(from_left, zeros, -gap)
     dr = xp.where(from_left, gap, zeros)
-    tau = xp.where(from_left, half, -half)
-    tau = xp.where(has_right, tau, 0.5 * total)
+    tau = model_step(c0, w_l, xp.where(has_right, w_r, zeros), dl, dr)
+    tau = xp.where((tau > lo) & (tau < hi), tau, 0.5 * (lo + hi))
     done = ~active
     for _ in range(_MAX_ITER):
         psi, dpsi, phi, dphi = sums(origin, tau)
         f = 1.0 + psi + phi
         lo = xp.where((f < 0) & ~done, tau, lo)
         hi = xp.where((f > 0) & ~done, tau, hi)
-        converged = xp.abs(f) <= 8.0 * eps * (1.0 + n_poles) * (1.0 - psi + phi)
-        done = done | converged
+        done = done | (xp.abs(f) <= 8.0 * eps * (1.0 + n_poles) * (1.0 - psi + phi))
         if bool(xp.all(done)):
             break
         delta_l = dl - tau
@@ -298,28 +318,16 @@ def secular_roots_portable(poles, weights, xp, *, pole_block: int = 64):
         delta_r = xp.where(has_right, dr - tau, ones)
         s_r = xp.where(has_right, delta_r * delta_r * dphi, zeros)
         c = 1.0 + (psi - s_l / delta_l) + xp.where(has_right, phi - s_r / delta_r, phi)
-        # Last root: one-pole model, closed form.
-        c_safe = xp.where(c > 0, c, ones)
-        last_new = xp.where(c > 0, tau + delta_l + s_l / c_safe, xp.full_like(tau, math.nan))
-        # Interior roots: two-pole model, the quadratic's root inside the bracket.
-        b = c * (delta_l + delta_r) + s_l + s_r
-        cc = delta_l * delta_r * f
-        disc = xp.sqrt(xp.clip(b * b - 4.0 * c * cc, 0.0, None))
-        sign_b = xp.where(b >= 0, ones, -ones)
-        qq = 0.5 * (b + sign_b * disc)
-        h1 = qq / xp.where(c != 0, c, ones)
-        h2 = cc / xp.where(qq != 0, qq, ones)
-        in1 = (c != 0) & (delta_l < h1) & (h1 < delta_r)
-        in2 = (qq != 0) & (delta_l < h2) & (h2 < delta_r)
-        inner_new = xp.where(in1, tau + h1, xp.where(in2, tau + h2, xp.full_like(tau, math.nan)))
-        new = xp.where(has_right, inner_new, last_new)
+        h = model_step(c, s_l, s_r, delta_l, delta_r)
+        new = tau + h
         ok = (new > lo) & (new < hi)
+        trusted = ok & (xp.abs(h) <= _TRUST_STEP * xp.abs(new))
         new = xp.where(ok, new, 0.5 * (lo + hi))
         small = (xp.abs(new - tau) <= 2.0 * eps * xp.maximum(xp.abs(tau), xp.abs(new))) | (
-            hi - lo <= 2.0 * eps * xp.maximum(xp.abs(lo), xp.abs(hi))
+            hi - lo <= 4.0 * eps * xp.maximum(xp.abs(lo), xp.abs(hi))
         )
         tau = xp.where(done, tau, new)
-        done = done | small
+        done = done | small | trusted
     origin = xp.where(active, origin, d_full)
     tau = xp.where(active, tau, zeros)
     return origin, tau
