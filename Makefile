@@ -8,9 +8,19 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= 1
 
-.PHONY: setup demo test bench lock clean
+.PHONY: setup system-deps demo test bench lock clean
 
-setup: $(STAMP)
+setup: $(STAMP) system-deps
+
+# Fashion-MNIST ships as a Debian package (not a pip one): installed when we can (root + apt), else a note.
+system-deps:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian package dataset-fashion-mnist"; \
+	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null && apt-get install -y -qq dataset-fashion-mnist >/dev/null)) || \
+	  echo "note: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped"; \
+	else echo "note: 'sudo apt-get install dataset-fashion-mnist' enables the Fashion-MNIST source"; fi
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +29,10 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(PY) -m pip install -qq --no-deps -e .
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: setup
 	$(VENV)/bin/worth select --input digits --objective vendi --k 20 --out demo-selection.json
 
-test: $(STAMP)
+test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -117,7 +117,8 @@ def part2(label, n, k, m, name, methods, optimizer="greedy", prefix=3, prefix_me
     print(f"{'oracle (naive)':<17} {oracle_est:>10.0f} {'1':>10} {oracle_est / queries * 1e6:>19.3f}  "
           f"extrapolated from {samples} sampled set sizes, {queries:,} queries")
     for meth, (sel, secs) in runs.items():
-        diag = {k_: (round(v, 12) if isinstance(v, float) else v) for k_, v in sel.diagnostics.items()}
+        diag = {k_: (float(f"{v:.3g}") if isinstance(v, float) else v) for k_, v in sel.diagnostics.items()}
+        diag["update_s"] = round(sel.timings["update"], 1)
         print(f"{meth:<17} {secs:>10.1f} {oracle_est / secs:>10.0f} {secs / queries * 1e6:>19.3f}  {diag}")
     same_all = all(np.array_equal(np.asarray(sel.indices), picks) for sel, _ in runs.values())
     same_prefix = np.array_equal(np.asarray(ref.indices), picks[:prefix])

@@ -66,9 +66,10 @@ def embed_command(
     dtype: str = typer.Option("float32", "--dtype", help="float32 or float16"),
     no_normalize: bool = typer.Option(False, "--no-normalize", help="keep rows as the encoder gives them"),
     runner: str = typer.Option("dask", "--runner",
-                               help="dask (a LocalCluster, or --scheduler), threads (in this process), "
-                               "or inline (no Prefect: quickest for small pools)"),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Dask worker processes (default: one per core)"),
+                               help="dask (a LocalCluster, or --scheduler), threads (Prefect, shards in this "
+                               "process), or inline (no Prefect: quickest for small pools)"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Dask worker processes (default: one per core); threads: shards at once (default 1)"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of a running Dask scheduler"),
 ) -> None:
     """Embed SOURCE into a resumable Zarr store: reruns finish what a killed run left and append new items."""
@@ -111,7 +112,11 @@ def embed_command(
                                    source_params=src_params, limit=limit, chunk_rows=chunk_rows, dtype=dtype,
                                    normalize=not no_normalize, storage_options=so)
             if runner == "threads":
-                result = run_embed(options)
+                from prefect.task_runners import ThreadPoolTaskRunner
+
+                # one shard at a time by default: torch already uses every core, and shards in parallel threads
+                # would fight over them
+                result = run_embed(options, task_runner=ThreadPoolTaskRunner(max_workers=workers or 1))
             else:
                 result = run_embed(options, default_spec(scheduler, workers))
     except ValueError as exc:

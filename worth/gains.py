@@ -31,6 +31,8 @@ with equal eigenvalues merged into one pole. Methods:
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ._array import is_numpy, to_numpy
@@ -93,6 +95,7 @@ class SpectralState:
         self.pool = self.n if pool is None else pool
         self.batch_size = batch_size
         self.norms2 = xp.sum(X * X, axis=1)
+        self.info: dict = {}
         self.C = xp.zeros((self.m, self.m), dtype=X.dtype)
         self.size = 0
         self.trace = 0.0
@@ -104,8 +107,8 @@ class SpectralState:
         self._R = None
         self._A = None  # Sherman–Morrison table, (n, Q)
         self._max_norm2 = float(to_numpy(xp.max(self.norms2))) if self.n else 0.0
-        self.info = {"refits": 0, "nodes": 0, "fit_error": 0.0, "error_bound": 0.0, "fallback_steps": 0,
-                     "sm_steps": 0, "sm_drift": 0.0}
+        self.info.update({"refits": 0, "nodes": 0, "fit_error": 0.0, "error_bound": 0.0,
+                          "fallback_steps": 0, "sm_steps": 0, "sm_drift": 0.0})
         if method in ("quadrature", "sherman-morrison") and phi_prime(objective) is None:
             raise ValueError(
                 f"method={method!r} cannot represent objective {objective.name!r} with these parameters "
@@ -127,6 +130,7 @@ class SpectralState:
     def _eigen(self) -> None:
         """Eigenpairs of ``C`` for the non-zero part, equal eigenvalues merged into single poles."""
         xp = self.xp
+        t0 = time.perf_counter()
         if self.size == 0:
             lam = xp.zeros((0,), dtype=self.X.dtype)
             U = xp.zeros((self.m, 0), dtype=self.X.dtype)
@@ -138,6 +142,7 @@ class SpectralState:
             lam = xp.take(evals, pos, axis=0)
             U = xp.take(evecs, pos, axis=1)
         self.lam, self.U = lam, U
+        self.info["eigh_seconds"] = self.info.get("eigh_seconds", 0.0) + time.perf_counter() - t0
         self.stat = float(xp.sum(self.objective.phi(lam, xp))) if self.size else 0.0
         # Merge (numerically) equal eigenvalues: one pole per cluster, weights summed by a 0/1 matrix.
         lam_np = to_numpy(lam)

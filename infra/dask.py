@@ -1,0 +1,176 @@
+"""How Dask clusters start, and the Prefect task runner that runs a flow's tasks on one.
+
+Flows never create clusters: a launcher picks a :class:`ClusterSpec`, turns it into a task runner with
+:func:`task_runner`, and binds it with ``flow.with_options(task_runner=...)``. The same flow then runs on a
+LocalCluster on a laptop, on ``dask_cuda.LocalCUDACluster`` (one worker per GPU), or on a real scheduler.
+
+The ephemeral-Prefect trap (STACK.md): without ``PREFECT_API_URL``, every Dask worker process starts its own
+temporary Prefect server. :func:`prefect_api` starts exactly one in the launching process (or uses the one
+configured) and exports its address *before* the cluster starts, so workers inherit it. Scripts that start
+worker processes need the ``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Which Dask cluster to run on.
+
+    Attributes
+    ----------
+    kind : {"local", "cuda", "address"}
+        ``local``: ``distributed.LocalCluster`` (processes, CPU); ``cuda``: ``dask_cuda.LocalCUDACluster``,
+        one worker per visible GPU; ``address``: an existing scheduler (``tcp://host:8786``).
+    n_workers : int or None
+        Worker processes (local: default one per core; cuda: default one per GPU).
+    threads_per_worker : int
+        Threads per worker. One suits torch work: each worker already uses its core(s) fully.
+    address : str or None
+        Scheduler address for ``kind="address"``.
+    extra : dict
+        Further keyword arguments for the cluster class (``memory_limit``, ``CUDA_VISIBLE_DEVICES`` ...).
+    """
+
+    kind: Literal["local", "cuda", "address"] = "local"
+    n_workers: int | None = None
+    threads_per_worker: int = 1
+    address: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("local", "cuda", "address"):
+            raise ValueError(f"kind={self.kind!r}: choose 'local', 'cuda' or 'address'")
+        if self.kind == "address" and not self.address:
+            raise ValueError("kind='address' needs address='tcp://host:port' of a running Dask scheduler")
+        if self.n_workers is not None and self.n_workers < 1:
+            raise ValueError(f"n_workers={self.n_workers}: must be at least 1 (or None for the default)")
+        if self.threads_per_worker < 1:
+            raise ValueError(f"threads_per_worker={self.threads_per_worker}: must be at least 1")
+
+
+def local_spec(n_workers: int | None = None, threads_per_worker: int = 1, **extra: Any) -> ClusterSpec:
+    """A CPU LocalCluster of worker processes (default: one per core, one thread each)."""
+    return ClusterSpec("local", n_workers, threads_per_worker, None, extra)
+
+
+def cuda_spec(n_workers: int | None = None, **extra: Any) -> ClusterSpec:
+    """A dask-cuda LocalCUDACluster: one worker per GPU (``pip install worth[gpu]``)."""
+    return ClusterSpec("cuda", n_workers, 1, None, extra)
+
+
+def scheduler_spec(address: str) -> ClusterSpec:
+    """An existing Dask scheduler, e.g. ``tcp://10.0.0.5:8786`` of a multi-machine cluster."""
+    return ClusterSpec("address", None, 1, address, {})
+
+
+def gpu_count() -> int:
+    """Visible NVIDIA GPUs, via NVML when present (no torch or CuPy import)."""
+    if shutil.which("nvidia-smi") is None and not os.path.exists("/dev/nvidiactl"):
+        return 0
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return 0
+
+
+def default_spec(address: str | None = None, n_workers: int | None = None) -> ClusterSpec:
+    """The scheduler at ``address`` if given, else LocalCUDACluster when a GPU and dask-cuda exist, else LocalCluster."""
+    if address:
+        return scheduler_spec(address)
+    if gpu_count() > 0:
+        try:
+            import dask_cuda  # noqa: F401
+
+            return cuda_spec(n_workers)
+        except ImportError:
+            pass
+    return local_spec(n_workers)
+
+
+def cluster_kwargs(spec: ClusterSpec) -> tuple[str | None, dict[str, Any]]:
+    """``(cluster_class, kwargs)`` for a spec (``(None, {})`` for an existing scheduler)."""
+    if spec.kind == "address":
+        return None, {}
+    kw: dict[str, Any] = {"dashboard_address": None, **spec.extra}
+    if spec.n_workers is not None:
+        kw["n_workers"] = spec.n_workers
+    if spec.kind == "local":
+        kw.setdefault("processes", True)
+        kw["threads_per_worker"] = spec.threads_per_worker
+        return "distributed.LocalCluster", kw
+    return "dask_cuda.LocalCUDACluster", kw
+
+
+def task_runner(spec: ClusterSpec):
+    """A ``prefect_dask.DaskTaskRunner`` that starts (or connects to) the cluster of ``spec`` when a flow runs."""
+    from prefect_dask import DaskTaskRunner
+
+    if spec.kind == "address":
+        return DaskTaskRunner(address=spec.address)
+    cls, kw = cluster_kwargs(spec)
+    return DaskTaskRunner(cluster_class=cls, cluster_kwargs=kw)
+
+
+@contextlib.contextmanager
+def prefect_api(timeout: int = 120) -> Iterator[str]:
+    """Make sure one Prefect API serves this process and the workers it starts; yields its URL.
+
+    Uses ``PREFECT_API_URL`` when set (a real ``prefect server start`` or Prefect Cloud). Otherwise starts one
+    local server (loopback, analytics off) in a subprocess, exports its address for child processes, and stops
+    it on exit — instead of one temporary server per Dask worker.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()
+    if url:
+        yield url
+        return
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start(timeout=timeout)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            try:
+                yield server.api_url
+            finally:
+                _drain_prefect_workers()
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
+
+
+def _drain_prefect_workers() -> None:
+    """Send buffered logs and events before the server goes (else they retry against a closed port at exit)."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        for call in (lambda: APILogWorker.instance().drain(), EventsWorker.drain_all):
+            try:
+                result = call()
+                if inspect.isawaitable(result):
+                    await result
+            except RuntimeError:  # a worker that never started
+                pass
+
+    run_coro_as_sync(drain())

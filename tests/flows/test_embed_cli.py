@@ -1,0 +1,73 @@
+"""`worth embed` and `worth info` from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from storage import EmbeddingStore
+
+runner = CliRunner()
+
+
+def test_embed_inline_then_nothing_to_do_then_info(tmp_path):
+    url = str(tmp_path / "s.zarr")
+    first = runner.invoke(app, ["embed", "digits", "--store", url, "--chunk-rows", "500", "--limit", "1200",
+                                "--runner", "inline", "-p", "dim=32"])
+    assert first.exit_code == 0, first.output
+    assert "| items (n) | 1,200 |" in first.output
+    st = EmbeddingStore.open(url)
+    assert st.n == 1200 and st.dim == 32 and st.is_complete and st.chunk_rows == 500
+    again = runner.invoke(app, ["embed", "digits", "--store", url, "--limit", "1200", "-p", "dim=32"])
+    assert again.exit_code == 0 and "nothing to do" in again.output
+    more = runner.invoke(app, ["embed", "digits", "--store", url, "--runner", "inline", "-p", "dim=32"])
+    assert more.exit_code == 0 and EmbeddingStore.open(url).n == 1797
+    info = runner.invoke(app, ["info", "--store", url])
+    assert info.exit_code == 0 and "| items (n) | 1,797 |" in info.output and "`pixels`" in info.output
+    js = json.loads(runner.invoke(app, ["info", "--store", url, "--json"]).output)
+    assert js["n"] == 1797 and js["complete"] and js["class_counts"]["0"] == 178
+
+
+@pytest.mark.parametrize("args,match", [
+    (["digits", "--encoder", "resnet"], "encoder='resnet' is not known"),
+    (["nowhere-source"], "not a known source"),
+    (["digits", "--encoder", "minilm"], "encodes text"),
+])
+def test_embed_bad_input_exits_2_with_the_fix(tmp_path, args, match):
+    res = runner.invoke(app, ["embed", *args, "--store", str(tmp_path / "s.zarr"), "--runner", "inline"])
+    assert res.exit_code == 2 and match in res.output
+    assert not EmbeddingStore.exists(str(tmp_path / "s.zarr"))
+
+
+def test_embed_refuses_another_encoder_on_a_store(tmp_path):
+    url = str(tmp_path / "s.zarr")
+    assert runner.invoke(app, ["embed", "digits", "--store", url, "--runner", "inline"]).exit_code == 0
+    before = EmbeddingStore.open(url).to_numpy()
+    res = runner.invoke(app, ["embed", "digits", "--store", url, "--runner", "inline", "-p", "dim=8"])
+    assert res.exit_code == 2 and "another --store path" in res.output
+    np.testing.assert_array_equal(EmbeddingStore.open(url).to_numpy(), before)
+
+
+def test_info_of_a_missing_store(tmp_path):
+    res = runner.invoke(app, ["info", "--store", str(tmp_path / "none.zarr")])
+    assert res.exit_code == 2 and "worth embed" in res.output
+
+
+def test_embed_through_the_flow_on_an_existing_scheduler(tmp_path, dask_cluster):
+    url = str(tmp_path / "s.zarr")
+    res = runner.invoke(app, ["embed", "digits", "--store", url, "--chunk-rows", "256", "--limit", "700",
+                              "--scheduler", dask_cluster.scheduler_address])
+    assert res.exit_code == 0, res.output
+    st = EmbeddingStore.open(url)
+    assert st.n == 700 and st.is_complete and "items/s" in res.output
+
+
+def test_embed_through_the_flow_in_threads(tmp_path, prefect_api):
+    url = str(tmp_path / "s.zarr")
+    res = runner.invoke(app, ["embed", "digits", "--store", url, "--limit", "300", "--runner", "threads"])
+    assert res.exit_code == 0, res.output
+    assert EmbeddingStore.open(url).is_complete
