@@ -29,8 +29,11 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(PY) -m pip install -qq --no-deps -e .
 	touch $(STAMP)
 
+# The main job on an embedded default: embed scikit-learn's digits into a Zarr store with a Prefect flow on a
+# local Dask cluster, then select 20 of them by the Vendi Score (picks, gains and values printed).
 demo: setup
-	$(VENV)/bin/worth select --input digits --objective vendi --k 20 --out demo-selection.json
+	$(VENV)/bin/worth embed digits --store demo/digits.zarr
+	$(VENV)/bin/worth select --input demo/digits.zarr --objective vendi --k 20 --out demo/selection.json
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -12,7 +12,27 @@ from typing import Optional
 
 import typer
 
-from worth.cli import app
+from worth.cli import app, register_loader
+
+
+def _store_loader(spec: str):
+    """``worth select --input STORE``: read a complete Zarr embedding store (rows and labels)."""
+    import os
+
+    if "://" not in spec and not (os.path.isdir(spec) and os.path.exists(os.path.join(spec, "zarr.json"))):
+        return None
+    from storage.store import EmbeddingStore
+
+    store = EmbeddingStore.open(spec)
+    if not store.is_complete:
+        raise typer.BadParameter(
+            f"store {spec} is incomplete ({store.rows_done()} of {store.n} rows); finish it with `worth embed`.",
+            param_hint="--input",
+        )
+    return store.to_numpy(dtype="float64"), store.labels()
+
+
+register_loader(_store_loader)
 
 
 def _parse_params(pairs: list[str] | None, argname: str) -> dict:

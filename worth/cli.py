@@ -21,9 +21,23 @@ console = Console()
 
 BUILTIN_INPUTS = ("digits",)
 
+# Extra input readers (the orchestration layer registers the Zarr store reader here, so this module stays
+# free of Zarr). Each takes the --input string and returns (X, y), or None when it does not recognise it.
+LOADERS: list = []
+
+
+def register_loader(loader) -> None:
+    """Add an input reader ``loader(spec) -> (X, y) | None`` consulted before the built-in ones."""
+    LOADERS.append(loader)
+
 
 def load_matrix(spec: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Load an embedding matrix: a ``.npy`` file, a ``.npz`` (arrays ``X`` and optional ``y``), or ``digits``."""
+    """Load an embedding matrix: a ``.npy`` file, a ``.npz`` (arrays ``X`` and optional ``y``), ``digits``,
+    or anything a registered loader reads (``worth``'s CLI registers Zarr embedding stores)."""
+    for loader in LOADERS:
+        found = loader(spec)
+        if found is not None:
+            return found
     if spec == "digits":
         from sklearn.datasets import load_digits
 
@@ -77,7 +91,8 @@ def objectives_cmd() -> None:
 
 @app.command("select")
 def select_cmd(
-    input: str = typer.Option(..., "--input", "-i", help="Embeddings: a .npy file, a .npz with X (and y), or 'digits'."),
+    input: str = typer.Option(..., "--input", "-i",
+                              help="Embeddings: a Zarr embedding store, a .npy file, a .npz with X (and y), or 'digits'."),
     objective: str = typer.Option("vendi", help="Objective name (see `worth objectives`)."),
     k: int = typer.Option(..., "--k", "-k", help="Number of items to select."),
     optimizer: str = typer.Option("greedy", help="greedy, lazy or stochastic."),

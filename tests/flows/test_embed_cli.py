@@ -71,3 +71,16 @@ def test_embed_through_the_flow_in_threads(tmp_path, prefect_api):
     res = runner.invoke(app, ["embed", "digits", "--store", url, "--limit", "300", "--runner", "threads"])
     assert res.exit_code == 0, res.output
     assert EmbeddingStore.open(url).is_complete
+
+
+def test_select_reads_a_store(tmp_path):
+    """`worth select --input STORE` selects on the stored embeddings, the same picks as on the array."""
+    import worth
+
+    url = str(tmp_path / "s.zarr")
+    assert runner.invoke(app, ["embed", "digits", "--store", url, "--runner", "inline", "--limit", "600"]).exit_code == 0
+    out = tmp_path / "sel.json"
+    res = runner.invoke(app, ["select", "--input", url, "--k", "8", "--objective", "logdet", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    X = EmbeddingStore.open(url).to_numpy(dtype="float64")
+    assert json.loads(out.read_text())["indices"] == np.asarray(worth.select(X, 8, "logdet").indices).tolist()
