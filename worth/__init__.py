@@ -1,13 +1,18 @@
 """worth — appraise training data and select the subsets worth training on.
 
 The core library: matrix spectral objectives (Vendi Score, log-det/DPP, power trace, scaling-law hybrid),
-exact marginal gains from the secular equation, greedy optimisers, and a scikit-learn-style selector.
+exact marginal gains from the secular equation, facility location and the neural scaling law, greedy
+optimisers under class quotas and budgets, conditioning and mutual information, GreeDi, and a
+scikit-learn-style selector.
 Pure math over the array API: it never imports Prefect, Dask, Zarr or MLflow.
 """
 
 from .api import Selection, score, select
+from .distributed import distributed_greedy
 from .objectives import Properties, get_objective, objectives
 from .selector import Selector
+from .submodularity import submodularity_ratio
 
-__all__ = ["Selection", "Selector", "Properties", "get_objective", "objectives", "score", "select"]
+__all__ = ["Selection", "Selector", "Properties", "distributed_greedy", "get_objective", "objectives", "score",
+           "select", "submodularity_ratio"]
 __version__ = "0.1.0"

@@ -9,10 +9,12 @@ from typing import Any, Callable
 import numpy as np
 
 from ._array import from_numpy, namespace, to_numpy
+from .constraints import run_constrained
 from .gains import SpectralState, resolve_method
-from .objectives import get_objective, snap_eigenvalues
+from .objectives import SpectralObjective, get_objective
 from .optimizers import OPTIMIZERS
-from .validation import check_indices, check_k, prepare_rows
+from .regime import Regime, conditional_value, is_submodular
+from .validation import check_indices, prepare_rows
 
 
 @dataclass
@@ -40,6 +42,10 @@ class Selection:
         nodes of the rule, its fit error, the largest error bound of a pick's change of ``Σ φ(λ)`` (relative,
         ``error_bound``; absolute for ``t log t`` objectives, ``error_bound_abs``), steps that fell back to
         exact roots, Sherman–Morrison steps and their measured drift.
+    info : dict
+        The regime: ``init`` (rows conditioned on) and ``init_value`` (``f(A)``; ``values`` and ``gains`` are
+        relative to it); with constraints ``class_counts``, ``budget``, ``spent`` and ``singleton`` (True
+        when the best single affordable item beat the cost-benefit greedy and was returned instead).
     """
 
     indices: Any
@@ -51,6 +57,7 @@ class Selection:
     method: str
     timings: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
 
     @property
     def value(self) -> float:
@@ -76,26 +83,38 @@ def select(
     batch_size: int = 1024,
     rtol: float = 1e-8,
     progress: Callable[[int, int], None] | None = None,
+    labels: Any = None,
+    quotas: dict | str | None = None,
+    costs: Any = None,
+    budget: float | None = None,
+    init: Any = None,
+    target: Any = None,
+    candidates: Any = None,
     **params: Any,
 ) -> Selection:
-    """Greedily select ``k`` rows of ``X`` that maximise a matrix spectral objective.
+    """Greedily select ``k`` rows of ``X`` that maximise an objective, under the regime's constraints.
 
     Parameters
     ----------
     X : array, shape (n, m)
         Embeddings, one row per item (NumPy, CuPy, torch or any array-API array). Computation happens in
         float64 in the same namespace; the result comes back in it.
-    k : int
-        Number of items to select, ``1 <= k <= n``.
+    k : int or None
+        Number of items to select, ``1 <= k <= n``. With ``budget=`` an upper bound on the count (``None``:
+        no count limit — the greedy adds affordable items until nothing fits); with ``quotas`` for every class
+        ``None`` means their total.
     objective : str
         A name from :func:`worth.objectives` (``vendi``, ``vendi-pool``, ``entropy``, ``logdet``, ``power``,
-        ``hybrid``); its parameters go in ``**params`` (e.g. ``q=2``, ``sigma2=0.5``, ``alpha=0.3``).
+        ``hybrid``, ``facility-location``, ``scaling-law``); its parameters go in ``**params`` (e.g. ``q=2``,
+        ``sigma2=0.5``, ``alpha=0.3``; facility location: ``similarity=``, ``gamma=``, ``neighbors=``,
+        ``block_size=``, ``precision=``; scaling law: ``b=``, ``alpha=``, ``offset=``, ``per_class=``).
     optimizer : {"greedy", "lazy", "stochastic"}
         ``lazy`` is exact only for submodular objectives and is refused for the others unless ``force=True``.
     method : {"auto", "oracle", "secular", "secular-portable", "closed-form", "quadrature", "sherman-morrison"}
         How marginal gains are computed (see :mod:`worth.gains`): the root methods are exact to rounding,
         the quadrature routes to ``rtol``. ``auto``: closed form for ``logdet``, Sherman–Morrison where the
-        quadrature rule represents the objective, exact roots otherwise.
+        quadrature rule represents the objective, exact roots otherwise. Spectral objectives only: facility
+        location reports ``"dense"`` or ``"knn"`` (set by ``neighbors=``), the scaling law ``"counts"``.
     normalize : bool
         L2-normalise rows first (so ``k(x, x) = 1``), as the Vendi Score assumes.
     seed : int, optional
@@ -111,6 +130,22 @@ def select(
         achieved bound is reported in ``Selection.diagnostics``.
     progress : callable, optional
         ``progress(step, k)`` after each pick (the CLI draws its progress bar with it).
+    labels : array, optional
+        Class of every row: for ``quotas=`` and for ``scaling-law`` with ``per_class=True``.
+    quotas : dict or "balanced", optional
+        At most ``quotas[c]`` picks of class ``c`` (a partition matroid, see :mod:`worth.constraints`);
+        ``"balanced"``: ``ceil(k / n_classes)`` per class.
+    costs, budget : array and float, optional
+        A knapsack: the picks' costs sum to at most ``budget`` (cost-benefit greedy with the best-singleton
+        fix). ``Selection.info`` reports the spend and whether the singleton won.
+    init : indices, optional
+        Rows already chosen: the selection is conditioned on them (gains and values are ``f(S ∪ A) − f(A)``;
+        see :mod:`worth.conditional`). They are not candidates and spend no quota or budget.
+    target : indices or array (n_targets, m), optional
+        Select by mutual information with the target set, ``I(S; Q) = f(S) + f(Q) − f(S ∪ Q)``.
+    candidates : indices, optional
+        Only these rows may be picked; the objective is still that of the whole pool (facility location
+        covers every row). GreeDi's final round (:func:`worth.distributed_greedy`) runs this way.
 
     Returns
     -------
@@ -119,9 +154,10 @@ def select(
     obj = get_objective(objective, **params)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={optimizer!r} is unknown; pass one of {sorted(OPTIMIZERS)}.")
-    if optimizer == "lazy" and not obj.properties.submodular and not force:
+    if optimizer == "lazy" and not is_submodular(obj, target) and not force:
+        what = f"{objective!r}" if target is None else f"the mutual information of {objective!r} with target="
         raise ValueError(
-            f"optimizer='lazy' is exact only for submodular objectives and {objective!r} is not "
+            f"optimizer='lazy' is exact only for submodular objectives and {what} is not "
             "(stale gains are not upper bounds, so it can silently diverge from greedy); "
             "pass optimizer='greedy', or force=True to run it anyway."
         )
@@ -130,14 +166,35 @@ def select(
     xp = namespace(X)
     X64 = prepare_rows(X, xp, normalize=normalize)
     n = X64.shape[0]
-    k = check_k(k, n)
-    resolved = resolve_method(method, obj, xp, optimizer)
+    regime = Regime(X64, xp, k, obj, normalize=normalize, labels=labels, quotas=quotas, costs=costs,
+                    budget=budget, init=init, target=target, candidates=candidates)
+    k = regime.k
+    if isinstance(obj, SpectralObjective):
+        resolved = resolve_method(method, obj, xp, optimizer)
+    else:
+        if method != "auto":
+            raise ValueError(
+                f"method={method!r} applies to spectral objectives; {obj.name!r} has its own "
+                "(facility location: neighbors= picks dense or kNN). Pass method='auto'."
+            )
+        resolved = obj.method
     t0 = time.perf_counter()
     if not (isinstance(rtol, float) and 0 < rtol < 1):
         raise ValueError(f"rtol={rtol!r} must be a float in (0, 1), e.g. rtol=1e-8.")
-    state = SpectralState(X64, obj, resolved, xp, batch_size=int(batch_size), rtol=rtol)
-    trace = OPTIMIZERS[optimizer](state, k, progress=progress, epsilon=epsilon, seed=seed)
+    if isinstance(obj, SpectralObjective):
+        def make(rows):
+            return SpectralState(rows, obj, resolved, xp, pool=n, batch_size=int(batch_size), rtol=rtol)
+    else:
+        def make(rows):
+            return obj.make_state(rows, xp, labels=regime.labels)
+    model, state = regime.model(make)
+    trace, singleton = run_constrained(OPTIMIZERS[optimizer], model, k, available=regime.available,
+                                       constraint=regime.constraint, progress=progress, epsilon=epsilon,
+                                       seed=seed)
     total = time.perf_counter() - t0
+    info = {"init_value": model.base if hasattr(model, "base") else None, "init": int(regime.init.size)}
+    if regime.constraint is not None:
+        info.update(regime.constraint.summary(trace.indices), singleton=singleton)
     like = X64
     return Selection(
         indices=from_numpy(np.asarray(trace.indices, dtype=np.int64), xp, like),
@@ -154,23 +211,24 @@ def select(
             "evaluations": trace.evaluations,
         },
         diagnostics=dict(state.info) if resolved in ("quadrature", "sherman-morrison") else {},
+        info=info,
     )
 
 
-def score(X, indices, objective: str = "vendi", *, normalize: bool = True, **params: Any) -> float:
-    """Exact value of ``objective`` on the subset ``indices`` of ``X`` (one eigendecomposition).
+def score(X, indices, objective: str = "vendi", *, normalize: bool = True, labels: Any = None, init: Any = None,
+          target: Any = None, **params: Any) -> float:
+    """Exact value of ``objective`` on the subset ``indices`` of ``X``.
 
-    Uses the smaller of the Gram matrix ``X_S X_Sᵀ`` and ``C_S = X_Sᵀ X_S``: they share their non-zero
-    eigenvalues. ``indices`` may repeat an item (it then counts twice, as in ``C_S``).
+    Spectral objectives: one eigendecomposition, of the smaller of the Gram matrix ``X_S X_Sᵀ`` and
+    ``C_S = X_Sᵀ X_S`` (they share their non-zero eigenvalues); ``indices`` may repeat an item (it then counts
+    twice, as in ``C_S``). Facility location: the running maximum over the subset, in blocks.
+
+    With ``init=A`` the conditional value ``f(S ∪ A) − f(A)``; with ``target=Q`` the mutual information
+    ``f(S) + f(Q) − f(S ∪ Q)`` (conditioned on ``A`` if both) — by the definitions, from plain values: what
+    :func:`select` reports is checked against this.
     """
     obj = get_objective(objective, **params)
     xp = namespace(X)
     X64 = prepare_rows(X, xp, normalize=normalize)
-    n, m = X64.shape
-    idx = check_indices(indices, n, name="indices", allow_repeats=True)
-    if idx.size == 0:
-        return obj.value_from_eigenvalues(None, 0, n, xp)
-    rows = xp.take(X64, from_numpy(idx, xp, X64), axis=0)
-    gram = rows @ rows.T if idx.size <= m else rows.T @ rows
-    eig = snap_eigenvalues(xp.linalg.eigvalsh(gram), gram.shape[0], xp)
-    return float(obj.value_from_eigenvalues(eig, int(idx.size), n, xp))
+    idx = check_indices(indices, X64.shape[0], name="indices", allow_repeats=True)
+    return conditional_value(obj, X64, idx, xp, normalize=normalize, labels=labels, init=init, target=target)

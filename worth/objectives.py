@@ -52,16 +52,18 @@ class ObjectiveSpec:
     name: str
     properties: Properties
     defaults: dict[str, Any]
-    build: Callable[..., "SpectralObjective"]
+    build: Callable[..., "Objective"]
     checks: dict[str, tuple[Callable[[Any], bool], str]] = field(default_factory=dict)
+    convert: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    """How each parameter is stored once checked (``float`` unless named here)."""
 
 
-class SpectralObjective:
-    """A spectral objective bound to its parameters.
+class Objective:
+    """An objective bound to its parameters: what every registry entry builds.
 
-    Subclasses define ``phi`` (elementwise, ``φ(0) = 0``) and, when the value is not the plain sum,
-    ``combine``. ``dphi`` returns ``φ(d + τ) − φ(d)``; the default subtracts, objectives with a stable
-    closed form override it (the difference is what the gains are made of).
+    Spectral objectives (:class:`SpectralObjective`) are served by :class:`worth.gains.SpectralState`;
+    the others (facility location, the neural scaling law) build their own greedy state with
+    ``make_state`` and compute their exact value with ``value``.
     """
 
     name: str = ""
@@ -69,6 +71,19 @@ class SpectralObjective:
 
     def __init__(self, **params: Any) -> None:
         self.params = dict(params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+
+class SpectralObjective(Objective):
+    """A spectral objective bound to its parameters.
+
+    Subclasses define ``phi`` (elementwise, ``φ(0) = 0``) and, when the value is not the plain sum,
+    ``combine``. ``dphi`` returns ``φ(d + τ) − φ(d)``; the default subtracts, objectives with a stable
+    closed form override it (the difference is what the gains are made of).
+    """
 
     def phi(self, t, xp):
         raise NotImplementedError
@@ -90,10 +105,6 @@ class SpectralObjective:
         s = float(xp.sum(self.phi(eigenvalues, xp)))
         trace = float(xp.sum(eigenvalues))
         return self.combine(s, size, trace, pool)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"{type(self).__name__}({args})"
 
 
 def _xlogx(t, xp):
@@ -191,7 +202,27 @@ class Hybrid(SpectralObjective):
 
 
 def _positive(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def _count_or_none(v) -> bool:
+    """``None`` or a positive whole number (``50`` or ``50.0``, as the CLI passes it)."""
+    return v is None or (_positive(v) and float(v).is_integer())
+
+
+def _int_or_none(v):
+    return None if v is None else int(v)
+
+
+def _lazy(module: str, cls: str) -> Callable[..., "Objective"]:
+    """A builder that imports its class on first use (those modules import this one)."""
+
+    def build(**params: Any) -> "Objective":
+        import importlib
+
+        return getattr(importlib.import_module(f"worth.{module}"), cls)(**params)
+
+    return build
 
 
 _REGISTRY: dict[str, ObjectiveSpec] = {
@@ -241,6 +272,34 @@ _REGISTRY: dict[str, ObjectiveSpec] = {
             {"alpha": (_positive, "a positive exponent, e.g. alpha=1.0"),
              "c": (_positive, "a positive scale, e.g. c=1.0")},
         ),
+        ObjectiveSpec(
+            "facility-location",
+            Properties(True, True, False, False,
+                       "Σ_i max_{j∈S} s(i,j), s = max(0, cos) | (1+cos)/2 | rbf: coverage of the pool "
+                       "(the best predictor of held-out accuracy in the reference study). Not spectral."),
+            {"similarity": "cosine", "gamma": 1.0, "neighbors": None, "block_size": None, "precision": "float64"},
+            _lazy("facility", "FacilityLocation"),
+            {"similarity": (lambda v: v in ("cosine", "shifted-cosine", "rbf"),
+                            "one of 'cosine', 'shifted-cosine', 'rbf'"),
+             "gamma": (_positive, "a positive RBF width, e.g. gamma=1.0"),
+             "neighbors": (_count_or_none, "None (dense) or a positive number of neighbours, e.g. neighbors=50"),
+             "block_size": (_count_or_none, "None (automatic) or a positive number of rows, e.g. block_size=256"),
+             "precision": (lambda v: v in ("float64", "float32"), "'float64' or 'float32'")},
+            {"similarity": str, "neighbors": _int_or_none, "block_size": _int_or_none, "precision": str},
+        ),
+        ObjectiveSpec(
+            "scaling-law",
+            Properties(True, True, False, False,
+                       "Neural scaling law b·(offset^-alpha − (|S|+offset)^-alpha), i.e. a − b·n^-alpha "
+                       "relative to the empty set; per_class=True sums it over classes (labels=)."),
+            {"b": 1.0, "alpha": 0.5, "offset": 1.0, "per_class": False},
+            _lazy("scaling", "ScalingLaw"),
+            {"b": (_positive, "a positive scale, e.g. b=1.0"),
+             "alpha": (_positive, "a positive exponent, e.g. alpha=0.5"),
+             "offset": (_positive, "a positive count offset, e.g. offset=1"),
+             "per_class": (lambda v: isinstance(v, (bool, np.bool_)) or v in (0, 1), "True or False")},
+            {"per_class": bool},
+        ),
     ]
 }
 
@@ -250,7 +309,7 @@ def objectives() -> dict[str, Properties]:
     return {name: spec.properties for name, spec in _REGISTRY.items()}
 
 
-def get_objective(name: str, **params: Any) -> SpectralObjective:
+def get_objective(name: str, **params: Any) -> Objective:
     """Build objective ``name`` with ``params`` (defaults filled in), checking every parameter.
 
     Raises
@@ -274,7 +333,7 @@ def get_objective(name: str, **params: Any) -> SpectralObjective:
     for key, (ok, hint) in spec.checks.items():
         if not ok(full[key]):
             raise ValueError(f"{key}={full[key]!r} is out of range for objective {name!r}; pass {hint}.")
-    obj = spec.build(**{k: float(v) for k, v in full.items()})
+    obj = spec.build(**{k: spec.convert.get(k, float)(v) for k, v in full.items()})
     obj.properties = spec.properties
     return obj
 

@@ -3,6 +3,12 @@
 An optimiser asks for the gains of candidates and tells the model what it chose — nothing else (as in
 apricot's ``optimizers.py``). Ties go to the lowest index: gains within a relative ``1e-9`` of the best
 count as equal, so exact methods that differ by rounding pick the same items.
+
+Constraints enter through a second, equally small seam (:class:`Constraint`): before each step it removes
+the candidates that can no longer be added (a full class, an item over the remaining budget), it turns
+gains into the criterion the step maximises (gain per cost for a knapsack), and it is told each pick. A
+run stops early when no feasible candidate is left. ``available`` excludes rows from the start (the
+conditioning set of ``init=``, the target rows of ``target=``).
 """
 
 from __future__ import annotations
@@ -48,15 +54,56 @@ class Trace:
 Progress = Callable[[int, int], None]
 
 
+class Constraint(Protocol):
+    """What an optimiser needs from a constraint (see :mod:`worth.constraints`)."""
+
+    unit: float
+    """Scale of the criterion relative to gains (``1``; the cheapest cost for gain-per-cost)."""
+
+    def prune(self, available: np.ndarray) -> None:
+        """Clear, in place, the candidates that can no longer be added to the current set."""
+
+    def criterion(self, candidates: np.ndarray, gains: np.ndarray) -> np.ndarray:
+        """What a step maximises (an upper bound stays one: lazy greedy may keep stale criteria)."""
+
+    def commit(self, index: int) -> None:
+        """Record a pick."""
+
+
+class Unconstrained:
+    """Cardinality only: every remaining row is feasible and the criterion is the gain."""
+
+    unit = 1.0
+
+    def prune(self, available: np.ndarray) -> None:
+        return None
+
+    def criterion(self, candidates: np.ndarray, gains: np.ndarray) -> np.ndarray:
+        return gains
+
+    def commit(self, index: int) -> None:
+        return None
+
+
 def _tie_tol(best: float, value: float) -> float:
     return TIE_RTOL * max(1.0, abs(best), abs(value))
 
 
+def _pick_pos(crit: np.ndarray, value: float, unit: float = 1.0) -> int:
+    """Position of the best criterion, ties (within tolerance) to the lowest; candidates ascending."""
+    best = float(np.max(crit))
+    return int(np.flatnonzero(crit >= best - _tie_tol(best, value / unit))[0])
+
+
 def _pick(candidates: np.ndarray, gains: np.ndarray, value: float) -> tuple[int, float]:
     """Best candidate, ties (within tolerance) to the lowest index; ``candidates`` must be ascending."""
-    best = float(np.max(gains))
-    pos = int(np.flatnonzero(gains >= best - _tie_tol(best, value))[0])
+    pos = _pick_pos(gains, value)
     return int(candidates[pos]), float(gains[pos])
+
+
+def _start(model: GainModel, available: np.ndarray | None, constraint: Constraint | None):
+    avail = np.ones(model.n, dtype=bool) if available is None else np.array(available, dtype=bool)
+    return avail, (constraint if constraint is not None else Unconstrained())
 
 
 def _commit(model: GainModel, trace: Trace, i: int, gain: float) -> None:
@@ -76,80 +123,117 @@ def _timed_gains(model: GainModel, trace: Trace, candidates: np.ndarray) -> np.n
     return g
 
 
-def greedy(model: GainModel, k: int, *, progress: Progress | None = None, **_: object) -> Trace:
-    """Naive greedy: every remaining candidate's gain at every step (batched inside the model)."""
+def greedy(model: GainModel, k: int, *, progress: Progress | None = None, available: np.ndarray | None = None,
+           constraint: Constraint | None = None, **_: object) -> Trace:
+    """Naive greedy: every feasible candidate's gain at every step (batched inside the model)."""
     trace = Trace()
-    available = np.ones(model.n, dtype=bool)
+    available, constraint = _start(model, available, constraint)
     for step in range(k):
+        constraint.prune(available)
         cand = np.flatnonzero(available)
+        if cand.size == 0:
+            break
         g = _timed_gains(model, trace, cand)
-        i, gain = _pick(cand, g, model.value)
+        pos = _pick_pos(constraint.criterion(cand, g), model.value, constraint.unit)
+        i = int(cand[pos])
         available[i] = False
-        _commit(model, trace, i, gain)
+        constraint.commit(i)
+        _commit(model, trace, i, float(g[pos]))
         if progress:
             progress(step + 1, k)
     return trace
 
 
-def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh: int = 16, **_: object) -> Trace:
+def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh: int | None = None,
+         available: np.ndarray | None = None, constraint: Constraint | None = None, **_: object) -> Trace:
     """Lazy (accelerated) greedy: stale gains are upper bounds for a submodular objective.
 
-    Each step refreshes the ``refresh`` stale candidates with the highest bounds until no stale bound
-    could still beat — or tie with — the best fresh gain; then it picks exactly as :func:`greedy` would.
-    Exact only for submodular objectives (the caller refuses others unless forced).
+    The first step evaluates every candidate in one call (the model batches it as it likes); later steps
+    refresh the ``refresh`` stale candidates with the highest bounds (default: the model's ``lazy_batch``,
+    else 16) until no stale bound could still beat — or tie with — the best fresh one; then it picks exactly
+    as :func:`greedy` would. Exact only for submodular objectives (the caller refuses others unless
+    forced). Under a constraint the bounds are on its criterion (gain per cost stays an upper bound).
     """
     trace = Trace()
     n = model.n
+    refresh = int(refresh or getattr(model, "lazy_batch", 16))
+    available, constraint = _start(model, available, constraint)
     bounds = np.full(n, np.inf)
-    available = np.ones(n, dtype=bool)
+    gains = np.zeros(n)
+    first = True
     for step in range(k):
+        constraint.prune(available)
+        if not available.any():
+            break
         fresh = np.zeros(n, dtype=bool)
         value = model.value
+        tol_value = value / constraint.unit
+        if first:  # every bound is +inf: evaluate them all at once instead of `refresh` at a time
+            cand = np.flatnonzero(available)
+            gains[cand] = _timed_gains(model, trace, cand)
+            bounds[cand] = constraint.criterion(cand, gains[cand])
+            fresh[cand] = True
+            first = False
         while True:
             stale = available & ~fresh
-            best_fresh = float(np.max(bounds[fresh])) if fresh.any() else -np.inf
-            if stale.any():
-                stale_idx = np.flatnonzero(stale)
-                threshold = best_fresh - _tie_tol(best_fresh, value) if np.isfinite(best_fresh) else -np.inf
-                contenders = stale_idx[bounds[stale_idx] >= threshold]
-            else:
-                contenders = np.zeros(0, dtype=np.int64)
+            contenders = np.flatnonzero(stale)
+            live = np.flatnonzero(fresh & available)
+            if live.size and contenders.size:
+                # A stale bound matters if it could beat the best fresh criterion, or tie with it at a lower
+                # index (ties go to the lowest index): the pick is then exactly greedy's.
+                best_fresh = float(np.max(bounds[live]))
+                tol = _tie_tol(best_fresh, tol_value)
+                lead = int(live[np.flatnonzero(bounds[live] >= best_fresh - tol)[0]])
+                b = bounds[contenders]
+                contenders = contenders[(b >= best_fresh - tol) & ((contenders < lead) | (b > bounds[lead] + tol))]
             if contenders.size == 0:
                 break
-            if contenders.size > refresh:
-                top = np.argpartition(-bounds[contenders], refresh - 1)[:refresh]
-                contenders = np.sort(contenders[top])
-            bounds[contenders] = _timed_gains(model, trace, contenders)
+            if contenders.size > refresh:  # the `refresh` highest bounds, ties to the lowest index
+                b = bounds[contenders]
+                kth = np.partition(b, b.size - refresh)[b.size - refresh]
+                above = contenders[b > kth]
+                contenders = np.sort(np.concatenate([above, contenders[b == kth][:refresh - above.size]]))
+            gains[contenders] = _timed_gains(model, trace, contenders)
+            bounds[contenders] = constraint.criterion(contenders, gains[contenders])
             fresh[contenders] = True
         cand = np.flatnonzero(fresh & available)
-        i, gain = _pick(cand, bounds[cand], value)
+        pos = _pick_pos(bounds[cand], value, constraint.unit)
+        i = int(cand[pos])
         available[i] = False
         bounds[i] = -np.inf
-        _commit(model, trace, i, gain)
+        constraint.commit(i)
+        _commit(model, trace, i, float(gains[i]))
         if progress:
             progress(step + 1, k)
     return trace
 
 
 def stochastic(model: GainModel, k: int, *, progress: Progress | None = None, epsilon: float = 0.01,
-               seed: int | None = None, **_: object) -> Trace:
+               seed: int | None = None, available: np.ndarray | None = None,
+               constraint: Constraint | None = None, **_: object) -> Trace:
     """Stochastic greedy (Mirzasoleiman et al. 2015): ``(n/k)·log(1/ε)`` random candidates per step.
 
-    Within ``1 − 1/e − ε`` of the optimum in expectation for monotone submodular objectives.
+    Within ``1 − 1/e − ε`` of the optimum in expectation for monotone submodular objectives (under a
+    cardinality constraint; with others it is a heuristic). Samples are drawn from the feasible rows.
     """
     if not 0 < epsilon < 1:
         raise ValueError(f"epsilon={epsilon!r} must lie in (0, 1); pass e.g. epsilon=0.01.")
     rng = np.random.default_rng(seed)
     trace = Trace()
-    available = np.ones(model.n, dtype=bool)
+    available, constraint = _start(model, available, constraint)
     sample = max(1, math.ceil(model.n / k * math.log(1 / epsilon)))
     for step in range(k):
+        constraint.prune(available)
         remaining = np.flatnonzero(available)
+        if remaining.size == 0:
+            break
         cand = np.sort(rng.choice(remaining, size=min(sample, remaining.size), replace=False))
         g = _timed_gains(model, trace, cand)
-        i, gain = _pick(cand, g, model.value)
+        pos = _pick_pos(constraint.criterion(cand, g), model.value, constraint.unit)
+        i = int(cand[pos])
         available[i] = False
-        _commit(model, trace, i, gain)
+        constraint.commit(i)
+        _commit(model, trace, i, float(g[pos]))
         if progress:
             progress(step + 1, k)
     return trace

@@ -42,7 +42,8 @@ def test_lazy_equals_greedy_on_submodular(name, kind):
     lazy = worth.select(X, 20, name, "lazy")
     np.testing.assert_array_equal(lazy.indices, greedy.indices)
     np.testing.assert_allclose(lazy.values, greedy.values, rtol=1e-12)
-    assert lazy.timings["evaluations"] < greedy.timings["evaluations"]
+    if name != "scaling-law":  # a count-only gain drops for every item at every pick: nothing to skip
+        assert lazy.timings["evaluations"] < greedy.timings["evaluations"]
 
 
 @pytest.mark.parametrize("name", [n for n in SPECTRAL if n not in SUBMODULAR])

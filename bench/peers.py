@@ -1,0 +1,158 @@
+"""worth against apricot and submodlib: facility location and log-det, side by side in one run.
+
+Same data for everyone: a Gaussian mixture (20 components), rows L2-normalised, n ∈ {20,000, 100,000},
+m ∈ {64, 256}, k = 1,000. Each run is a fresh subprocess (so peak RSS is its own: ``ru_maxrss``), under a
+wall-clock limit and an address-space limit (a peer that needs the n×n matrix fails fast instead of taking
+the machine down). Objective values are recomputed here by ``worth.score`` on each run's picks, so every
+facility-location row is the *dense* objective ``Σ_i max_{j∈S} max(0, cos)`` (the kNN row included) and every
+log-det row is ``log det(I + K_S)``; the ratio columns are against apricot (facility location) and submodlib
+(log-det; apricot has none).
+
+    python bench/peers.py --quick        # n = 20,000, m = 64 only
+    python bench/peers.py                # the whole grid (about 25 minutes on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+K = 1000
+NEIGHBORS = 100
+
+
+def mixture(n: int, m: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, m))
+    X = centres[rng.integers(0, 20, n)] + 0.5 * rng.normal(size=(n, m))
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+# -- one run, in its own process ----------------------------------------------------------------------
+
+def worker(method: str, n: int, m: int) -> dict:
+    X = mixture(n, m)
+    t0 = time.perf_counter()
+    if method.startswith("worth"):
+        import worth
+
+        if method == "worth-fl-dense":
+            sel = worth.select(X, K, "facility-location", "lazy", precision="float32")
+        elif method == "worth-fl-knn":
+            sel = worth.select(X, K, "facility-location", "lazy", neighbors=NEIGHBORS)
+        else:
+            sel = worth.select(X, K, "logdet", "lazy")
+        idx = np.asarray(sel.indices).tolist()
+    elif method == "apricot-fl":
+        from apricot import FacilityLocationSelection
+
+        S = X @ X.T
+        np.maximum(S, 0, out=S)
+        idx = FacilityLocationSelection(K, metric="precomputed", optimizer="lazy").fit(S).ranking.tolist()
+    elif method == "submodlib-fl":
+        from submodlib import FacilityLocationFunction
+
+        S = (X @ X.T).astype(np.float32)
+        np.maximum(S, 0, out=S)
+        f = FacilityLocationFunction(n=n, mode="dense", sijs=S, separate_rep=False)
+        idx = [j for j, _ in f.maximize(budget=K, optimizer="LazyGreedy", stopIfZeroGain=False,
+                                        stopIfNegativeGain=False, show_progress=False)]
+    elif method == "submodlib-logdet":
+        from submodlib import LogDeterminantFunction
+
+        f = LogDeterminantFunction(n=n, mode="dense", data=X.astype(np.float32), metric="cosine", lambdaVal=1.0)
+        idx = [j for j, _ in f.maximize(budget=K, optimizer="LazyGreedy", stopIfZeroGain=False,
+                                        stopIfNegativeGain=False, show_progress=False)]
+    else:
+        raise SystemExit(f"unknown method {method}")
+    seconds = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    return {"seconds": seconds, "rss": rss, "indices": idx}
+
+
+def run(method: str, n: int, m: int, timeout: float, mem_gb: float) -> dict:
+    """Run one method in a subprocess; what it returned, or why it did not."""
+    def limit():
+        cap = int(mem_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    cmd = [sys.executable, __file__, "--worker", method, str(n), str(m)]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=limit)
+    except subprocess.TimeoutExpired:
+        return {"status": f"stopped at {timeout:.0f} s"}
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        why = "out of memory" if "MemoryError" in proc.stderr or "bad_alloc" in proc.stderr \
+            or "Unable to allocate" in proc.stderr else tail[:60]
+        return {"status": f"failed: {why} ({time.perf_counter() - t0:.0f} s)"}
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["status"] = "ok"
+    return out
+
+
+def value(method: str, n: int, m: int, idx) -> float:
+    import worth
+
+    X = mixture(n, m)
+    objective = "logdet" if "logdet" in method else "facility-location"
+    return worth.score(X, np.asarray(idx, dtype=np.int64), objective)
+
+
+METHODS_FL = ["worth-fl-dense", "worth-fl-knn", "apricot-fl", "submodlib-fl"]
+METHODS_LD = ["worth-logdet", "submodlib-logdet"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="n = 20,000 and m = 64 only")
+    ap.add_argument("--timeout", type=float, default=240, help="wall-clock limit per run, seconds")
+    ap.add_argument("--mem-gb", type=float, default=16, help="address-space limit per run, GiB")
+    ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        method, n, m = args.worker
+        print(json.dumps(worker(method, int(n), int(m))))
+        return
+    grid = [(20_000, 64)] if args.quick else [(20_000, 64), (20_000, 256), (100_000, 64), (100_000, 256)]
+    print(f"k={K}, kNN K={NEIGHBORS}, limits: {args.timeout:.0f} s and {args.mem_gb:g} GiB per run, "
+          f"{os.cpu_count()} CPUs\n")
+    header = f"{'n':>7} {'m':>4}  {'method':<17} {'time s':>8} {'peak RSS':>9} {'value':>12}  " \
+             f"{'speed-up':>8} {'value ratio':>11}  status"
+    print(header)
+    print("-" * len(header))
+    for n, m in grid:
+        for group, ref in ((METHODS_FL, "apricot-fl"), (METHODS_LD, "submodlib-logdet")):
+            results = {}
+            for method in group:
+                r = run(method, n, m, args.timeout, args.mem_gb)
+                if r["status"] == "ok":
+                    r["value"] = value(method, n, m, r["indices"])
+                results[method] = r
+            base = results.get(ref, {})
+            for method in group:
+                r = results[method]
+                if r["status"] != "ok":
+                    print(f"{n:>7} {m:>4}  {method:<17} {'-':>8} {'-':>9} {'-':>12}  {'-':>8} {'-':>11}  {r['status']}")
+                    continue
+                if base.get("status") == "ok":
+                    speed = f"{base['seconds'] / r['seconds']:.1f}x"
+                    ratio = f"{r['value'] / base['value']:.5f}"
+                else:
+                    stopped = base.get("status", "").startswith("stopped")
+                    speed = f">{args.timeout / r['seconds']:.1f}x" if stopped else "n/a"
+                    ratio = "n/a"
+                print(f"{n:>7} {m:>4}  {method:<17} {r['seconds']:>8.1f} {r['rss'] / 2**30:>7.2f}GB "
+                      f"{r['value']:>12.2f}  {speed:>8} {ratio:>11}  ok", flush=True)
+
+
+if __name__ == "__main__":
+    main()
