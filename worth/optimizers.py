@@ -123,16 +123,17 @@ def _timed_gains(model: GainModel, trace: Trace, candidates: np.ndarray) -> np.n
     return g
 
 
-def greedy(model: GainModel, k: int, *, progress: Progress | None = None, available: np.ndarray | None = None,
-           constraint: Constraint | None = None, **_: object) -> Trace:
-    """Naive greedy: every feasible candidate's gain at every step (batched inside the model)."""
+def _each_step(model: GainModel, k: int, draw: Callable[[np.ndarray], np.ndarray], progress: Progress | None,
+               available: np.ndarray | None, constraint: Constraint | None) -> Trace:
+    """The step loop of greedy and stochastic greedy: ``draw`` picks the candidates queried at each step."""
     trace = Trace()
     available, constraint = _start(model, available, constraint)
     for step in range(k):
         constraint.prune(available)
-        cand = np.flatnonzero(available)
-        if cand.size == 0:
+        remaining = np.flatnonzero(available)
+        if remaining.size == 0:
             break
+        cand = draw(remaining)
         g = _timed_gains(model, trace, cand)
         pos = _pick_pos(constraint.criterion(cand, g), model.value, constraint.unit)
         i = int(cand[pos])
@@ -142,6 +143,12 @@ def greedy(model: GainModel, k: int, *, progress: Progress | None = None, availa
         if progress:
             progress(step + 1, k)
     return trace
+
+
+def greedy(model: GainModel, k: int, *, progress: Progress | None = None, available: np.ndarray | None = None,
+           constraint: Constraint | None = None, **_: object) -> Trace:
+    """Naive greedy: every feasible candidate's gain at every step (batched inside the model)."""
+    return _each_step(model, k, lambda remaining: remaining, progress, available, constraint)
 
 
 def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh: int | None = None,
@@ -219,24 +226,12 @@ def stochastic(model: GainModel, k: int, *, progress: Progress | None = None, ep
     if not 0 < epsilon < 1:
         raise ValueError(f"epsilon={epsilon!r} must lie in (0, 1); pass e.g. epsilon=0.01.")
     rng = np.random.default_rng(seed)
-    trace = Trace()
-    available, constraint = _start(model, available, constraint)
     sample = max(1, math.ceil(model.n / k * math.log(1 / epsilon)))
-    for step in range(k):
-        constraint.prune(available)
-        remaining = np.flatnonzero(available)
-        if remaining.size == 0:
-            break
-        cand = np.sort(rng.choice(remaining, size=min(sample, remaining.size), replace=False))
-        g = _timed_gains(model, trace, cand)
-        pos = _pick_pos(constraint.criterion(cand, g), model.value, constraint.unit)
-        i = int(cand[pos])
-        available[i] = False
-        constraint.commit(i)
-        _commit(model, trace, i, float(g[pos]))
-        if progress:
-            progress(step + 1, k)
-    return trace
+
+    def draw(remaining: np.ndarray) -> np.ndarray:
+        return np.sort(rng.choice(remaining, size=min(sample, remaining.size), replace=False))
+
+    return _each_step(model, k, draw, progress, available, constraint)
 
 
 OPTIMIZERS: dict[str, Callable[..., Trace]] = {"greedy": greedy, "lazy": lazy, "stochastic": stochastic}
