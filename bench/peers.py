@@ -90,7 +90,10 @@ def run(method: str, n: int, m: int, timeout: float, mem_gb: float) -> dict:
     except subprocess.TimeoutExpired:
         return {"status": f"stopped at {timeout:.0f} s"}
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        # A negative return code is a signal (a C extension that hits the address-space limit may crash
+        # with SIGSEGV/SIGABRT instead of raising MemoryError).
+        fallback = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        tail = (proc.stderr.strip().splitlines() or [fallback])[-1]
         why = "out of memory" if "MemoryError" in proc.stderr or "bad_alloc" in proc.stderr \
             or "Unable to allocate" in proc.stderr else tail[:60]
         return {"status": f"failed: {why} ({time.perf_counter() - t0:.0f} s)"}
