@@ -36,12 +36,29 @@ import time
 import numpy as np
 
 from ._array import is_numpy, to_numpy
-from .objectives import LogDet, SpectralObjective, snap_eigenvalues
+from .objectives import Entropy, Hybrid, LogDet, Power, SpectralObjective, Vendi, VendiPool, snap_eigenvalues
 from .quadrature import fit_rule, phi_prime, target_error
-from .secular import secular_roots_compiled, secular_roots_portable, zero_cluster_root
+from .secular import (HYBRID, LOG1P, POWER, XLOGX, secular_moved_sum, secular_roots_compiled,
+                      secular_roots_portable, zero_cluster_root)
 
 METHODS = ("auto", "oracle", "secular", "secular-portable", "closed-form", "quadrature", "sherman-morrison")
 _EPS = float(np.finfo(np.float64).eps)
+
+
+def kernel_family(objective: SpectralObjective):
+    """``(kind, sign, a, c)`` of the fused compiled kernel for ``φ``, or ``None`` (then roots + NumPy ``φ``)."""
+    p = objective.params
+    if isinstance(objective, Vendi):
+        return (XLOGX, 1.0, 0.0, 0.0) if p["q"] == 1.0 else (POWER, 1.0, p["q"], 0.0)
+    if isinstance(objective, (Entropy, VendiPool)):
+        return (XLOGX, -1.0, 0.0, 0.0)
+    if isinstance(objective, LogDet):
+        return (LOG1P, 1.0, p["sigma2"], 0.0)
+    if isinstance(objective, Power):
+        return (POWER, 1.0, p["alpha"], 0.0)
+    if isinstance(objective, Hybrid):
+        return (HYBRID, 1.0, p["alpha"], p["c"])
+    return None
 
 
 def resolve_method(method: str, objective: SpectralObjective, xp, optimizer: str = "greedy") -> str:
@@ -154,7 +171,10 @@ class SpectralState:
         poles = np.concatenate([[0.0], lam_np[starts] if lam_np.size else []])
         self.poles_np = poles
         self.poles = xp.asarray(poles, dtype=self.X.dtype) if not is_numpy(xp) else poles
-        self.group = xp.asarray(group, dtype=self.X.dtype) if not is_numpy(xp) else group
+        if starts.size == lam_np.size:  # no two eigenvalues merged: the grouping is the identity
+            self.group = None
+        else:
+            self.group = xp.asarray(group, dtype=self.X.dtype) if not is_numpy(xp) else group
 
     @property
     def value(self) -> float:
@@ -208,7 +228,7 @@ class SpectralState:
         Z2 = Z * Z
         w0 = norms - xp.sum(Z2, axis=1)
         w0 = xp.where(w0 > 64 * self.m * _EPS * norms, w0, xp.zeros_like(w0))
-        wl = Z2 @ self.group
+        wl = Z2 if self.group is None else Z2 @ self.group
         wl = xp.where(wl > 64 * self.m * _EPS * _EPS * xp.reshape(norms, (-1, 1)), wl, xp.zeros_like(wl))
         return w0, wl
 
@@ -229,6 +249,9 @@ class SpectralState:
             lam = xp.reshape(self.poles[1:], (1, -1))
             return xp.log1p(w0 / sigma2 + xp.sum(wl / (sigma2 + lam), axis=1))
         W = xp.concat([xp.reshape(w0, (-1, 1)), wl], axis=1)
+        family = kernel_family(obj) if self._compiled else None
+        if family is not None:
+            return secular_moved_sum(self.poles_np, W, family)
         if self._compiled:
             origin, tau = secular_roots_compiled(self.poles_np, W)
             origin, tau = np.asarray(origin), np.asarray(tau)
@@ -311,7 +334,7 @@ class SpectralState:
             a = Z2 @ self._R + xp.reshape(w0, (-1, 1)) / xp.reshape(self._s, (1, -1))
             quad = rule.c0 * norms + xp.log1p(a) @ self._w
         if w0 is not None and bool(xp.any(w0 > 0)):
-            wl = Z2 @ self.group
+            wl = Z2 if self.group is None else Z2 @ self.group
             wl = xp.where(wl > 64 * self.m * _EPS * _EPS * xp.reshape(norms, (-1, 1)), wl, xp.zeros_like(wl))
             W = xp.concat([xp.reshape(w0, (-1, 1)), wl], axis=1)
             mu0 = zero_cluster_root(self.poles_np if self._compiled else self.poles,
