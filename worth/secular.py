@@ -153,8 +153,16 @@ def _solve_one(dA, wA, n_active, p, delta):
             h = _model_step(c, s_l, 0.0, delta_l, math.inf, True)
         else:
             delta_r = dr - tau
-            s_r = delta_r * delta_r * dphi
-            c = 1.0 + (psi - s_l / delta_l) + (phi - s_r / delta_r)
+            # Fixed-weight model (Gragg; dlaed4's choice by the nearer pole): the nearer adjacent pole keeps
+            # its exact weight, the other's weight matches the slope, the constant matches the value.
+            slope = dpsi + dphi
+            if dl == 0.0:
+                s_l = wA[p]
+                s_r = max(slope - s_l / (delta_l * delta_l), 0.0) * delta_r * delta_r
+            else:
+                s_r = wA[p + 1]
+                s_l = max(slope - s_r / (delta_r * delta_r), 0.0) * delta_l * delta_l
+            c = f - s_l / delta_l - s_r / delta_r
             h = _model_step(c, s_l, s_r, delta_l, delta_r, False)
         new = tau + h
         if not (lo < new < hi):
