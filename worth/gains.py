@@ -352,7 +352,7 @@ class SpectralState:
         ``t log t`` rules, whose change can cross zero.
         """
         rule = self.rule
-        norm2 = float(to_numpy(self.norms2)[index])
+        norm2 = float(self.norms2[index])
         if rule.relative:
             self.info["error_bound"] = max(self.info["error_bound"], rule.error)
         else:

@@ -179,24 +179,34 @@ def _solve_one(dA, wA, n_active, p, delta):
     return origin, tau
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _active_poles(d, w):
+    """The active poles (``w > 0``) of one candidate, compacted: their indices, values and weights."""
+    n_poles = w.shape[0]
+    active = np.empty(n_poles, dtype=np.int64)
+    n_active = 0
+    for j in range(n_poles):
+        if w[j] > 0.0:
+            active[n_active] = j
+            n_active += 1
+    active = active[:n_active]
+    dA = np.empty(n_active)
+    wA = np.empty(n_active)
+    for p in range(n_active):
+        dA[p] = d[active[p]]
+        wA[p] = w[active[p]]
+    return active, dA, wA
+
+
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def _roots_kernel(d, weights, origins, taus):
     n_cand, n_poles = weights.shape
     for b in numba.prange(n_cand):
-        w = weights[b]
-        active = np.empty(n_poles, dtype=np.int64)
-        n_active = 0
         for j in range(n_poles):
             origins[b, j] = d[j]
             taus[b, j] = 0.0
-            if w[j] > 0.0:
-                active[n_active] = j
-                n_active += 1
-        dA = np.empty(n_active)
-        wA = np.empty(n_active)
-        for p in range(n_active):
-            dA[p] = d[active[p]]
-            wA[p] = w[active[p]]
+        active, dA, wA = _active_poles(d, weights[b])
+        n_active = active.shape[0]
         delta = np.empty(n_active)
         for p in range(n_active):
             o, t = _solve_one(dA, wA, n_active, p, delta)
@@ -343,24 +353,14 @@ def secular_roots_portable(poles, weights, xp, *, pole_block: int = 64):
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def _zero_root_kernel(d, weights, out):
-    n_cand, n_poles = weights.shape
+    n_cand = weights.shape[0]
     for b in numba.prange(n_cand):
         w = weights[b]
         out[b] = 0.0
         if not w[0] > 0.0:
             continue
-        n_active = 0
-        for j in range(n_poles):
-            if w[j] > 0.0:
-                n_active += 1
-        dA = np.empty(n_active)
-        wA = np.empty(n_active)
-        p = 0
-        for j in range(n_poles):
-            if w[j] > 0.0:
-                dA[p] = d[j]
-                wA[p] = w[j]
-                p += 1
+        _, dA, wA = _active_poles(d, w)
+        n_active = dA.shape[0]
         delta = np.empty(n_active)
         o, t = _solve_one(dA, wA, n_active, 0, delta)
         out[b] = o + t
@@ -416,21 +416,11 @@ def _moved(kind, sign, a, c, o, tau, d):
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def _moved_sum_kernel(d, weights, kind, sign, a, c, out):
-    n_cand, n_poles = weights.shape
+    n_cand = weights.shape[0]
     for b in numba.prange(n_cand):
         w = weights[b]
-        n_active = 0
-        for j in range(n_poles):
-            if w[j] > 0.0:
-                n_active += 1
-        dA = np.empty(n_active)
-        wA = np.empty(n_active)
-        p = 0
-        for j in range(n_poles):
-            if w[j] > 0.0:
-                dA[p] = d[j]
-                wA[p] = w[j]
-                p += 1
+        _, dA, wA = _active_poles(d, w)
+        n_active = dA.shape[0]
         delta = np.empty(n_active)
         total = 0.0
         for p in range(n_active):
