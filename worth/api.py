@@ -14,6 +14,7 @@ from .gains import SpectralState, resolve_method
 from .objectives import SpectralObjective, get_objective
 from .optimizers import OPTIMIZERS
 from .regime import Regime, conditional_value, is_submodular
+from .statkey import StatisticKey, key_sign
 from .validation import check_indices, prepare_rows
 
 
@@ -169,8 +170,14 @@ def select(
     regime = Regime(X64, xp, k, obj, normalize=normalize, labels=labels, quotas=quotas, costs=costs,
                     budget=budget, init=init, target=target, candidates=candidates)
     k = regime.k
+    # Greedy on the Vendi Score (q ≤ 1) over equal-norm rows: exact with lazy evaluations (worth.statkey);
+    # with init= too (the conditioned state's gains are the state's). Not under a knapsack: cost-benefit
+    # ratios are not invariant under a monotone transform of the gains.
+    sign = None
+    if optimizer == "greedy" and target is None and costs is None:
+        sign = key_sign(obj, to_numpy(xp.sum(X64 * X64, axis=1)))
     if isinstance(obj, SpectralObjective):
-        resolved = resolve_method(method, obj, xp, optimizer)
+        resolved = resolve_method(method, obj, xp, "lazy" if sign else optimizer)
     else:
         if method != "auto":
             raise ValueError(
@@ -188,11 +195,19 @@ def select(
         def make(rows):
             return obj.make_state(rows, xp, labels=regime.labels)
     model, state = regime.model(make)
-    trace, singleton = run_constrained(OPTIMIZERS[optimizer], model, k, available=regime.available,
+    base = model.base if hasattr(model, "base") else None
+    run = OPTIMIZERS[optimizer]
+    if sign is not None:
+        model, run = StatisticKey(model, state, sign), OPTIMIZERS["lazy"]
+    trace, singleton = run_constrained(run, model, k, available=regime.available,
                                        constraint=regime.constraint, progress=progress, epsilon=epsilon,
                                        seed=seed)
     total = time.perf_counter() - t0
-    info = {"init_value": model.base if hasattr(model, "base") else None, "init": int(regime.init.size)}
+    info = {"init_value": base, "init": int(regime.init.size)}
+    if isinstance(model, StatisticKey):
+        # The optimiser saw keys; the gains are the objective's own (differences of its values, f(∅) = 0).
+        trace.gains = list(np.diff(np.asarray(trace.values, dtype=np.float64), prepend=0.0))
+        info["evaluation"] = "lazy on the statistic's key (exact greedy: equal-norm rows; see worth.statkey)"
     if regime.constraint is not None:
         info.update(regime.constraint.summary(trace.indices), singleton=singleton)
     like = X64

@@ -199,11 +199,15 @@ class SpectralState:
     # -- gains -------------------------------------------------------------------------------------
     def gains(self, candidates: np.ndarray) -> np.ndarray:
         """Marginal gains ``f(S + x) − f(S)`` of the rows ``candidates`` (host int array) → host floats."""
+        return self._gain_from_delta(self.deltas(candidates), candidates)
+
+    def deltas(self, candidates: np.ndarray) -> np.ndarray:
+        """Change of the statistic ``Σ φ(λ)`` for each of the rows ``candidates`` → host floats."""
         out = np.empty(len(candidates), dtype=np.float64)
         for start in range(0, len(candidates), self.batch_size):
             idx = candidates[start:start + self.batch_size]
             out[start:start + len(idx)] = to_numpy(self._delta_stat(idx))
-        return self._gain_from_delta(out, candidates)
+        return out
 
     def _rows(self, idx):
         xp = self.xp

@@ -1,0 +1,73 @@
+"""Exact greedy with lazy evaluations for objectives that are increasing functions of a submodular statistic.
+
+The Vendi Score is not submodular, so lazy greedy is refused on it — yet naive greedy on it costs a gain for
+every candidate at every step. On rows of equal norm (the default: ``normalize=True``) every candidate
+raises ``tr C`` by the same amount, so the Vendi gain of a candidate is a *strictly monotone function of one
+number*, the change ``Δ`` of the statistic ``s = Σ φ(λ)``, the same function for all candidates of a step:
+
+* ``q = 1``: ``V = exp((T log|S| − s)/|S|)`` with ``s = Σ λ log λ`` — decreasing in ``Δ``; and ``−Δ`` is
+  the gain of the von Neumann entropy ``−Σ λ log λ``, which is submodular (``−t log t`` has a Stieltjes
+  representation with a non-negative measure, so ``−Δ = c‖x‖² + ∫ log(1 + xᵀ(C + s)⁻¹x) dω(s)`` and each
+  term shrinks as ``C`` grows);
+* ``q < 1``: ``V = (s/|S|^q)^{1/(1−q)}`` with ``s = Σ λ^q`` — increasing in ``Δ``, the gain of the power
+  trace ``Σ λ^q``, submodular for ``0 < q ≤ 1``.
+
+So the candidate with the largest Vendi gain is the one with the largest *key* (``∓Δ``), and keys never
+grow from one step to the next: lazy greedy on the keys makes exactly naive greedy's picks. The values
+(and so the gains, their differences) are the Vendi Score's own. :class:`StatisticKey` is the
+:class:`~worth.optimizers.GainModel` that exposes the keys.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .objectives import Vendi
+
+_EQUAL_NORMS_RTOL = 1e-12
+
+
+def key_sign(objective, norms2) -> int | None:
+    """``±1`` when greedy on ``objective`` may run lazily on the statistic's key, else ``None``.
+
+    ``+1``: the key is ``Δ``; ``−1``: the key is ``−Δ``. Requires the Vendi Score with ``q ≤ 1`` and rows
+    of equal norm (then every candidate moves ``tr C`` by the same amount).
+    """
+    if not isinstance(objective, Vendi) or objective.params["q"] > 1:
+        return None
+    norms2 = np.asarray(norms2, dtype=np.float64)
+    if norms2.size == 0 or np.ptp(norms2) > _EQUAL_NORMS_RTOL * float(np.max(norms2)):
+        return None
+    return -1 if objective.params["q"] == 1 else 1
+
+
+class StatisticKey:
+    """A :class:`~worth.optimizers.GainModel` whose gains are the keys ``sign·Δ`` of a spectral state.
+
+    Parameters
+    ----------
+    model : GainModel
+        The model the optimiser would have driven (e.g. conditioned on ``init=``): its ``value`` and ``add``
+        are used, so the trace records the objective's own values.
+    state : SpectralState
+        The spectral state under ``model``: it supplies ``Δ`` (:meth:`~worth.gains.SpectralState.deltas`).
+    sign : int
+        From :func:`key_sign`.
+    """
+
+    def __init__(self, model, state, sign: int) -> None:
+        self.model = model
+        self.state = state
+        self.sign = float(sign)
+        self.n = model.n
+        self.lazy_batch = getattr(model, "lazy_batch", 16)
+
+    @property
+    def value(self) -> float:
+        return self.model.value
+
+    def gains(self, candidates: np.ndarray) -> np.ndarray:
+        return self.sign * self.state.deltas(candidates)
+
+    def add(self, index: int) -> None:
+        self.model.add(index)
