@@ -13,6 +13,7 @@ conditioning set of ``init=``, the target rows of ``target=``).
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from dataclasses import dataclass, field
@@ -155,58 +156,70 @@ def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh:
          available: np.ndarray | None = None, constraint: Constraint | None = None, **_: object) -> Trace:
     """Lazy (accelerated) greedy: stale gains are upper bounds for a submodular objective.
 
-    The first step evaluates every candidate in one call (the model batches it as it likes); later steps
-    refresh the ``refresh`` stale candidates with the highest bounds (default: the model's ``lazy_batch``,
-    else 16) until no stale bound could still beat — or tie with — the best fresh one; then it picks exactly
-    as :func:`greedy` would. Exact only for submodular objectives (the caller refuses others unless
-    forced). Under a constraint the bounds are on its criterion (gain per cost stays an upper bound).
+    The first step evaluates every candidate in one call (the model batches it as it likes). Stale bounds
+    then wait in a max-heap (ties: lowest index first). Each later step pops the highest stale bounds and
+    refreshes them in batches — ``refresh`` candidates first (default: the model's ``lazy_batch``, else 16),
+    doubling with each batch of the step, so a step that must refresh thousands makes a few large calls —
+    until no stale bound could still beat, or tie with, the best fresh one; then it picks exactly as
+    :func:`greedy` would (ties within tolerance to the lowest index), and the refreshed candidates go back
+    on the heap. Bookkeeping is O(log n) per refreshed candidate, never O(n) per batch. Exact only for
+    submodular objectives (the caller refuses others unless forced). Under a constraint the bounds are on
+    its criterion (gain per cost stays an upper bound).
     """
     trace = Trace()
     n = model.n
     refresh = int(refresh or getattr(model, "lazy_batch", 16))
     available, constraint = _start(model, available, constraint)
-    bounds = np.full(n, np.inf)
     gains = np.zeros(n)
-    first = True
+    bounds = np.full(n, -np.inf)
+    heap: list[tuple[float, int]] = []
     for step in range(k):
         constraint.prune(available)
         if not available.any():
             break
-        fresh = np.zeros(n, dtype=bool)
         value = model.value
         tol_value = value / constraint.unit
-        if first:  # every bound is +inf: evaluate them all at once instead of `refresh` at a time
-            cand = np.flatnonzero(available)
+        if step == 0:  # every bound is +inf: evaluate them all at once
+            fresh = np.flatnonzero(available)
+            gains[fresh] = _timed_gains(model, trace, fresh)
+            bounds[fresh] = constraint.criterion(fresh, gains[fresh])
+            batches = [fresh]
+            best = float(np.max(bounds[fresh]))
+        else:
+            batches = []
+            best = -math.inf
+        batch = refresh
+        while heap:
+            # Stale candidates that could beat or tie the best fresh criterion (all of the top `batch` while
+            # nothing is fresh yet); entries of candidates a constraint removed are dropped on the way.
+            floor = best - _tie_tol(best, tol_value) if batches else -math.inf
+            todo = []
+            while heap and len(todo) < batch and -heap[0][0] >= floor:
+                i = heapq.heappop(heap)[1]
+                if available[i]:
+                    todo.append(i)
+            if not todo:
+                break
+            cand = np.sort(np.asarray(todo, dtype=np.int64))
             gains[cand] = _timed_gains(model, trace, cand)
             bounds[cand] = constraint.criterion(cand, gains[cand])
-            fresh[cand] = True
-            first = False
-        while True:
-            stale = available & ~fresh
-            contenders = np.flatnonzero(stale)
-            live = np.flatnonzero(fresh & available)
-            if live.size and contenders.size:
-                # A stale bound matters if it could beat the best fresh criterion, or tie with it at a lower
-                # index (ties go to the lowest index): the pick is then exactly greedy's.
-                best_fresh = float(np.max(bounds[live]))
-                tol = _tie_tol(best_fresh, tol_value)
-                lead = int(live[np.flatnonzero(bounds[live] >= best_fresh - tol)[0]])
-                b = bounds[contenders]
-                contenders = contenders[(b >= best_fresh - tol) & ((contenders < lead) | (b > bounds[lead] + tol))]
-            if contenders.size == 0:
-                break
-            if contenders.size > refresh:  # the `refresh` highest bounds, ties to the lowest index
-                b = bounds[contenders]
-                kth = np.partition(b, b.size - refresh)[b.size - refresh]
-                above = contenders[b > kth]
-                contenders = np.sort(np.concatenate([above, contenders[b == kth][:refresh - above.size]]))
-            gains[contenders] = _timed_gains(model, trace, contenders)
-            bounds[contenders] = constraint.criterion(contenders, gains[contenders])
-            fresh[contenders] = True
-        cand = np.flatnonzero(fresh & available)
+            batches.append(cand)
+            best = max(best, float(np.max(bounds[cand])))
+            batch *= 2
+        cand = np.sort(np.concatenate(batches)) if batches else np.zeros(0, dtype=np.int64)
+        cand = cand[available[cand]]
+        if cand.size == 0:
+            break
         pos = _pick_pos(bounds[cand], value, constraint.unit)
         i = int(cand[pos])
         available[i] = False
+        rest = np.delete(cand, pos)
+        if step == 0:
+            heap = list(zip((-bounds[rest]).tolist(), rest.tolist()))
+            heapq.heapify(heap)
+        else:
+            for b, j in zip((-bounds[rest]).tolist(), rest.tolist()):
+                heapq.heappush(heap, (b, j))
         bounds[i] = -np.inf
         constraint.commit(i)
         _commit(model, trace, i, float(gains[i]))
