@@ -13,7 +13,6 @@ conditioning set of ``init=``, the target rows of ``target=``).
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
 from dataclasses import dataclass, field
@@ -156,15 +155,14 @@ def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh:
          available: np.ndarray | None = None, constraint: Constraint | None = None, **_: object) -> Trace:
     """Lazy (accelerated) greedy: stale gains are upper bounds for a submodular objective.
 
-    The first step evaluates every candidate in one call (the model batches it as it likes). Stale bounds
-    then wait in a max-heap (ties: lowest index first). Each later step pops the highest stale bounds and
-    refreshes them in batches — ``refresh`` candidates first (default: the model's ``lazy_batch``, else 16),
-    doubling with each batch of the step, so a step that must refresh thousands makes a few large calls —
-    until no stale bound could still beat, or tie with, the best fresh one; then it picks exactly as
-    :func:`greedy` would (ties within tolerance to the lowest index), and the refreshed candidates go back
-    on the heap. Bookkeeping is O(log n) per refreshed candidate, never O(n) per batch. Exact only for
-    submodular objectives (the caller refuses others unless forced). Under a constraint the bounds are on
-    its criterion (gain per cost stays an upper bound).
+    The first step evaluates every candidate in one call (the model batches it as it likes). Each later
+    step refreshes the stale candidates with the highest bounds in batches — ``refresh`` first (default: the
+    model's ``lazy_batch``, else 16), doubling with each batch of the step, so that a step which must
+    refresh thousands (spectral objectives in the full-rank regime) makes a few large calls and a few
+    vectorised passes over the bounds, not thousands — until no stale bound could still beat, or tie with,
+    the best fresh one; then it picks exactly as :func:`greedy` would (ties within tolerance to the lowest
+    index). Exact only for submodular objectives (the caller refuses others unless forced). Under a
+    constraint the bounds are on its criterion (gain per cost stays an upper bound).
     """
     trace = Trace()
     n = model.n
@@ -172,54 +170,46 @@ def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh:
     available, constraint = _start(model, available, constraint)
     gains = np.zeros(n)
     bounds = np.full(n, -np.inf)
-    heap: list[tuple[float, int]] = []
+    fresh = np.zeros(n, dtype=bool)
     for step in range(k):
         constraint.prune(available)
         if not available.any():
             break
         value = model.value
         tol_value = value / constraint.unit
+        fresh[:] = False
+        best = -math.inf
         if step == 0:  # every bound is +inf: evaluate them all at once
-            fresh = np.flatnonzero(available)
-            gains[fresh] = _timed_gains(model, trace, fresh)
-            bounds[fresh] = constraint.criterion(fresh, gains[fresh])
-            batches = [fresh]
-            best = float(np.max(bounds[fresh]))
-        else:
-            batches = []
-            best = -math.inf
-        batch = refresh
-        while heap:
-            # Stale candidates that could beat or tie the best fresh criterion (all of the top `batch` while
-            # nothing is fresh yet); entries of candidates a constraint removed are dropped on the way.
-            floor = best - _tie_tol(best, tol_value) if batches else -math.inf
-            todo = []
-            while heap and len(todo) < batch and -heap[0][0] >= floor:
-                i = heapq.heappop(heap)[1]
-                if available[i]:
-                    todo.append(i)
-            if not todo:
-                break
-            cand = np.sort(np.asarray(todo, dtype=np.int64))
+            cand = np.flatnonzero(available)
             gains[cand] = _timed_gains(model, trace, cand)
             bounds[cand] = constraint.criterion(cand, gains[cand])
-            batches.append(cand)
-            best = max(best, float(np.max(bounds[cand])))
+            fresh[cand] = True
+            best = float(np.max(bounds[cand]))
+        batch = refresh
+        while True:
+            # Stale candidates that could beat or tie the best fresh criterion (ties go to the lowest index,
+            # so a tying stale bound must be refreshed too); all of them while nothing is fresh yet.
+            stale = available & ~fresh
+            if best > -math.inf:
+                stale &= bounds >= best - _tie_tol(best, tol_value)
+            contenders = np.flatnonzero(stale)
+            if contenders.size == 0:
+                break
+            if contenders.size > batch:  # the `batch` highest bounds, ties to the lowest index
+                b = bounds[contenders]
+                kth = np.partition(b, b.size - batch)[b.size - batch]
+                above = contenders[b > kth]
+                contenders = np.concatenate([above, contenders[b == kth][:batch - above.size]])
+                contenders.sort()
+            gains[contenders] = _timed_gains(model, trace, contenders)
+            bounds[contenders] = constraint.criterion(contenders, gains[contenders])
+            fresh[contenders] = True
+            best = max(best, float(np.max(bounds[contenders])))
             batch *= 2
-        cand = np.sort(np.concatenate(batches)) if batches else np.zeros(0, dtype=np.int64)
-        cand = cand[available[cand]]
-        if cand.size == 0:
-            break
+        cand = np.flatnonzero(fresh & available)
         pos = _pick_pos(bounds[cand], value, constraint.unit)
         i = int(cand[pos])
         available[i] = False
-        rest = np.delete(cand, pos)
-        if step == 0:
-            heap = list(zip((-bounds[rest]).tolist(), rest.tolist()))
-            heapq.heapify(heap)
-        else:
-            for b, j in zip((-bounds[rest]).tolist(), rest.tolist()):
-                heapq.heappush(heap, (b, j))
         bounds[i] = -np.inf
         constraint.commit(i)
         _commit(model, trace, i, float(gains[i]))
