@@ -55,3 +55,10 @@ def from_numpy(a: np.ndarray, xp, like=None):
 def scalar(x) -> float:
     """A 0-d array of any namespace as a Python float."""
     return float(to_numpy(x)) if not isinstance(x, (int, float)) else float(x)
+
+
+def row_norms2(X, xp):
+    """Squared L2 norm of every row; on NumPy without the n×m temporary of ``sum(X * X)``."""
+    if is_numpy(xp):
+        return np.einsum("ij,ij->i", X, X)
+    return xp.sum(X * X, axis=1)

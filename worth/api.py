@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._array import from_numpy, namespace, to_numpy
+from ._array import from_numpy, namespace, row_norms2, to_numpy
 from .constraints import run_constrained
 from .gains import SpectralState, resolve_method
 from .objectives import SpectralObjective, get_objective
@@ -175,7 +175,7 @@ def select(
     # ratios are not invariant under a monotone transform of the gains.
     sign = None
     if optimizer == "greedy" and target is None and costs is None:
-        sign = key_sign(obj, to_numpy(xp.sum(X64 * X64, axis=1)))
+        sign = key_sign(obj, to_numpy(row_norms2(X64, xp)))
     if isinstance(obj, SpectralObjective):
         resolved = resolve_method(method, obj, xp, "lazy" if sign else optimizer)
     else:

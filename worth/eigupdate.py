@@ -60,6 +60,18 @@ def _loewner_vectors(d, origins, taus, z):
     return V
 
 
+def _merge(d: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of ``diag(d) + z zᵀ`` (``d`` ascending and distinct, every ``z_i ≠ 0``): roots, then vectors."""
+    lead = d[0] == 0.0  # the zero pole is the secular solver's first pole; add an empty one if absent
+    poles = d if lead else np.concatenate([[0.0], d])
+    w = z * z if lead else np.concatenate([[0.0], z * z])
+    origins, taus = secular_roots_compiled(poles, w[None, :])
+    origins, taus = origins[0], taus[0]
+    if not lead:
+        origins, taus = origins[1:], taus[1:]
+    return origins + taus, _loewner_vectors(d, origins, taus, z)
+
+
 def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenpairs of ``U diag(lam) Uᵀ + x xᵀ`` (its non-zero part), ascending.
 
@@ -93,9 +105,9 @@ def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray) -> tuple[np.n
             d = np.concatenate([[0.0], d])
             z = np.concatenate([[math.sqrt(rho2)], z])
     K = d.size
-    basis = basis.copy()
     d = d.copy()
     z = z.copy()
+    copied = basis is not U
     zz = float(z @ z)
     tol = 8.0 * _EPS * max(float(d[-1]) if K else 0.0, zz)
     norm_z = math.sqrt(zz)
@@ -109,6 +121,8 @@ def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray) -> tuple[np.n
             h = math.hypot(z[prev], z[i])
             c, s = z[i] / h, z[prev] / h
             if abs(c * s * (d[i] - d[prev])) <= tol:
+                if not copied:  # the caller's U is read-only here: copy before the first rotation
+                    basis, copied = basis.copy(), True
                 up, ui = basis[:, prev].copy(), basis[:, i].copy()
                 basis[:, prev] = c * up - s * ui
                 basis[:, i] = s * up + c * ui
@@ -120,18 +134,13 @@ def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray) -> tuple[np.n
         prev = i
     act = np.flatnonzero(active)
     keep = np.flatnonzero(~active)
+    if keep.size == 0:  # the common case: nothing deflated, the roots come out ascending and positive
+        mu, V = _merge(d, z)
+        return mu, basis @ V
     mu_parts, vec_parts = [d[keep]], [basis[:, keep]]
     if act.size:
-        da, za = d[act], z[act]
-        shift = da[0] == 0.0  # the zero pole leads (rank grows) or a zero pole is added with no weight
-        poles = da if shift else np.concatenate([[0.0], da])
-        w = za * za if shift else np.concatenate([[0.0], za * za])
-        origins, taus = secular_roots_compiled(poles, w[None, :])
-        origins, taus = origins[0], taus[0]
-        if not shift:
-            origins, taus = origins[1:], taus[1:]
-        V = _loewner_vectors(da, origins, taus, za)
-        mu_parts.append(origins + taus)
+        mu, V = _merge(d[act], z[act])
+        mu_parts.append(mu)
         vec_parts.append(basis[:, act] @ V)
     mu = np.concatenate(mu_parts)
     vecs = np.concatenate(vec_parts, axis=1)

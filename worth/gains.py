@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from ._array import is_numpy, to_numpy
+from ._array import is_numpy, row_norms2, to_numpy
 from .eigupdate import rank_one_update
 from .objectives import Entropy, Hybrid, LogDet, Power, SpectralObjective, Vendi, VendiPool, snap_eigenvalues
 from .quadrature import fit_rule, phi_prime, target_error
@@ -123,7 +123,7 @@ class SpectralState:
         self.n, self.m = X.shape
         self.pool = self.n if pool is None else pool
         self.batch_size = batch_size
-        self.norms2 = xp.sum(X * X, axis=1)
+        self.norms2 = row_norms2(X, xp)
         self.info: dict = {}
         self.C = xp.zeros((self.m, self.m), dtype=X.dtype)
         self.size = 0
@@ -371,6 +371,23 @@ class SpectralState:
             a = self._A[idx] if is_numpy(xp) else xp.take(self._A, xp.asarray(idx), axis=0)
             quad = rule.c0 * norms + xp.log1p(a) @ self._w
             w0 = None
+        elif self._compiled and self.group is None:
+            # NumPy: the same numbers as below, written in place into the weights the zero root needs.
+            W = np.empty((rows.shape[0], self.U.shape[1] + 1))
+            Z2 = W[:, 1:]
+            np.square(rows @ self.U, out=Z2)
+            w0 = norms - Z2.sum(axis=1)
+            w0[w0 <= 64 * self.m * _EPS * norms] = 0.0
+            a = Z2 @ self._R
+            a += w0[:, None] / self._s[None, :]
+            quad = rule.c0 * norms + np.log1p(a, out=a) @ self._w
+            if np.any(w0 > 0):
+                Z2[Z2 <= 64 * self.m * _EPS * _EPS * norms[:, None]] = 0.0
+                W[:, 0] = w0
+                mu0 = zero_cluster_root(self.poles_np, W, None)
+                corr = np.where(mu0 > 0, obj.phi(mu0, np) - rule.phi_tilde(mu0), 0.0)
+                quad = quad + corr
+            return quad
         else:
             Z = rows @ self.U
             Z2 = Z * Z

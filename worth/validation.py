@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._array import is_numpy, to_numpy
+from ._array import is_numpy, row_norms2, to_numpy
 
 
 def _list_rows(rows: np.ndarray, limit: int = 5) -> str:
@@ -41,7 +41,7 @@ def prepare_rows(X, xp, *, normalize: bool, name: str = "X"):
             "drop or impute those rows before selecting."
         )
     if normalize:
-        norms = xp.sqrt(xp.sum(X64 * X64, axis=1))
+        norms = xp.sqrt(row_norms2(X64, xp))
         zero = to_numpy(norms == 0)
         if zero.any():
             raise ValueError(
