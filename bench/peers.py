@@ -10,6 +10,7 @@ log-det row is ``log det(I + K_S)``; the ratio columns are against apricot (faci
 
     python bench/peers.py --quick        # n = 20,000, m = 64 only
     python bench/peers.py                # the whole grid (about 25 minutes on 2 cores)
+    python bench/peers.py --large-worth-only   # the grid, but at n = 100,000 only worth's rows
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="n = 20,000 and m = 64 only")
     ap.add_argument("--timeout", type=float, default=240, help="wall-clock limit per run, seconds")
     ap.add_argument("--mem-gb", type=float, default=16, help="address-space limit per run, GiB")
+    ap.add_argument("--large-worth-only", action="store_true",
+                    help="at n = 100,000 run worth only (the peers' n×n matrices take most of the grid's time)")
     ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -136,6 +139,9 @@ def main() -> None:
         for group, ref in ((METHODS_FL, "apricot-fl"), (METHODS_LD, "submodlib-logdet")):
             results = {}
             for method in group:
+                if args.large_worth_only and n > 20_000 and not method.startswith("worth"):
+                    results[method] = {"status": "skipped (--large-worth-only)"}
+                    continue
                 r = run(method, n, m, args.timeout, args.mem_gb)
                 if r["status"] == "ok":
                     r["value"] = value(method, n, m, r["indices"])

@@ -9,18 +9,40 @@ Why no similarity matrix: peers (apricot, submodlib) materialise the n×n matrix
 n = 20,000 and 80 GB at n = 100,000. Here the state is one float per ground item, the running maximum
 ``cur_i = max_{j∈S} s(i, j)``, and a gain is
 
-``f(S + j) − f(S) = Σ_i max(0, s(i, j) − cur_i)``,
+``g_j = f(S + j) − f(S) = Σ_i max(0, s(i, j) − cur_i)``.
 
-so a batch of candidates costs one GEMM of the candidates' rows against the pool, in row blocks
-(``block_size`` candidates at a time, memory ``block_size × n``), reduced at once into the gains. A pick
-updates ``cur`` with one matrix–vector product.
+Maintained gains (NumPy inputs, dense mode). Evaluating a gain costs a GEMM row (O(n·m)), and even lazy
+greedy re-evaluates several times n candidates over a run of k = 1,000 picks. Instead the state keeps
+``g_j`` for *every* candidate, exactly, and updates it when a pick changes ``cur``; a gain query is then a
+look-up (plus the corrections of step 4), and greedy and lazy greedy cost about the same.
 
-Lazy greedy re-evaluates a few candidates per step, and a full GEMM row for each would cost far more than
-the first pass. But once ``s(i, j) ≤ cur_i`` the term of ``i`` stays 0 for ever (``cur`` only grows), so a
-re-evaluated candidate keeps its *support* — the ground items it still improves, with their similarities —
-and later gains are sums over that shrinking list, with no GEMM at all. Late in a run a support is about
-``n/|S|`` items. Supports are kept only when small enough (at most ``n/4`` items each, ``2^23`` in all: ≤ 100 MB);
-the others are recomputed by GEMM. The result is the same sum over the same terms.
+1. First full pass, in row blocks (a GEMM ``X_I Xᵀ`` per block, reduced by a numba kernel): it sums the
+   initial ``g`` (``cur`` may already be non-zero after ``init=``) and keeps, for each ground item ``i``,
+   its ``K`` largest similarities with their columns, sorted, and ``τ_i``, the K-th largest.
+2. A pick ``p`` costs one matrix–vector product ``s(·, p)``. The rows it improves, ``D = {i : s(i, p) >
+   cur_i}``, move from ``a_i = cur_i`` to ``b_i = s(i, p)``, and every ``j`` with ``s(i, j) > a_i`` loses
+   ``max(0, s_ij − a_i) − max(0, s_ij − b_i) = min(s_ij, b_i) − a_i`` of gain. If ``a_i ≥ τ_i`` every such
+   ``j`` is in the list of ``i`` (``s_ij > a_i ≥ τ_i``: strictly above the K-th value), so the update is a
+   walk down that list, stopping at the first ``s_ij ≤ a_i``. Otherwise (early in a run, while ``cur_i`` is
+   still low) the row must be recomputed: it is marked *pending* with its old value ``base_i = a_i``.
+3. ``cur_i ← b_i``.
+4. A gain query returns ``g[candidates]`` less, for each candidate, what it still owes to the pending rows,
+   ``Σ_{i pending} max(0, min(s_ij, cur_i) − base_i)`` (a GEMM of the candidates against the pending rows
+   only). Once these corrections have cost as much as applying the pending rows (ski rental:
+   ``_FLUSH_RATIO``), the pending rows are applied — batched into GEMMs against ``X`` — and ``g`` is exact
+   again. A row improved by several picks between two flushes is recomputed once; a query of every
+   candidate (naive greedy) flushes at once.
+
+``cur`` only grows, so rows switch to the list walk for good. On a 20-cluster mixture (n = 20,000, k = 1,000)
+the GEMM route is taken almost only during the first ~50 picks, for ≈ 2.5–3.5 n rows in all (K = 128; larger
+``K`` barely lowers it: 2.4 n at K = 1,024), which with the first pass is what a run costs. Every term is the
+same ``max(0, s_ij − cur_i)`` as in the definition, and the similarity is computed from its inner product by
+one compiled function everywhere: the picks are those of the direct computation (up to rounding in the last
+bits of sums, far inside the optimisers' tie tolerance). Memory: ``X``, ``K`` (value, column) pairs per item
+(12·K bytes) and one GEMM block. GEMMs run on one BLAS thread (see :func:`_one_blas_thread`).
+
+Other namespaces (CuPy, torch, array-api-strict) evaluate gains directly: one GEMM of the candidates' rows
+against the pool, in row blocks, reduced at once; a pick updates ``cur`` with one matrix–vector product.
 
 Similarities (rows are L2-normalised by :func:`worth.select` unless ``normalize=False``):
 
@@ -31,7 +53,9 @@ Similarities (rows are L2-normalised by :func:`worth.select` unless ``normalize=
 ``"rbf"``
     ``s = exp(−γ‖x − y‖²)``.
 
-In every case ``s`` is clamped at 0 (facility location needs ``s ≥ 0``; the running max starts at 0).
+In every case ``s`` is clamped at 0 (facility location needs ``s ≥ 0``; the running max starts at 0). All
+three are symmetric, which step 2 relies on (the ``j`` that lose gain when ``cur_i`` grows are read off the
+row of ``i``).
 
 Sparse mode (``neighbors=K``): each ground item is covered only by its ``K`` nearest neighbours (found by
 :class:`sklearn.neighbors.NearestNeighbors`), ``s_K(i, j) = s(i, j)`` if ``j ∈ N_K(i)`` else 0. Memory and
@@ -49,46 +73,208 @@ import numpy as np
 from ._array import is_numpy, to_numpy
 from .objectives import Objective
 
-_BLOCK_ELEMENTS = 1 << 22  # automatic block: ≈ 4M similarities (32 MB in float64) per GEMM block
-_SUPPORT_BUDGET = 1 << 24  # similarities kept in candidate supports, in all (≤ 200 MB)
-_SUPPORT_BATCH = 256  # batches up to this size (lazy refreshes) record supports; the first full pass does not
-
-
-# -- compiled reductions (NumPy path) -------------------------------------------------------------------
-
-def _affine(G, cur, scale, shift, out):
-    """``out[b] = Σ_i max(0, scale·G[b, i] + shift − cur[i])`` (cosine: scale 1, shift 0)."""
-    for b in numba.prange(G.shape[0]):
-        acc = 0.0
-        for i in range(G.shape[1]):
-            d = scale * G[b, i] + shift - cur[i]
-            acc += max(d, 0.0)
-        out[b] = acc
-
-
+_BLOCK_ELEMENTS = 1 << 22  # automatic block: ≈ 4M similarities (16–32 MB) per GEMM block
+_TOP_K = 128  # similarities kept per ground item for the cheap update (12·K bytes per item)
+_CHUNK = 2048  # columns per thread task in the column-parallel kernels (g[j] is owned by one task)
+_PARALLEL_MIN = 1 << 18  # similarities per block from which an update kernel runs threaded
+_FLUSH_RATIO = 1.0  # flush deferred rows once the corrections spent since the last flush reach this × its cost
+_LAZY_BATCH = 32  # stale bounds lazy greedy refreshes per round (each costs a GEMM against deferred rows)
+_MAINTAINED = True  # False: NumPy evaluates gains directly as the other namespaces do (tests compare the two)
+_RBF = 2
+# Reassociation for the reductions that are not accumulated into g; contraction cannot change a similarity
+# (2·x and 0.5·x are exact, so a fused multiply–add rounds as the separate operations do).
 _FAST = {"reassoc", "nsz", "arcp", "contract"}
-# Two compilations of one kernel: threads pay off on the big blocks of a full pass; on the small batches of
-# lazy refreshes a parallel region costs more than it saves (and stalls badly on a loaded machine).
-_gains_affine_par = numba.njit(cache=True, error_model="numpy", parallel=True, fastmath=_FAST)(_affine)
-_gains_affine_seq = numba.njit(cache=True, error_model="numpy", fastmath=_FAST)(_affine)
-_PARALLEL_MIN = 1 << 20  # similarities per block from which the reduction runs threaded
 
 
-def _gains_affine(G, cur, scale, shift, out):
-    kernel = _gains_affine_par if G.size >= _PARALLEL_MIN else _gains_affine_seq
-    kernel(G, cur, scale, shift, out)
+_CONTROLLER = None
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True, fastmath={"reassoc", "nsz", "arcp", "contract"})
-def _gains_rbf(G, cand_norms, ground_norms, gamma, cur, out):
-    """``out[b] = Σ_i max(0, exp(−γ·max(0, ‖x_b‖² + ‖x_i‖² − 2G[b, i])) − cur[i])``."""
-    for b in numba.prange(G.shape[0]):
+def _one_blas_thread():
+    """Context in which BLAS runs on one thread (the numba kernels between GEMMs use the cores).
+
+    OpenBLAS's threads and numba's OpenMP threads both spin-wait after a parallel region; alternating the
+    two (a GEMM, then a reduction, per block) makes them fight for the cores, and on a busy machine a
+    run took twice as long as with single-threaded GEMMs.
+    """
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController  # a dependency of scikit-learn
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+# -- compiled kernels (NumPy path) --------------------------------------------------------------------
+# No fastmath: every kernel must compute a similarity from its inner product bit for bit the same way,
+# so that what the first pass added is what an update later takes away.
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _sim(gv, kind, scale, shift, gamma, nr, nc):
+    """``s`` from the inner product ``gv`` of two rows with squared norms ``nr``, ``nc``; clamped at 0."""
+    if kind == _RBF:
+        d2 = nr + nc - 2.0 * gv
+        if d2 < 0.0:
+            d2 = 0.0
+        return math.exp(-gamma * d2)
+    s = scale * gv + shift
+    return s if s > 0.0 else 0.0
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _term(gv, lo, hi, kind, scale, shift, gamma, nr, nc):
+    """``max(0, min(s, hi) − lo)``: the first pass adds it with ``hi = ∞``; an update takes it away."""
+    s = _sim(gv, kind, scale, shift, gamma, nr, nc)
+    d = (s if s < hi else hi) - lo  # ≤ 0 exactly when s ≤ lo: branch-free, so it vectorises
+    return d if d > 0.0 else 0.0
+
+
+def _accumulate(G, rows, lo, hi, sign, kind, scale, shift, gamma, norms2, g):
+    """``g[j] += sign · Σ_t max(0, min(s(rows[t], j), hi_t) − lo_t)`` over the rows of ``G``.
+
+    Column-parallel (each task owns ``_CHUNK`` entries of ``g``, so there are no races), four rows at a
+    time so that ``g`` is loaded and stored once per four similarities.
+    """
+    B, n = G.shape
+    tasks = (n + _CHUNK - 1) // _CHUNK
+    for c in numba.prange(tasks):
+        j0 = c * _CHUNK
+        j1 = min(n, j0 + _CHUNK)
+        t = 0
+        while t + 4 <= B:
+            l0, l1, l2, l3 = lo[t], lo[t + 1], lo[t + 2], lo[t + 3]
+            h0, h1, h2, h3 = hi[t], hi[t + 1], hi[t + 2], hi[t + 3]
+            n0, n1, n2, n3 = norms2[rows[t]], norms2[rows[t + 1]], norms2[rows[t + 2]], norms2[rows[t + 3]]
+            for j in range(j0, j1):
+                nc = norms2[j]
+                d0 = _term(G[t, j], l0, h0, kind, scale, shift, gamma, n0, nc)
+                d1 = _term(G[t + 1, j], l1, h1, kind, scale, shift, gamma, n1, nc)
+                d2 = _term(G[t + 2, j], l2, h2, kind, scale, shift, gamma, n2, nc)
+                d3 = _term(G[t + 3, j], l3, h3, kind, scale, shift, gamma, n3, nc)
+                g[j] += sign * ((d0 + d1) + (d2 + d3))
+            t += 4
+        while t < B:
+            lt, ht, nt = lo[t], hi[t], norms2[rows[t]]
+            for j in range(j0, j1):
+                g[j] += sign * _term(G[t, j], lt, ht, kind, scale, shift, gamma, nt, norms2[j])
+            t += 1
+
+
+# Two compilations of one kernel: threads pay off on big blocks; on the few rows of a late pick a parallel
+# region costs more than it saves (and stalls badly on a loaded machine).
+_accumulate_par = numba.njit(cache=True, error_model="numpy", parallel=True)(_accumulate)
+_accumulate_seq = numba.njit(cache=True, error_model="numpy")(_accumulate)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sift_down(key, col, t, K):
+    while True:
+        left = 2 * t + 1
+        if left >= K:
+            return
+        c = left
+        if left + 1 < K and key[left + 1] < key[left]:
+            c = left + 1
+        if key[c] >= key[t]:
+            return
+        key[t], key[c] = key[c], key[t]
+        col[t], col[c] = col[c], col[t]
+        t = c
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _pass_top(G, rows, kind, scale, shift, gamma, norms2, top_val, top_idx):
+    """Per row of the block: its ``K`` largest similarities, sorted descending, with their columns.
+
+    A min-heap of size ``K`` over a key that ``s`` is a non-decreasing function of (the inner product; for
+    the RBF, minus the squared distance), so that the exponential is taken only for the ``K`` kept entries
+    and every ``j`` with ``s_ij`` above the K-th kept value is in the list.
+    """
+    B, n = G.shape
+    K = top_val.shape[1]
+    for b in numba.prange(B):
+        i = rows[b]
+        nr = norms2[i]
+        key = np.empty(K, dtype=np.float64)
+        col = np.empty(K, dtype=np.int32)
+        for t in range(K):
+            key[t] = -(nr + norms2[t] - 2.0 * G[b, t]) if kind == _RBF else G[b, t]
+            col[t] = t
+        for t in range(K // 2 - 1, -1, -1):
+            _sift_down(key, col, t, K)
+        low = key[0]  # the heap's minimum, kept in a register: most entries fail this one comparison
+        if kind == _RBF:
+            for j in range(K, n):
+                v = -(nr + norms2[j] - 2.0 * G[b, j])
+                if v > low:
+                    key[0] = v
+                    col[0] = j
+                    _sift_down(key, col, 0, K)
+                    low = key[0]
+        else:
+            for j in range(K, n):
+                v = G[b, j]
+                if v > low:
+                    key[0] = v
+                    col[0] = j
+                    _sift_down(key, col, 0, K)
+                    low = key[0]
+        order = np.argsort(key)
+        for t in range(K):
+            j = col[order[K - 1 - t]]
+            top_idx[i, t] = j
+            top_val[i, t] = _sim(G[b, j], kind, scale, shift, gamma, nr, norms2[j])
+
+
+def _corrections(Gc, cand_norms, row_norms, a, b, kind, scale, shift, gamma, out):
+    """``out[t] = Σ_q max(0, min(s, b_q) − a_q)``, ``s = s(row q, candidate t)`` from ``Gc[t, q]``.
+
+    What the candidates still owe to rows whose update is deferred (see :meth:`FacilityState.gains`).
+    ``contract`` cannot change a similarity here (``2·x`` and ``0.5·x`` are exact), only the sum's order.
+    """
+    for t in numba.prange(Gc.shape[0]):
+        nc = cand_norms[t]
         acc = 0.0
-        nb = cand_norms[b]
-        for i in range(G.shape[1]):
-            d2 = max(nb + ground_norms[i] - 2.0 * G[b, i], 0.0)
-            acc += max(math.exp(-gamma * d2) - cur[i], 0.0)
-        out[b] = acc
+        for q in range(Gc.shape[1]):
+            s = _sim(Gc[t, q], kind, scale, shift, gamma, row_norms[q], nc)
+            d = (s if s < b[q] else b[q]) - a[q]
+            acc += d if d > 0.0 else 0.0
+        out[t] = acc
+
+
+_corrections_par = numba.njit(cache=True, error_model="numpy", parallel=True, fastmath=_FAST)(_corrections)
+_corrections_seq = numba.njit(cache=True, error_model="numpy", fastmath=_FAST)(_corrections)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sparse_update(rows, a, b, top_val, top_idx, g):
+    """The same update from the sorted lists: stops at the first ``s_ij ≤ a_i`` (all rows have ``a_i ≥ τ_i``)."""
+    K = top_val.shape[1]
+    for t in range(rows.size):
+        i = rows[t]
+        lo = a[t]
+        hi = b[t]
+        for q in range(K):
+            s = top_val[i, q]
+            if s <= lo:
+                break
+            g[top_idx[i, q]] -= (s if s < hi else hi) - lo
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
+def _column(X, p, kind, scale, shift, gamma, norms2, out):
+    """``out[i] = s(i, p)`` for every row: the matrix–vector product and the similarity in one sequential loop.
+
+    Not BLAS: a multi-threaded GEMV of this size spends more on waking its threads than on the product
+    (milliseconds instead of a fraction of one on a busy machine), and it runs once per pick.
+    """
+    n, m = X.shape
+    xp_ = X[p]
+    npp = norms2[p]
+    for i in range(n):
+        acc = 0.0
+        for k in range(m):
+            acc += X[i, k] * xp_[k]
+        out[i] = _sim(acc, kind, scale, shift, gamma, norms2[i], npp)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -117,7 +303,7 @@ class FacilityLocation(Objective):
     neighbors : int or None
         ``None``: dense (every pair, in blocks). ``K``: each item covered by its ``K`` nearest neighbours only.
     block_size : int or None
-        Candidates per GEMM block (``None``: about 4M similarities per block). Does not change the result.
+        Rows per GEMM block (``None``: about 4M similarities per block). Does not change the result.
     precision : {"float64", "float32"}
         dtype of the similarity GEMM. Gains and the running maximum are always accumulated in float64;
         float32 halves the GEMM time and memory at ≈1e-7 relative error per similarity (near-ties may then
@@ -150,9 +336,19 @@ class FacilityState:
         Prepared float64 rows in namespace ``xp``.
     objective : FacilityLocation
     xp : namespace
+    top_k : int, optional
+        Similarities kept per ground item by the maintained gains (default ``_TOP_K``; at most ``n``). Does
+        not change the result, only how many updates take the GEMM route.
+
+    Attributes
+    ----------
+    g : ndarray of float64 or None
+        The maintained gains of every row (NumPy dense mode), built by the first :meth:`gains` call.
+    dense_rows : int
+        Rows updated by GEMM so far (the others walked their lists): a cost diagnostic.
     """
 
-    def __init__(self, X, objective: FacilityLocation, xp) -> None:
+    def __init__(self, X, objective: FacilityLocation, xp, *, top_k: int | None = None) -> None:
         p = objective.params
         self.objective = objective
         self.similarity = p["similarity"]
@@ -174,10 +370,21 @@ class FacilityState:
         self.block = p["block_size"] or max(1, min(self.n, _BLOCK_ELEMENTS // self.n))
         self.cur = self.xp.zeros((self.n,), dtype=self.xp.float64)
         self.graph = _knn_graph(Xh, min(p["neighbors"], self.n), self) if self.sparse else None
-        self.supports: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.support_entries = 0
-        self.support_cap = self.n
-        self.lazy_batch = 32
+        self.maintained = _MAINTAINED and self.host and not self.sparse
+        if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
+            raise ValueError(f"top_k={top_k!r} must be a positive integer, e.g. top_k=128.")
+        self.top_k = min(self.n, int(top_k or _TOP_K))
+        kind = _RBF if self.similarity == "rbf" else 0
+        scale, shift = (0.5, 0.5) if self.similarity == "shifted-cosine" else (1.0, 0.0)
+        self._kernel_args = (kind, scale, shift, self.gamma)
+        self.g = None
+        self.top_val = self.top_idx = self.tau = None
+        self.dense_rows = 0
+        self.pending = np.zeros(self.n if self.maintained else 0, dtype=bool)
+        self.base = np.zeros(self.n if self.maintained else 0, dtype=np.float64)
+        self.waste = 0
+        # Gains are look-ups once maintained: lazy greedy may refresh many stale bounds per round at no cost.
+        self.lazy_batch = _LAZY_BATCH if self.maintained else 32
 
     # -- similarities ------------------------------------------------------------------------------
     def transform(self, G, rows_norms=None, cols_norms=None):
@@ -200,6 +407,10 @@ class FacilityState:
     def similarity_to(self, index: int):
         """``s(i, index)`` for every ground item ``i`` (dense: one matrix–vector product)."""
         xp = self.xp
+        if self.host:
+            out = np.empty(self.n, dtype=np.float64)
+            _column(self.X, index, *self._kernel_args, self.norms2, out)
+            return out
         x = self._take(self.X, np.asarray([index]))
         G = self.X @ xp.reshape(x, (-1, 1))  # (n, 1)
         S = self.transform(G, self.norms2, self._take(self.norms2, np.asarray([index])))
@@ -214,85 +425,118 @@ class FacilityState:
     def gains(self, candidates: np.ndarray) -> np.ndarray:
         """``Σ_i max(0, s(i, j) − cur_i)`` for each candidate ``j`` (host int array → host float64)."""
         cand = np.asarray(candidates, dtype=np.int64)
+        if self.maintained:
+            with _one_blas_thread():
+                return self._maintained_gains(cand)
         out = np.empty(cand.size, dtype=np.float64)
         if self.sparse:
             indptr, indices, data = self.graph
             _gains_sparse(indptr, indices, data, self.cur, cand, out)
             return out
-        todo = np.arange(cand.size)
-        if self.supports:
-            cached = np.fromiter((int(j) in self.supports for j in cand), dtype=bool, count=cand.size)
-            for t in np.flatnonzero(cached):
-                out[t] = self._support_gain(int(cand[t]))
-            todo = np.flatnonzero(~cached)
-        record = self.host and self.size > 0 and cand.size <= _SUPPORT_BATCH
-        for start in range(0, todo.size, self.block):
-            pos = todo[start:start + self.block]
-            out[pos] = self._block_gains(cand[pos], record)
+        for start in range(0, cand.size, self.block):
+            out[start:start + self.block] = self._block_gains(cand[start:start + self.block])
         return out
 
-    def _support_gain(self, j: int) -> float:
-        """Gain of ``j`` from its support, which is shrunk to the items it still improves."""
-        idx, vals = self.supports[j]
-        d = vals - self.cur[idx]
-        keep = d > 0
-        if not keep.all():
-            self.support_entries -= int(idx.size - np.count_nonzero(keep))
-            self.supports[j] = (idx[keep], vals[keep])
-        return float(np.sum(d[keep]))
+    def _maintained_gains(self, cand: np.ndarray) -> np.ndarray:
+        """Step 3: the maintained ``g``, less what deferred rows still owe (or after applying them)."""
+        if self.g is None:
+            self._first_pass()
+        out = self.g[cand]
+        pending = np.flatnonzero(self.pending)
+        if pending.size:
+            # Ski rental: answer from corrections (candidates × pending rows) until what they have cost since
+            # the last flush reaches a fraction of one flush (pending rows × n); then flush.
+            cost = cand.size * pending.size
+            if self.waste + cost >= _FLUSH_RATIO * pending.size * self.n:
+                self._flush()
+                out = self.g[cand]
+            else:
+                self.waste += cost
+                out = out - self._corrections(cand, pending)
+        # Rounding in the updates can leave a fully covered candidate at −1e-17 instead of 0.
+        return np.maximum(out, 0.0)
 
-    def _record_supports(self, blk: np.ndarray, G: np.ndarray) -> None:
-        """Keep the supports of the rows of ``G`` that are small enough (host path)."""
-        S = self.transform(G, self.norms2[blk], self.norms2) if self.similarity == "rbf" else (
-            G if self.similarity == "cosine" else 0.5 * G + 0.5)
-        above = S > self.cur[None, :]
-        counts = np.count_nonzero(above, axis=1)
-        for b in np.flatnonzero(counts <= self.support_cap):
-            if self.support_entries + counts[b] > _SUPPORT_BUDGET:
-                break
-            idx = np.flatnonzero(above[b]).astype(np.int32)
-            self.supports[int(blk[b])] = (idx, np.asarray(S[b, idx], dtype=np.float64))
-            self.support_entries += int(counts[b])
+    def _first_pass(self) -> None:
+        """Initial gains under the current ``cur`` and every row's sorted top-``K`` list (step 1)."""
+        n, K = self.n, self.top_k
+        self.g = np.zeros(n, dtype=np.float64)
+        self.top_val = np.empty((n, K), dtype=np.float64)
+        self.top_idx = np.empty((n, K), dtype=np.int32)
+        for start in range(0, n, self.block):
+            rows = np.arange(start, min(n, start + self.block), dtype=np.int64)
+            G = self.X[start:start + rows.size] @ self.X.T
+            lo = self.cur[rows]
+            kernel = _accumulate_par if G.size >= _PARALLEL_MIN else _accumulate_seq
+            kernel(G, rows, lo, np.full(rows.size, np.inf), 1.0, *self._kernel_args, self.norms2, self.g)
+            _pass_top(G, rows, *self._kernel_args, self.norms2, self.top_val, self.top_idx)
+        # With K = n a list holds the whole row: every update can walk it, whatever cur_i.
+        self.tau = self.top_val[:, K - 1].copy() if K < n else np.full(n, -np.inf)
 
-    def _block_gains(self, blk: np.ndarray, record: bool = False) -> np.ndarray:
+    def _block_gains(self, blk: np.ndarray) -> np.ndarray:
+        """Gains of the candidates ``blk`` by one GEMM against the pool (namespaces other than NumPy)."""
         xp = self.xp
         G = self._take(self.X, blk) @ self.X.T  # (B, n): one GEMM
-        if self.host:
-            if record:
-                self._record_supports(blk, G)
-            out = np.empty(blk.size, dtype=np.float64)
-            if self.similarity == "rbf":
-                _gains_rbf(G, self.norms2[blk], self.norms2, self.gamma, self.cur, out)
-            else:
-                scale, shift = (1.0, 0.0) if self.similarity == "cosine" else (0.5, 0.5)
-                _gains_affine(G, self.cur, scale, shift, out)
-            return out
         S = self.transform(G, self._take(self.norms2, blk), self.norms2)
         D = S - xp.reshape(self.cur, (1, -1))
         return to_numpy(xp.sum(xp.maximum(D, xp.zeros_like(D)), axis=1))
 
     def add(self, index: int) -> None:
-        """Commit ``index``: ``cur_i ← max(cur_i, s(i, index))``."""
+        """Commit ``index``: ``cur_i ← max(cur_i, s(i, index))``, and the maintained gains with it (step 2)."""
         index = int(index)
         if self.sparse:
             indptr, indices, data = self.graph
             lo, hi = indptr[index], indptr[index + 1]
             rows = indices[lo:hi]
             self.cur[rows] = np.maximum(self.cur[rows], data[lo:hi])
-        else:
+        elif self.g is None:
             self.cur = self.xp.maximum(self.cur, self.similarity_to(index))
-            dropped = self.supports.pop(index, None)
-            if dropped is not None:
-                self.support_entries -= int(dropped[0].size)
+        else:  # no GEMM here: the rows that need one are deferred to the next gains() call
+            s = self.similarity_to(index)
+            D = np.flatnonzero(s > self.cur)
+            a, b = self.cur[D], s[D]
+            waiting = self.pending[D]
+            cheap = ~waiting & (a >= self.tau[D])
+            _sparse_update(D[cheap], a[cheap], b[cheap], self.top_val, self.top_idx, self.g)
+            new = D[~waiting & ~cheap]  # rows whose list may miss a losing j: deferred, from their current cur
+            self.base[new] = self.cur[new]
+            self.pending[new] = True
+            self.cur[D] = b
         self.size += 1
+
+    def _flush(self) -> None:
+        """Apply the deferred updates: every pending row by GEMM against ``X``, from ``base`` to ``cur``."""
+        rows = np.flatnonzero(self.pending)
+        self.dense_rows += int(rows.size)
+        a, b = self.base[rows], self.cur[rows]
+        for start in range(0, rows.size, self.block):
+            r = rows[start:start + self.block]
+            G = self.X[r] @ self.X.T
+            kernel = _accumulate_par if G.size >= _PARALLEL_MIN else _accumulate_seq
+            kernel(G, r, a[start:start + r.size], b[start:start + r.size], -1.0, *self._kernel_args, self.norms2,
+                   self.g)
+        self.pending[rows] = False
+        self.waste = 0
+
+    def _corrections(self, cand: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """What each candidate still loses to the pending ``rows`` (GEMM of candidates × rows, in blocks)."""
+        out = np.empty(cand.size, dtype=np.float64)
+        Xr, a, b, nr = self.X[rows], self.base[rows], self.cur[rows], self.norms2[rows]
+        step = max(1, _BLOCK_ELEMENTS // rows.size)
+        for start in range(0, cand.size, step):
+            c = cand[start:start + step]
+            Gc = self.X[c] @ Xr.T
+            kernel = _corrections_par if Gc.size >= _PARALLEL_MIN else _corrections_seq
+            kernel(Gc, self.norms2[c], nr, a, b, *self._kernel_args, out[start:start + c.size])
+        return out
 
     def start_from(self, indices) -> None:
         """Set the state to the set ``indices``: the running maximum over them, computed in blocks."""
         idx = np.asarray(indices, dtype=np.int64)
         self.cur = self.xp.zeros((self.n,), dtype=self.xp.float64)
         self.size = 0
-        self.supports.clear()
-        self.support_entries = 0
+        self.g = None  # rebuilt under the new running maximum by the next gains() call
+        self.pending[:] = False
+        self.waste = 0
         if self.sparse:
             for i in idx:
                 self.add(int(i))
