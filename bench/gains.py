@@ -11,6 +11,10 @@ compared with the exact secular path on a prefix. Greedy on the Vendi Score over
 on the entropy key (``worth.statkey``: the same picks as naive greedy, tested), so its ratio counts both the
 cheaper gains and the fewer evaluations; ``evaluations`` in the diagnostics says how many.
 
+Part 3 — the eigenpairs after a pick: a fresh ``eigh`` against the rank-one update of ``worth.eigupdate``,
+per step, with the orthogonality drift after all the updates *without* the periodic ``eigh`` refresh the
+greedy state adds (every 32 updates).
+
     python bench/gains.py [--quick] [--skip-large]
 """
 
@@ -131,6 +135,32 @@ def part2(label, n, k, m, name, methods, optimizer="greedy", prefix=3, prefix_me
           f"{same_prefix}; value {first.value:.6f} (score() {worth.score(X, picks, name, **params):.6f})")
 
 
+def part3(ms, steps):
+    """Eigenpairs after each pick: ``eigh`` of C against the rank-one update, per step, with the drift."""
+    from worth.eigupdate import rank_one_update
+
+    print(f"\nEigenpairs after a pick (one core, {steps} picks from |S| = m, unit rows)")
+    print(f"{'m':>5} {'eigh ms/step':>13} {'update ms/step':>15} {'× eigh':>7} {'max|UᵀU−I| (no refresh)':>25} "
+          f"{'max |Δλ|/λmax':>14}")
+    for m in ms:
+        X = unit_rows(m + steps, m, seed=7)
+        C = X[:m].T @ X[:m]
+        lam, U = np.linalg.eigh(C)
+        t_eigh = t_upd = 0.0
+        for x in X[m:]:
+            t0 = time.perf_counter()
+            lam, U = rank_one_update(lam, U, x)
+            t_upd += time.perf_counter() - t0
+            C += np.outer(x, x)
+            t0 = time.perf_counter()
+            ref = np.linalg.eigh(C)[0]
+            t_eigh += time.perf_counter() - t0
+        drift = float(np.max(np.abs(U.T @ U - np.eye(U.shape[1]))))
+        err = float(np.max(np.abs(lam - ref)) / ref[-1])
+        print(f"{m:>5} {t_eigh / steps * 1e3:>13.2f} {t_upd / steps * 1e3:>15.2f} {t_eigh / t_upd:>7.1f} "
+              f"{drift:>25.1e} {err:>14.1e}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run, about a minute)")
@@ -141,9 +171,11 @@ def main():
         if args.quick:
             part1([64, 128], 0.2)
             part2("(smoke)", 2000, 100, 64, "vendi", ["auto", "secular"], samples=2)
+            part3([64, 128], 50)
             return
         part1([64, 128, 256, 512], 1.0)
         part2("(issue 2)", 5000, 300, 128, "vendi", ["secular", "auto"], samples=5)
+        part3([128, 256, 512], 200)
         if not args.skip_large:
             # Greedy on the Vendi Score over unit rows runs lazily on the entropy key (exact: worth.statkey),
             # so auto evaluates with the projected quadrature.

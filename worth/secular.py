@@ -36,6 +36,8 @@ import math
 import numba
 import numpy as np
 
+from ._array import is_cupy
+
 _EPS = float(np.finfo(np.float64).eps)
 _MAX_ITER = 80
 _TRUST_STEP = 1e-7
@@ -569,7 +571,8 @@ def zero_cluster_root(poles, weights, xp=None):
     """The root that leaves the zero eigenvalue cluster (``0`` where the candidate has no weight there).
 
     Only this one root is needed by the quadrature route; it costs O(K) per iteration instead of the
-    O(K²) of all roots. NumPy input runs the compiled kernel; other namespaces the portable solver.
+    O(K²) of all roots. NumPy input runs the compiled kernel, CuPy input the CUDA kernel of
+    :mod:`worth.gpu_kernels` (one thread per candidate), other namespaces the portable solver.
     """
     if xp is None or isinstance(weights, np.ndarray):
         w = np.ascontiguousarray(weights, dtype=np.float64)
@@ -577,6 +580,10 @@ def zero_cluster_root(poles, weights, xp=None):
         if w.size:
             _zero_root_kernel(np.ascontiguousarray(poles, dtype=np.float64), w, out)
         return out
+    if is_cupy(xp):
+        from .gpu_kernels import zero_root_cupy
+
+        return zero_root_cupy(poles, weights)
     origin, tau = secular_roots_portable(poles, weights, xp)
     return origin[:, 0] + tau[:, 0]
 
