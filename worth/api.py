@@ -111,6 +111,8 @@ def select(
         ``block_size=``, ``precision=``; scaling law: ``b=``, ``alpha=``, ``offset=``, ``per_class=``).
     optimizer : {"greedy", "lazy", "stochastic"}
         ``lazy`` is exact only for submodular objectives and is refused for the others unless ``force=True``.
+        ``greedy`` on ``vendi`` (``q ≤ 1``) over rows of equal norm evaluates lazily on a submodular key with
+        the same picks (:mod:`worth.statkey`; ``Selection.info["evaluation"]`` says so).
     method : {"auto", "oracle", "secular", "secular-portable", "closed-form", "quadrature", "sherman-morrison"}
         How marginal gains are computed (see :mod:`worth.gains`): the root methods are exact to rounding,
         the quadrature routes to ``rtol``. ``auto``: closed form for ``logdet``, Sherman–Morrison where the
