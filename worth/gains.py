@@ -5,7 +5,9 @@ the gains of a batch of candidates (:meth:`SpectralState.gains`) and tells it wh
 (:meth:`SpectralState.add`). Nothing else crosses.
 
 The state keeps ``C_S = Σ_{i∈S} x_i x_iᵀ`` and its eigenpairs for the non-zero part (``U_r``, ``λ``),
-with equal eigenvalues merged into one pole. Methods:
+with equal eigenvalues merged into one pole. After a pick the eigenpairs are updated by the rank-one merge of
+:mod:`worth.eigupdate` (NumPy input; a fresh ``eigh`` every ``eig_refresh`` updates, and always for the
+oracle and other namespaces). Methods:
 
 ``"oracle"``
     ``eigvalsh(C_S + x xᵀ)`` for every candidate: O(m³) each. The slow reference, kept on purpose.
