@@ -13,7 +13,8 @@ oracle and other namespaces). Methods:
     ``eigvalsh(C_S + x xᵀ)`` for every candidate: O(m³) each. The slow reference, kept on purpose.
 ``"secular"``
     Roots of the secular equation (:mod:`worth.secular`): O(m r) to project, O(r²) for the roots.
-    Compiled (numba) on NumPy input, the array-API implementation otherwise.
+    Compiled (numba) on NumPy input, a CUDA kernel on CuPy (:mod:`worth.gpu_kernels`), the array-API
+    implementation otherwise.
 ``"secular-portable"``
     The array-API implementation on any input (NumPy included): what runs on CuPy and torch.
 ``"closed-form"``
@@ -37,7 +38,7 @@ import time
 
 import numpy as np
 
-from ._array import is_numpy, row_norms2, to_numpy
+from ._array import is_cupy, is_numpy, row_norms2, to_numpy
 from .eigupdate import rank_one_update
 from .objectives import Entropy, Hybrid, LogDet, Power, SpectralObjective, Vendi, VendiPool, snap_eigenvalues
 from .quadrature import fit_rule, phi_prime, target_error
@@ -302,6 +303,10 @@ class SpectralState:
         if self._compiled:
             origin, tau = secular_roots_compiled(self.poles_np, W)
             origin, tau = np.asarray(origin), np.asarray(tau)
+        elif self.method == "secular" and is_cupy(xp):
+            from .gpu_kernels import secular_roots_cupy
+
+            origin, tau = secular_roots_cupy(self.poles, W)
         else:
             origin, tau = secular_roots_portable(self.poles, W, xp)
         d = xp.reshape(self.poles, (1, -1))

@@ -1,4 +1,4 @@
-"""A CUDA kernel for the zero-cluster root of the secular equation, compiled by CuPy on a GPU.
+"""CUDA kernels for the roots of the secular equation, compiled by CuPy on a GPU.
 
 Why a kernel: the quadrature route needs, per candidate, only the root that leaves the zero eigenvalue cluster
 while ``C`` is rank-deficient — one root, O(K) per iteration. The array-API solver
@@ -6,7 +6,9 @@ while ``C`` is rank-deficient — one root, O(K) per iteration. The array-API so
 O(B·K²) step on the device. Here one thread solves one candidate's root with the algorithm of
 :func:`worth.secular._solve_one` (midpoint start with the nearer pole as origin, the fixed-weight model,
 bisection safeguard, trusted small steps), reading the weights in place (inactive poles are skipped, so no
-per-thread scratch arrays).
+per-thread scratch arrays). The same per-root function serves ``method="secular"`` on CuPy: one block per
+candidate, one thread per root (:func:`secular_roots_cupy`), where the array-API solver would carry
+``B×K×pole_block`` temporaries through every iteration.
 
 The source is plain C inside ``#ifdef __CUDACC__`` wrappers, so the same function is also compiled by a host
 C compiler in the tests (``tests/core/test_gpu_kernels.py``) and checked against the numba kernel where no GPU
@@ -15,7 +17,7 @@ is present; the GPU-marked test runs it through CuPy.
 
 from __future__ import annotations
 
-ZERO_ROOT_SOURCE = r"""
+ROOTS_SOURCE = r"""
 #ifdef __CUDACC__
 #define WORTH_FN __device__ static
 #else
@@ -52,46 +54,48 @@ WORTH_FN int worth_model_step(double c, double s_l, double s_r, double dl, doubl
     return 0;
 }
 
-/* Sums of w_j/((d_j - origin) - tau) over active poles: pole 0 (left of the root) and the others. */
-WORTH_FN void worth_sums(const double* d, const double* w, int K, double origin, double tau,
+/* Sums of w_j/((d_j - origin) - tau) over the active poles: those at or left of pole p, and the others. */
+WORTH_FN void worth_sums(const double* d, const double* w, int K, int p, double origin, double tau,
                          double* psi, double* dpsi, double* phi, double* dphi) {
     double a = 0.0, da = 0.0, b = 0.0, db = 0.0;
     for (int j = 0; j < K; ++j) {
         if (!(w[j] > 0.0)) continue;
         double inv = 1.0 / ((d[j] - origin) - tau);
         double t = w[j] * inv;
-        if (j == 0) { a += t; da += t * inv; }
+        if (j <= p) { a += t; da += t * inv; }
         else { b += t; db += t * inv; }
     }
     *psi = a; *dpsi = da; *phi = b; *dphi = db;
 }
 
-/* The root leaving the zero cluster (pole d[0] = 0 with weight w[0]); 0 when w[0] <= 0. */
-WORTH_FN double worth_zero_root(const double* d, const double* w, int K) {
-    if (!(w[0] > 0.0)) return 0.0;
+/* The root belonging to active pole p (w[p] > 0): returns tau and writes its origin (a pole value);
+   the root is origin + tau. An inactive pole does not move: origin d[p], tau 0. */
+WORTH_FN double worth_root(const double* d, const double* w, int K, int p, double* origin_out) {
+    *origin_out = d[p];
+    if (!(w[p] > 0.0)) return 0.0;
     int r = -1, n_active = 0;
     double total = 0.0;
     for (int j = 0; j < K; ++j) {
         if (w[j] > 0.0) {
             n_active += 1;
             total += w[j];
-            if (j > 0 && r < 0) r = j;
+            if (j > p && r < 0) r = j;
         }
     }
     int last = r < 0;
-    double w_l = w[0], w_r = last ? 0.0 : w[r];
-    double origin = d[0], lo, hi, dl, dr, tau, c0, h;
+    double w_l = w[p], w_r = last ? 0.0 : w[r];
+    double origin = d[p], lo, hi, dl, dr, tau, c0, h;
     double psi, dpsi, phi, dphi;
     if (last) {
         double mid = 0.5 * total;
         lo = 0.0; hi = total * (1.0 + 4.0 * WORTH_EPS);
-        worth_sums(d, w, K, origin, mid, &psi, &dpsi, &phi, &dphi);
+        worth_sums(d, w, K, p, origin, mid, &psi, &dpsi, &phi, &dphi);
         c0 = 1.0 + (psi - w_l / (0.0 - mid));
         dl = 0.0; dr = 0.0;
         if (!worth_model_step(c0, w_l, 0.0, 0.0, 0.0, 1, &tau)) tau = -1.0;
     } else {
-        double gap = d[r] - d[0], mid = 0.5 * gap;
-        worth_sums(d, w, K, origin, mid, &psi, &dpsi, &phi, &dphi);
+        double gap = d[r] - d[p], mid = 0.5 * gap;
+        worth_sums(d, w, K, p, origin, mid, &psi, &dpsi, &phi, &dphi);
         c0 = 1.0 + (psi - w_l / (0.0 - mid)) + (phi - w_r / (gap - mid));
         if (1.0 + psi + phi >= 0.0) {
             lo = 0.0; hi = mid; dl = 0.0; dr = gap;
@@ -102,7 +106,7 @@ WORTH_FN double worth_zero_root(const double* d, const double* w, int K) {
     }
     if (!(lo < tau && tau < hi)) tau = 0.5 * (lo + hi);
     for (int it = 0; it < WORTH_MAX_ITER; ++it) {
-        worth_sums(d, w, K, origin, tau, &psi, &dpsi, &phi, &dphi);
+        worth_sums(d, w, K, p, origin, tau, &psi, &dpsi, &phi, &dphi);
         double f = 1.0 + psi + phi;
         if (f == 0.0) break;
         if (f < 0.0) lo = tau; else hi = tau;
@@ -139,6 +143,15 @@ WORTH_FN double worth_zero_root(const double* d, const double* w, int K) {
         }
         tau = nw;
     }
+    *origin_out = origin;
+    return tau;
+}
+
+/* The root leaving the zero cluster (pole d[0] = 0 with weight w[0]); 0 when w[0] <= 0. */
+WORTH_FN double worth_zero_root(const double* d, const double* w, int K) {
+    if (!(w[0] > 0.0)) return 0.0;
+    double origin;
+    double tau = worth_root(d, w, K, 0, &origin);
     return origin + tau;
 }
 
@@ -147,28 +160,73 @@ extern "C" __global__ void worth_zero_root_kernel(const double* d, const double*
     int b = blockDim.x * blockIdx.x + threadIdx.x;
     if (b < B) out[b] = worth_zero_root(d, W + (long long)b * K, K);
 }
+
+/* Every root of every candidate: one block per candidate, its threads stride over the poles. */
+extern "C" __global__ void worth_roots_kernel(const double* d, const double* W, int B, int K,
+                                              double* origins, double* taus) {
+    int b = blockIdx.x;
+    if (b >= B) return;
+    const double* w = W + (long long)b * K;
+    for (int p = threadIdx.x; p < K; p += blockDim.x) {
+        double origin;
+        double tau = worth_root(d, w, K, p, &origin);
+        origins[(long long)b * K + p] = origin;
+        taus[(long long)b * K + p] = tau;
+    }
+}
 #else
 void worth_zero_root_batch(const double* d, const double* W, int B, int K, double* out) {
     for (int b = 0; b < B; ++b) out[b] = worth_zero_root(d, W + (long)b * K, K);
 }
+
+void worth_roots_batch(const double* d, const double* W, int B, int K, double* origins, double* taus) {
+    for (int b = 0; b < B; ++b)
+        for (int p = 0; p < K; ++p)
+            taus[(long)b * K + p] = worth_root(d, W + (long)b * K, K, p, origins + (long)b * K + p);
+}
 #endif
 """
 
-_KERNEL = None
+_KERNELS: dict = {}
+
+
+def _kernel(name: str):
+    import cupy
+
+    if name not in _KERNELS:
+        _KERNELS[name] = cupy.RawKernel(ROOTS_SOURCE, name)
+    return _KERNELS[name]
 
 
 def zero_root_cupy(poles, weights):
     """The zero-cluster root of every candidate (CuPy arrays in and out), one GPU thread per candidate."""
     import cupy
 
-    global _KERNEL
-    if _KERNEL is None:
-        _KERNEL = cupy.RawKernel(ZERO_ROOT_SOURCE, "worth_zero_root_kernel")
     W = cupy.ascontiguousarray(weights, dtype=cupy.float64)
     d = cupy.ascontiguousarray(poles, dtype=cupy.float64)
     B, K = W.shape
     out = cupy.zeros(B, dtype=cupy.float64)
     if B:
         threads = 128
-        _KERNEL(((B + threads - 1) // threads,), (threads,), (d, W, cupy.int32(B), cupy.int32(K), out))
+        _kernel("worth_zero_root_kernel")(((B + threads - 1) // threads,), (threads,),
+                                          (d, W, cupy.int32(B), cupy.int32(K), out))
     return out
+
+
+def secular_roots_cupy(poles, weights):
+    """Every root of every candidate (CuPy arrays): ``(origins, taus)`` as :func:`worth.secular.secular_roots_compiled`.
+
+    One block per candidate; each thread solves the roots of the poles it strides over, O(K) per iteration
+    and no ``B×K×K`` temporaries.
+    """
+    import cupy
+
+    W = cupy.ascontiguousarray(weights, dtype=cupy.float64)
+    d = cupy.ascontiguousarray(poles, dtype=cupy.float64)
+    B, K = W.shape
+    origins = cupy.empty((B, K), dtype=cupy.float64)
+    taus = cupy.empty((B, K), dtype=cupy.float64)
+    if B:
+        _kernel("worth_roots_kernel")((B,), (min(128, max(32, K)),),
+                                      (d, W, cupy.int32(B), cupy.int32(K), origins, taus))
+    return origins, taus
