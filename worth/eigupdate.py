@@ -32,6 +32,15 @@ from .secular import secular_roots_compiled
 _EPS = float(np.finfo(np.float64).eps)
 
 
+def zero_weight_floor(m: int) -> float:
+    """Relative size below which the part of a row outside ``range(C)`` is rounding, not a new direction.
+
+    ``‖x − Uz‖² ≤ zero_weight_floor(m)·‖x‖²`` keeps the rank here; :class:`worth.gains.SpectralState` zeroes the
+    zero-cluster weight ``w₀`` by the same rule, so both agree on the rank of ``C + x xᵀ``.
+    """
+    return 64 * m * _EPS
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _loewner_vectors(d, origins, taus, z):
     """Eigenvectors of ``diag(d) + ẑẑᵀ`` (columns, normalised) with ``ẑ`` from Löwner's formula.
@@ -100,7 +109,7 @@ def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray) -> tuple[np.n
         q = q - U @ z2
         z = z + z2
         rho2 = float(q @ q)
-        if rho2 > 64 * m * _EPS * xx:  # the same threshold as the gains' zero-cluster weight
+        if rho2 > zero_weight_floor(m) * xx:
             basis = np.concatenate([(q / math.sqrt(rho2))[:, None], U], axis=1)
             d = np.concatenate([[0.0], d])
             z = np.concatenate([[math.sqrt(rho2)], z])

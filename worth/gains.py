@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 from ._array import is_cupy, is_numpy, row_norms2, to_numpy
-from .eigupdate import rank_one_update
+from .eigupdate import rank_one_update, zero_weight_floor
 from .objectives import Entropy, Hybrid, LogDet, Power, SpectralObjective, Vendi, VendiPool, snap_eigenvalues
 from .quadrature import fit_rule, phi_prime, target_error
 from .secular import (HYBRID, LOG1P, POWER, XLOGX, secular_moved_sum, secular_roots_compiled,
@@ -271,14 +271,22 @@ class SpectralState:
 
     def _weights(self, rows, norms):
         """Per-pole weights ``w`` (B, K): ``w₀ = ‖x‖² − ‖z‖²`` on the zero pole, ``z²`` summed per cluster."""
-        xp = self.xp
         Z = rows @ self.U
         Z2 = Z * Z
+        return self._zero_weight(Z2, norms), self._pole_weights(Z2, norms)
+
+    def _zero_weight(self, Z2, norms):
+        """``w₀ = ‖x‖² − ‖z‖²`` from the squared projections, ``0`` where it is rounding (``x`` in range(C))."""
+        xp = self.xp
         w0 = norms - xp.sum(Z2, axis=1)
-        w0 = xp.where(w0 > 64 * self.m * _EPS * norms, w0, xp.zeros_like(w0))
+        return xp.where(w0 > zero_weight_floor(self.m) * norms, w0, xp.zeros_like(w0))
+
+    def _pole_weights(self, Z2, norms):
+        """``z²`` summed per pole (cluster of equal eigenvalues), ``0`` where it is rounding (deflated)."""
+        xp = self.xp
         wl = Z2 if self.group is None else Z2 @ self.group
-        wl = xp.where(wl > 64 * self.m * _EPS * _EPS * xp.reshape(norms, (-1, 1)), wl, xp.zeros_like(wl))
-        return w0, wl
+        floor = zero_weight_floor(self.m) * _EPS * xp.reshape(norms, (-1, 1))
+        return xp.where(wl > floor, wl, xp.zeros_like(wl))
 
     def _delta_stat(self, idx):
         """Change of ``Σ φ(λ)`` for each candidate in ``idx``, by the configured method."""
@@ -384,12 +392,12 @@ class SpectralState:
             Z2 = W[:, 1:]
             np.square(rows @ self.U, out=Z2)
             w0 = norms - Z2.sum(axis=1)
-            w0[w0 <= 64 * self.m * _EPS * norms] = 0.0
+            w0[w0 <= zero_weight_floor(self.m) * norms] = 0.0  # as _zero_weight / _pole_weights, in place
             a = Z2 @ self._R
             a += w0[:, None] / self._s[None, :]
             quad = rule.c0 * norms + np.log1p(a, out=a) @ self._w
             if np.any(w0 > 0):
-                Z2[Z2 <= 64 * self.m * _EPS * _EPS * norms[:, None]] = 0.0
+                Z2[Z2 <= zero_weight_floor(self.m) * _EPS * norms[:, None]] = 0.0
                 W[:, 0] = w0
                 mu0 = zero_cluster_root(self.poles_np, W, None)
                 corr = np.where(mu0 > 0, obj.phi(mu0, np) - rule.phi_tilde(mu0), 0.0)
@@ -398,14 +406,11 @@ class SpectralState:
         else:
             Z = rows @ self.U
             Z2 = Z * Z
-            w0 = norms - xp.sum(Z2, axis=1)
-            w0 = xp.where(w0 > 64 * self.m * _EPS * norms, w0, xp.zeros_like(w0))
+            w0 = self._zero_weight(Z2, norms)
             a = Z2 @ self._R + xp.reshape(w0, (-1, 1)) / xp.reshape(self._s, (1, -1))
             quad = rule.c0 * norms + xp.log1p(a) @ self._w
         if w0 is not None and bool(xp.any(w0 > 0)):
-            wl = Z2 if self.group is None else Z2 @ self.group
-            wl = xp.where(wl > 64 * self.m * _EPS * _EPS * xp.reshape(norms, (-1, 1)), wl, xp.zeros_like(wl))
-            W = xp.concat([xp.reshape(w0, (-1, 1)), wl], axis=1)
+            W = xp.concat([xp.reshape(w0, (-1, 1)), self._pole_weights(Z2, norms)], axis=1)
             mu0 = zero_cluster_root(self.poles_np if self._compiled else self.poles,
                                     to_numpy(W) if self._compiled else W, None if self._compiled else xp)
             mu0_np = to_numpy(mu0)
