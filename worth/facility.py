@@ -74,10 +74,11 @@ from ._array import is_numpy, to_numpy
 from .objectives import Objective
 
 _BLOCK_ELEMENTS = 1 << 22  # automatic block: ≈ 4M similarities (16–32 MB) per GEMM block
-_TOP_K = 128  # similarities kept per ground item for the cheap update (12·K bytes per item)
-_CHUNK = 2048  # columns per thread task in the column-parallel kernels (g[j] is owned by one task)
-_PARALLEL_MIN = 1 << 18  # similarities per block from which an update kernel runs threaded
-_FLUSH_RATIO = 1.0  # flush deferred rows once the corrections spent since the last flush reach this × its cost
+
+
+
+
+_TOP_K = None  # list length aimed at per row; None: as long as facility_lists.LIST_BYTES allows
 _LAZY_BATCH = 32  # stale bounds lazy greedy refreshes per round (each costs a GEMM against deferred rows)
 _MAINTAINED = True  # False: NumPy evaluates gains directly as the other namespaces do (tests compare the two)
 _RBF = 2
@@ -118,146 +119,6 @@ def _sim(gv, kind, scale, shift, gamma, nr, nc):
         return math.exp(-gamma * d2)
     s = scale * gv + shift
     return s if s > 0.0 else 0.0
-
-
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def _term(gv, lo, hi, kind, scale, shift, gamma, nr, nc):
-    """``max(0, min(s, hi) − lo)``: the first pass adds it with ``hi = ∞``; an update takes it away."""
-    s = _sim(gv, kind, scale, shift, gamma, nr, nc)
-    d = (s if s < hi else hi) - lo  # ≤ 0 exactly when s ≤ lo: branch-free, so it vectorises
-    return d if d > 0.0 else 0.0
-
-
-def _accumulate(G, rows, lo, hi, sign, kind, scale, shift, gamma, norms2, g):
-    """``g[j] += sign · Σ_t max(0, min(s(rows[t], j), hi_t) − lo_t)`` over the rows of ``G``.
-
-    Column-parallel (each task owns ``_CHUNK`` entries of ``g``, so there are no races), four rows at a
-    time so that ``g`` is loaded and stored once per four similarities.
-    """
-    B, n = G.shape
-    tasks = (n + _CHUNK - 1) // _CHUNK
-    for c in numba.prange(tasks):
-        j0 = c * _CHUNK
-        j1 = min(n, j0 + _CHUNK)
-        t = 0
-        while t + 4 <= B:
-            l0, l1, l2, l3 = lo[t], lo[t + 1], lo[t + 2], lo[t + 3]
-            h0, h1, h2, h3 = hi[t], hi[t + 1], hi[t + 2], hi[t + 3]
-            n0, n1, n2, n3 = norms2[rows[t]], norms2[rows[t + 1]], norms2[rows[t + 2]], norms2[rows[t + 3]]
-            for j in range(j0, j1):
-                nc = norms2[j]
-                d0 = _term(G[t, j], l0, h0, kind, scale, shift, gamma, n0, nc)
-                d1 = _term(G[t + 1, j], l1, h1, kind, scale, shift, gamma, n1, nc)
-                d2 = _term(G[t + 2, j], l2, h2, kind, scale, shift, gamma, n2, nc)
-                d3 = _term(G[t + 3, j], l3, h3, kind, scale, shift, gamma, n3, nc)
-                g[j] += sign * ((d0 + d1) + (d2 + d3))
-            t += 4
-        while t < B:
-            lt, ht, nt = lo[t], hi[t], norms2[rows[t]]
-            for j in range(j0, j1):
-                g[j] += sign * _term(G[t, j], lt, ht, kind, scale, shift, gamma, nt, norms2[j])
-            t += 1
-
-
-# Two compilations of one kernel: threads pay off on big blocks; on the few rows of a late pick a parallel
-# region costs more than it saves (and stalls badly on a loaded machine).
-_accumulate_par = numba.njit(cache=True, error_model="numpy", parallel=True)(_accumulate)
-_accumulate_seq = numba.njit(cache=True, error_model="numpy")(_accumulate)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sift_down(key, col, t, K):
-    while True:
-        left = 2 * t + 1
-        if left >= K:
-            return
-        c = left
-        if left + 1 < K and key[left + 1] < key[left]:
-            c = left + 1
-        if key[c] >= key[t]:
-            return
-        key[t], key[c] = key[c], key[t]
-        col[t], col[c] = col[c], col[t]
-        t = c
-
-
-@numba.njit(cache=True, error_model="numpy", parallel=True)
-def _pass_top(G, rows, kind, scale, shift, gamma, norms2, top_val, top_idx):
-    """Per row of the block: its ``K`` largest similarities, sorted descending, with their columns.
-
-    A min-heap of size ``K`` over a key that ``s`` is a non-decreasing function of (the inner product; for
-    the RBF, minus the squared distance), so that the exponential is taken only for the ``K`` kept entries
-    and every ``j`` with ``s_ij`` above the K-th kept value is in the list.
-    """
-    B, n = G.shape
-    K = top_val.shape[1]
-    for b in numba.prange(B):
-        i = rows[b]
-        nr = norms2[i]
-        key = np.empty(K, dtype=np.float64)
-        col = np.empty(K, dtype=np.int32)
-        for t in range(K):
-            key[t] = -(nr + norms2[t] - 2.0 * G[b, t]) if kind == _RBF else G[b, t]
-            col[t] = t
-        for t in range(K // 2 - 1, -1, -1):
-            _sift_down(key, col, t, K)
-        low = key[0]  # the heap's minimum, kept in a register: most entries fail this one comparison
-        if kind == _RBF:
-            for j in range(K, n):
-                v = -(nr + norms2[j] - 2.0 * G[b, j])
-                if v > low:
-                    key[0] = v
-                    col[0] = j
-                    _sift_down(key, col, 0, K)
-                    low = key[0]
-        else:
-            for j in range(K, n):
-                v = G[b, j]
-                if v > low:
-                    key[0] = v
-                    col[0] = j
-                    _sift_down(key, col, 0, K)
-                    low = key[0]
-        order = np.argsort(key)
-        for t in range(K):
-            j = col[order[K - 1 - t]]
-            top_idx[i, t] = j
-            top_val[i, t] = _sim(G[b, j], kind, scale, shift, gamma, nr, norms2[j])
-
-
-def _corrections(Gc, cand_norms, row_norms, a, b, kind, scale, shift, gamma, out):
-    """``out[t] = Σ_q max(0, min(s, b_q) − a_q)``, ``s = s(row q, candidate t)`` from ``Gc[t, q]``.
-
-    What the candidates still owe to rows whose update is deferred (see :meth:`FacilityState.gains`).
-    ``contract`` cannot change a similarity here (``2·x`` and ``0.5·x`` are exact), only the sum's order.
-    """
-    for t in numba.prange(Gc.shape[0]):
-        nc = cand_norms[t]
-        acc = 0.0
-        for q in range(Gc.shape[1]):
-            s = _sim(Gc[t, q], kind, scale, shift, gamma, row_norms[q], nc)
-            d = (s if s < b[q] else b[q]) - a[q]
-            acc += d if d > 0.0 else 0.0
-        out[t] = acc
-
-
-_corrections_par = numba.njit(cache=True, error_model="numpy", parallel=True, fastmath=_FAST)(_corrections)
-_corrections_seq = numba.njit(cache=True, error_model="numpy", fastmath=_FAST)(_corrections)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sparse_update(rows, a, b, top_val, top_idx, g):
-    """The same update from the sorted lists: stops at the first ``s_ij ≤ a_i`` (all rows have ``a_i ≥ τ_i``)."""
-    K = top_val.shape[1]
-    for t in range(rows.size):
-        i = rows[t]
-        lo = a[t]
-        hi = b[t]
-        for q in range(K):
-            s = top_val[i, q]
-            if s <= lo:
-                break
-            g[top_idx[i, q]] -= (s if s < hi else hi) - lo
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
@@ -373,18 +234,14 @@ class FacilityState:
         self.maintained = _MAINTAINED and self.host and not self.sparse
         if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
             raise ValueError(f"top_k={top_k!r} must be a positive integer, e.g. top_k=128.")
-        self.top_k = min(self.n, int(top_k or _TOP_K))
+        top_k = _TOP_K if top_k is None else top_k
+        self.top_k = None if top_k is None else min(self.n, int(top_k))
         kind = _RBF if self.similarity == "rbf" else 0
         scale, shift = (0.5, 0.5) if self.similarity == "shifted-cosine" else (1.0, 0.0)
         self._kernel_args = (kind, scale, shift, self.gamma)
-        self.g = None
-        self.top_val = self.top_idx = self.tau = None
-        self.dense_rows = 0
-        self.pending = np.zeros(self.n if self.maintained else 0, dtype=bool)
-        self.base = np.zeros(self.n if self.maintained else 0, dtype=np.float64)
-        self.waste = 0
-        # Gains are look-ups once maintained: lazy greedy may refresh many stale bounds per round at no cost.
-        self.lazy_batch = _LAZY_BATCH if self.maintained else 32
+        self.lists = None  # the SettledLists engine, built by the first gains() call (maintained mode)
+        # Settled rows' gains are look-ups; the others cost a GEMM row per candidate: moderate batches.
+        self.lazy_batch = _LAZY_BATCH
 
     # -- similarities ------------------------------------------------------------------------------
     def transform(self, G, rows_norms=None, cols_norms=None):
@@ -427,7 +284,12 @@ class FacilityState:
         cand = np.asarray(candidates, dtype=np.int64)
         if self.maintained:
             with _one_blas_thread():
-                return self._maintained_gains(cand)
+                if self.lists is None:
+                    from .facility_lists import SettledLists
+
+                    self.lists = SettledLists(self.X, self.norms2, self.cur, self._kernel_args, top_k=self.top_k,
+                                              block=self.block)
+                return self.lists.gains(cand)
         out = np.empty(cand.size, dtype=np.float64)
         if self.sparse:
             indptr, indices, data = self.graph
@@ -436,41 +298,6 @@ class FacilityState:
         for start in range(0, cand.size, self.block):
             out[start:start + self.block] = self._block_gains(cand[start:start + self.block])
         return out
-
-    def _maintained_gains(self, cand: np.ndarray) -> np.ndarray:
-        """Step 3: the maintained ``g``, less what deferred rows still owe (or after applying them)."""
-        if self.g is None:
-            self._first_pass()
-        out = self.g[cand]
-        pending = np.flatnonzero(self.pending)
-        if pending.size:
-            # Ski rental: answer from corrections (candidates × pending rows) until what they have cost since
-            # the last flush reaches a fraction of one flush (pending rows × n); then flush.
-            cost = cand.size * pending.size
-            if self.waste + cost >= _FLUSH_RATIO * pending.size * self.n:
-                self._flush()
-                out = self.g[cand]
-            else:
-                self.waste += cost
-                out = out - self._corrections(cand, pending)
-        # Rounding in the updates can leave a fully covered candidate at −1e-17 instead of 0.
-        return np.maximum(out, 0.0)
-
-    def _first_pass(self) -> None:
-        """Initial gains under the current ``cur`` and every row's sorted top-``K`` list (step 1)."""
-        n, K = self.n, self.top_k
-        self.g = np.zeros(n, dtype=np.float64)
-        self.top_val = np.empty((n, K), dtype=np.float64)
-        self.top_idx = np.empty((n, K), dtype=np.int32)
-        for start in range(0, n, self.block):
-            rows = np.arange(start, min(n, start + self.block), dtype=np.int64)
-            G = self.X[start:start + rows.size] @ self.X.T
-            lo = self.cur[rows]
-            kernel = _accumulate_par if G.size >= _PARALLEL_MIN else _accumulate_seq
-            kernel(G, rows, lo, np.full(rows.size, np.inf), 1.0, *self._kernel_args, self.norms2, self.g)
-            _pass_top(G, rows, *self._kernel_args, self.norms2, self.top_val, self.top_idx)
-        # With K = n a list holds the whole row: every update can walk it, whatever cur_i.
-        self.tau = self.top_val[:, K - 1].copy() if K < n else np.full(n, -np.inf)
 
     def _block_gains(self, blk: np.ndarray) -> np.ndarray:
         """Gains of the candidates ``blk`` by one GEMM against the pool (namespaces other than NumPy)."""
@@ -481,62 +308,25 @@ class FacilityState:
         return to_numpy(xp.sum(xp.maximum(D, xp.zeros_like(D)), axis=1))
 
     def add(self, index: int) -> None:
-        """Commit ``index``: ``cur_i ← max(cur_i, s(i, index))``, and the maintained gains with it (step 2)."""
+        """Commit ``index``: ``cur_i ← max(cur_i, s(i, index))`` (and the maintained gains with it)."""
         index = int(index)
         if self.sparse:
             indptr, indices, data = self.graph
             lo, hi = indptr[index], indptr[index + 1]
             rows = indices[lo:hi]
             self.cur[rows] = np.maximum(self.cur[rows], data[lo:hi])
-        elif self.g is None:
+        elif self.lists is not None:
+            self.lists.add(index)  # updates self.cur in place
+        else:
             self.cur = self.xp.maximum(self.cur, self.similarity_to(index))
-        else:  # no GEMM here: the rows that need one are deferred to the next gains() call
-            s = self.similarity_to(index)
-            D = np.flatnonzero(s > self.cur)
-            a, b = self.cur[D], s[D]
-            waiting = self.pending[D]
-            cheap = ~waiting & (a >= self.tau[D])
-            _sparse_update(D[cheap], a[cheap], b[cheap], self.top_val, self.top_idx, self.g)
-            new = D[~waiting & ~cheap]  # rows whose list may miss a losing j: deferred, from their current cur
-            self.base[new] = self.cur[new]
-            self.pending[new] = True
-            self.cur[D] = b
         self.size += 1
-
-    def _flush(self) -> None:
-        """Apply the deferred updates: every pending row by GEMM against ``X``, from ``base`` to ``cur``."""
-        rows = np.flatnonzero(self.pending)
-        self.dense_rows += int(rows.size)
-        a, b = self.base[rows], self.cur[rows]
-        for start in range(0, rows.size, self.block):
-            r = rows[start:start + self.block]
-            G = self.X[r] @ self.X.T
-            kernel = _accumulate_par if G.size >= _PARALLEL_MIN else _accumulate_seq
-            kernel(G, r, a[start:start + r.size], b[start:start + r.size], -1.0, *self._kernel_args, self.norms2,
-                   self.g)
-        self.pending[rows] = False
-        self.waste = 0
-
-    def _corrections(self, cand: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """What each candidate still loses to the pending ``rows`` (GEMM of candidates × rows, in blocks)."""
-        out = np.empty(cand.size, dtype=np.float64)
-        Xr, a, b, nr = self.X[rows], self.base[rows], self.cur[rows], self.norms2[rows]
-        step = max(1, _BLOCK_ELEMENTS // rows.size)
-        for start in range(0, cand.size, step):
-            c = cand[start:start + step]
-            Gc = self.X[c] @ Xr.T
-            kernel = _corrections_par if Gc.size >= _PARALLEL_MIN else _corrections_seq
-            kernel(Gc, self.norms2[c], nr, a, b, *self._kernel_args, out[start:start + c.size])
-        return out
 
     def start_from(self, indices) -> None:
         """Set the state to the set ``indices``: the running maximum over them, computed in blocks."""
         idx = np.asarray(indices, dtype=np.int64)
         self.cur = self.xp.zeros((self.n,), dtype=self.xp.float64)
         self.size = 0
-        self.g = None  # rebuilt under the new running maximum by the next gains() call
-        self.pending[:] = False
-        self.waste = 0
+        self.lists = None  # rebuilt under the new running maximum by the next gains() call
         if self.sparse:
             for i in idx:
                 self.add(int(i))

@@ -124,8 +124,8 @@ def fresh_gains(S, cur):
 @pytest.mark.parametrize("top_k", [1, 3, 40, 200])
 @pytest.mark.parametrize("similarity,gamma", [("cosine", 1.0), ("shifted-cosine", 1.0), ("rbf", 0.7)])
 def test_maintained_gains_equal_a_fresh_recomputation(similarity, gamma, top_k):
-    """After every pick, through all three update routes: list walks, deferred rows answered by corrections,
-    and flushes (a small ``top_k`` sends most rows to the GEMM route; ``top_k = n`` sends none)."""
+    """After every pick, through every route: list walks of settled rows, rows settling, and unsettled rows
+    answered on demand (a small ``top_k`` leaves most rows unsettled; ``top_k = n`` settles every row at once)."""
     from worth.facility import FacilityState
     from worth.objectives import get_objective
 
@@ -141,13 +141,55 @@ def test_maintained_gains_equal_a_fresh_recomputation(similarity, gamma, top_k):
         state.add(int(p))
         cur = np.maximum(cur, S[:, p])
         np.testing.assert_allclose(state.cur, cur, rtol=1e-13, atol=1e-14)
-    state.gains(np.arange(200))  # a full query applies every deferred row: g itself is then exact
-    assert not state.pending.any()
-    np.testing.assert_allclose(np.maximum(state.g, 0.0), fresh_gains(S, cur), rtol=1e-11, atol=1e-11)
+    lists = state.lists
+    # g holds exactly the settled rows' share of every gain.
+    settled = lists.settled
+    np.testing.assert_allclose(lists.g, fresh_gains(S[settled], cur[settled]), rtol=1e-11, atol=1e-11)
+    # A settled row's list holds every similarity above its running max (what makes g exact).
+    for i in np.flatnonzero(settled):
+        listed = set(lists.top_idx[i, :lists.count[i]].tolist())
+        assert {j for j in np.flatnonzero(S[i] > cur[i])} <= listed
     if top_k == 1:
-        assert state.dense_rows > 0
+        assert lists.unsettled > 0 and lists.pairs_on_demand > 0
     if top_k == 200:
-        assert state.dense_rows == 0
+        assert lists.unsettled == 0 and lists.pairs_on_demand == 0
+
+
+def test_list_keys_bound_the_walks():
+    """``key`` is non-decreasing and ``v ≥ key_floor(a)`` exactly when ``key(v) ≥ key(a)``: a walk down a list
+    sorted by key may stop at the first entry below ``key_floor(a)`` without skipping any entry above ``a``."""
+    from worth.facility_lists import _key, _key_floor
+
+    rng = np.random.default_rng(0)
+    v = np.concatenate([[0.0, 1e-300, 2.0 ** -200, 2.0 ** 200, 1e300, 1.0, 0.5, np.nextafter(0.5, 0)],
+                        rng.random(300), rng.random(100) * 1e-3, np.exp(rng.normal(0, 30, 100))])
+    keys = np.array([_key(x) for x in v])
+    order = np.argsort(v, kind="stable")
+    assert np.all(np.diff(keys[order]) >= 0) and keys.min() >= 0 and keys.max() <= 0xFFFF
+    floors = np.array([_key_floor(a) for a in v])
+    assert np.all(floors <= v)
+    np.testing.assert_array_equal(v[:, None] >= floors[None, :], keys[:, None] >= keys[None, :])
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "clustered"])
+@pytest.mark.parametrize("n,top_k", [(300, 7), (300, 40), (1000, 25), (1000, 300)])
+def test_lists_hold_every_similarity_above_their_threshold(kind, n, top_k):
+    """The first pass's lists: sorted by key, within capacity, and complete above ``τ_i`` (sampled thresholds
+    that overshoot are repaired by the quickselect), whatever the list length aimed at."""
+    from worth.facility_lists import SettledLists, _key
+
+    X = make_instance(kind, n=n, m=5, seed=2)
+    S = similarity_matrix(X)
+    lists = SettledLists(X, np.einsum("ij,ij->i", X, X), np.zeros(n), (0, 1.0, 0.0, 1.0), top_k=top_k, block=64)
+    np.testing.assert_allclose(lists.g0, S.sum(axis=0), rtol=1e-12)
+    for i in range(n):
+        c = lists.count[i]
+        vals, idx = lists.top_val[i, :c], lists.top_idx[i, :c]
+        assert c <= lists.top_val.shape[1] and np.all(np.diff([_key(v) for v in vals]) <= 0)
+        np.testing.assert_allclose(vals, S[i, idx], rtol=1e-14)
+        assert set(np.flatnonzero(S[i] > lists.tau[i] + 1e-15).tolist()) <= set(idx.tolist())
+    if kind == "gaussian":  # no ties: the sampled threshold lands near the length aimed at
+        assert 0.5 * top_k <= np.median(lists.count) <= 1.5 * top_k
 
 
 @pytest.mark.parametrize("top_k", [1, 8, 128, 2000])
