@@ -10,9 +10,18 @@ Pure math over the array API: it never imports Prefect, Dask, Zarr or MLflow.
 from .api import Selection, score, select
 from .distributed import distributed_greedy
 from .objectives import Properties, get_objective, objectives
-from .selector import Selector
 from .submodularity import submodularity_ratio
 
 __all__ = ["Selection", "Selector", "Properties", "distributed_greedy", "get_objective", "objectives", "score",
            "select", "submodularity_ratio"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The selector pulls in scikit-learn (over a second of imports); load it when it is first used.
+    if name == "Selector":
+        from .selector import Selector
+
+        return Selector
+    raise AttributeError(f"module 'worth' has no attribute {name!r}")
+

@@ -11,35 +11,27 @@ n = 20,000 and 80 GB at n = 100,000. Here the state is one float per ground item
 
 ``g_j = f(S + j) − f(S) = Σ_i max(0, s(i, j) − cur_i)``.
 
-Maintained gains (NumPy inputs, dense mode). Evaluating a gain costs a GEMM row (O(n·m)), and even lazy
-greedy re-evaluates several times n candidates over a run of k = 1,000 picks. Instead the state keeps
-``g_j`` for *every* candidate, exactly, and updates it when a pick changes ``cur``; a gain query is then a
-look-up (plus the corrections of step 4), and greedy and lazy greedy cost about the same.
+Maintained gains (NumPy inputs, dense mode): :mod:`worth.facility_lists`. Evaluating a gain from scratch
+costs a GEMM row (O(n·m)), and even lazy greedy evaluates several times n candidates over a run of
+k = 1,000 picks, most of them in the first picks. The engine splits every gain by ground row:
 
-1. First full pass, in row blocks (a GEMM ``X_I Xᵀ`` per block, reduced by a numba kernel): it sums the
-   initial ``g`` (``cur`` may already be non-zero after ``init=``) and keeps, for each ground item ``i``,
-   its ``K`` largest similarities with their columns, sorted, and ``τ_i``, the K-th largest.
-2. A pick ``p`` costs one matrix–vector product ``s(·, p)``. The rows it improves, ``D = {i : s(i, p) >
-   cur_i}``, move from ``a_i = cur_i`` to ``b_i = s(i, p)``, and every ``j`` with ``s(i, j) > a_i`` loses
-   ``max(0, s_ij − a_i) − max(0, s_ij − b_i) = min(s_ij, b_i) − a_i`` of gain. If ``a_i ≥ τ_i`` every such
-   ``j`` is in the list of ``i`` (``s_ij > a_i ≥ τ_i``: strictly above the K-th value), so the update is a
-   walk down that list, stopping at the first ``s_ij ≤ a_i``. Otherwise (early in a run, while ``cur_i`` is
-   still low) the row must be recomputed: it is marked *pending* with its old value ``base_i = a_i``.
-3. ``cur_i ← b_i``.
-4. A gain query returns ``g[candidates]`` less, for each candidate, what it still owes to the pending rows,
-   ``Σ_{i pending} max(0, min(s_ij, cur_i) − base_i)`` (a GEMM of the candidates against the pending rows
-   only). Once these corrections have cost as much as applying the pending rows (ski rental:
-   ``_FLUSH_RATIO``), the pending rows are applied — batched into GEMMs against ``X`` — and ``g`` is exact
-   again. A row improved by several picks between two flushes is recomputed once; a query of every
-   candidate (naive greedy) flushes at once.
+1. One pass over all similarities (GEMM tiles on every core) keeps, for each row ``i``, every ``j`` with
+   ``s_ij`` above a threshold ``τ_i`` set so that about ``K`` pass (default 256), sorted, and sums the
+   initial gains.
+2. A row is *settled* once ``cur_i ≥ τ_i``: its share of every gain is then read off its list and kept up
+   to date in a vector ``g`` by walking the list when a pick raises ``cur_i``.
+3. The other rows' share is computed on demand, for the queried candidates only, by a GEMM against those
+   rows; nothing about them is maintained, so a row that moves many times early in a run costs nothing
+   until it settles (the design before this one recomputed such rows against the whole pool, 2.5–3.5 n
+   rows per run).
 
-``cur`` only grows, so rows switch to the list walk for good. On a 20-cluster mixture (n = 20,000, k = 1,000)
-the GEMM route is taken almost only during the first ~50 picks, for ≈ 2.5–3.5 n rows in all (K = 128; larger
-``K`` barely lowers it: 2.4 n at K = 1,024), which with the first pass is what a run costs. Every term is the
-same ``max(0, s_ij − cur_i)`` as in the definition, and the similarity is computed from its inner product by
-one compiled function everywhere: the picks are those of the direct computation (up to rounding in the last
-bits of sums, far inside the optimisers' tie tolerance). Memory: ``X``, ``K`` (value, column) pairs per item
-(12·K bytes) and one GEMM block. GEMMs run on one BLAS thread (see :func:`_one_blas_thread`).
+On a 20-cluster mixture (n = 20,000, m = 64, k = 1,000, float32) a run costs about one pass for the lists
+and three passes' worth of on-demand pairs, nearly all in the first 20 picks. Every similarity is computed
+from its inner product by one compiled function (:func:`_sim`): the lists hold the very numbers of the
+direct computation, and the picks are those of the direct computation (sums are reassociated, far inside
+the optimisers' tie tolerance). Memory: ``X`` (and its transpose), the lists (12 bytes per entry, at most
+:data:`worth.facility_lists.LIST_BYTES`) and one GEMM tile per core. GEMMs run on one BLAS thread each,
+on Python threads (see :func:`_one_blas_thread`).
 
 Other namespaces (CuPy, torch, array-api-strict) evaluate gains directly: one GEMM of the candidates' rows
 against the pool, in row blocks, reduced at once; a pick updates ``cur`` with one matrix–vector product.
@@ -91,7 +83,8 @@ _CONTROLLER = None
 
 
 def _one_blas_thread():
-    """Context in which BLAS runs on one thread (the numba kernels between GEMMs use the cores).
+    """Context in which BLAS runs on one thread: the cores are used by running several GEMM + reduction
+    tasks at once on Python threads (:func:`worth.facility_lists._map`).
 
     OpenBLAS's threads and numba's OpenMP threads both spin-wait after a parallel region; alternating the
     two (a GEMM, then a reduction, per block) makes them fight for the cores, and on a busy machine a
@@ -198,15 +191,15 @@ class FacilityState:
     objective : FacilityLocation
     xp : namespace
     top_k : int, optional
-        Similarities kept per ground item by the maintained gains (default ``_TOP_K``; at most ``n``). Does
-        not change the result, only how many updates take the GEMM route.
+        List length aimed at per ground item by the maintained gains (default: 256, or less if the lists
+        would pass :data:`worth.facility_lists.LIST_BYTES`). Does not change the result, only how soon rows
+        settle.
 
     Attributes
     ----------
-    g : ndarray of float64 or None
-        The maintained gains of every row (NumPy dense mode), built by the first :meth:`gains` call.
-    dense_rows : int
-        Rows updated by GEMM so far (the others walked their lists): a cost diagnostic.
+    lists : worth.facility_lists.SettledLists or None
+        The maintained gains (NumPy dense mode), built by the first :meth:`gains` call; its ``unsettled`` and
+        ``pairs_on_demand`` are cost diagnostics.
     """
 
     def __init__(self, X, objective: FacilityLocation, xp, *, top_k: int | None = None) -> None:

@@ -566,7 +566,9 @@ class SettledLists:
         out = np.empty(cand.size, dtype=np.float64)
         parts = _threads() if cand.size * r * self.X.shape[1] >= _PAR_MIN_WORK else 1
         step = max(1, min(-(-cand.size // parts), 4 * self.block))
-        tile = max(_TILE, (_TILE_ELEMENTS // max(1, min(step, cand.size))) // _TILE * _TILE)
+        # Column tiles of a fixed width (not tied to the split): the sums, hence the bits, do not depend on the
+        # number of threads.
+        tile = max(_TILE, (_TILE_ELEMENTS // (4 * self.block)) // _TILE * _TILE)
 
         def part(a):
             c = cand[a:a + step]

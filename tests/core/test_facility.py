@@ -155,6 +155,21 @@ def test_maintained_gains_equal_a_fresh_recomputation(similarity, gamma, top_k):
         assert lists.unsettled == 0 and lists.pairs_on_demand == 0
 
 
+def test_same_bits_whatever_the_thread_count(monkeypatch):
+    """The GEMM tasks split over threads write disjoint outputs and sum in a fixed order."""
+    import worth.facility_lists as lists
+
+    X = make_instance("clustered", n=900, m=6, seed=4)
+    runs = []
+    for threads in (1, 3):
+        monkeypatch.setattr(lists, "_threads", lambda: threads)
+        monkeypatch.setattr(lists, "_PAR_MIN_WORK", 1)  # split even the small batches
+        runs.append(worth.select(X, 40, "facility-location", "lazy", block_size=50))
+    np.testing.assert_array_equal(runs[0].indices, runs[1].indices)
+    np.testing.assert_array_equal(runs[0].values, runs[1].values)
+    np.testing.assert_array_equal(runs[0].gains, runs[1].gains)
+
+
 def test_list_keys_bound_the_walks():
     """``key`` is non-decreasing and ``v ≥ key_floor(a)`` exactly when ``key(v) ≥ key(a)``: a walk down a list
     sorted by key may stop at the first entry below ``key_floor(a)`` without skipping any entry above ``a``."""
