@@ -36,6 +36,16 @@ def mixture(n: int, m: int, seed: int = 0) -> np.ndarray:
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
+def gram(X: np.ndarray) -> np.ndarray:
+    """``X Xᵀ`` through GEMM against a copy of ``Xᵀ``.
+
+    ``X @ X.T`` is sent to SYRK, which in the OpenBLAS of the numpy wheel here (0.3.31, 2 threads) dies with
+    SIGSEGV at n = 20,000, m = 256 (reproduced outside this script; fine with one thread). It was why the
+    peers "failed: signal 11" at m = 256 in earlier runs.
+    """
+    return X @ np.ascontiguousarray(X.T)
+
+
 # -- one run, in its own process ----------------------------------------------------------------------
 
 def worker(method: str, n: int, m: int) -> dict:
@@ -60,11 +70,11 @@ def worker(method: str, n: int, m: int) -> dict:
             sel = worth.select(X, K, "logdet", "lazy")
         idx = np.asarray(sel.indices).tolist()
     elif method == "apricot-fl":
-        S = X @ X.T
+        S = gram(X)
         np.maximum(S, 0, out=S)
         idx = FacilityLocationSelection(K, metric="precomputed", optimizer="lazy").fit(S).ranking.tolist()
     elif method == "submodlib-fl":
-        S = (X @ X.T).astype(np.float32)
+        S = gram(X).astype(np.float32)
         np.maximum(S, 0, out=S)
         f = FacilityLocationFunction(n=n, mode="dense", sijs=S, separate_rep=False)
         idx = [j for j, _ in f.maximize(budget=K, optimizer="LazyGreedy", stopIfZeroGain=False,
