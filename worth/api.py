@@ -42,7 +42,9 @@ class Selection:
         What the gain method reports about its own accuracy: for ``quadrature`` / ``sherman-morrison`` the
         nodes of the rule, its fit error, the largest error bound of a pick's change of ``Σ φ(λ)`` (relative,
         ``error_bound``; absolute for ``t log t`` objectives, ``error_bound_abs``), steps that fell back to
-        exact roots, Sherman–Morrison steps and their measured drift.
+        exact roots, Sherman–Morrison steps and their measured drift; for dense facility location on NumPy
+        the cost drivers of its maintained gains (``list_length``, ``unsettled_rows``, ``pairs_on_demand``
+        against ``pairs_first_pass``; see :mod:`worth.facility_lists`).
     info : dict
         The regime: ``init`` (rows conditioned on) and ``init_value`` (``f(A)``; ``values`` and ``gains`` are
         relative to it); with constraints ``class_counts``, ``budget``, ``spent`` and ``singleton`` (True
@@ -227,7 +229,8 @@ def select(
             "update": trace.seconds_update,
             "evaluations": trace.evaluations,
         },
-        diagnostics=dict(state.info) if resolved in ("quadrature", "sherman-morrison") else {},
+        diagnostics=dict(getattr(state, "info", {})) if resolved in ("quadrature", "sherman-morrison", "dense")
+        else {},
         info=info,
     )
 

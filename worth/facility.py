@@ -266,6 +266,16 @@ class FacilityState:
         S = self.transform(G, self.norms2, self._take(self.norms2, np.asarray([index])))
         return xp.reshape(S, (-1,))
 
+    @property
+    def info(self) -> dict:
+        """Cost diagnostics of the maintained gains (empty on the direct and kNN paths): the list length aimed
+        at, rows still unsettled, and candidate × unsettled-row pairs evaluated on demand (compare with the
+        ``n²`` pairs of the first pass)."""
+        if self.lists is None:
+            return {}
+        return {"list_length": int(self.lists.K), "unsettled_rows": self.lists.unsettled,
+                "pairs_on_demand": int(self.lists.pairs_on_demand), "pairs_first_pass": int(self.n) ** 2}
+
     # -- GainModel ---------------------------------------------------------------------------------
     @property
     def value(self) -> float:

@@ -155,6 +155,14 @@ def test_maintained_gains_equal_a_fresh_recomputation(similarity, gamma, top_k):
         assert lists.unsettled == 0 and lists.pairs_on_demand == 0
 
 
+def test_dense_run_reports_its_cost_drivers(digits):
+    sel = worth.select(digits, 30, "facility-location", "lazy")
+    d = sel.diagnostics
+    assert d["pairs_first_pass"] == digits.shape[0] ** 2 and 1 <= d["list_length"] <= digits.shape[0]
+    assert 0 <= d["unsettled_rows"] <= digits.shape[0] and d["pairs_on_demand"] >= 0
+    assert worth.select(digits, 5, "facility-location", "lazy", neighbors=10).diagnostics == {}
+
+
 def test_same_bits_whatever_the_thread_count(monkeypatch):
     """The GEMM tasks split over threads write disjoint outputs and sum in a fixed order."""
     import worth.facility_lists as lists
