@@ -369,18 +369,27 @@ def _transpose_lists(top_idx, count):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _walk(i, lo, hi, sign, top_val, top_idx, count, g):
+    """``g[j] += sign · (min(s_ij, hi) − lo)`` for every entry of row ``i``'s list above ``lo``.
+
+    A row settling at ``b`` adds its share (``lo = b``, ``hi = ∞``, ``+``); a settled row raised from ``a``
+    to ``b`` takes back what it no longer gives (``lo = a``, ``hi = b``, ``−``). The walk stops at the first
+    entry below ``lo``'s key (the list is sorted by key).
+    """
+    stop = _key_floor(lo)
+    for q in range(count[i]):
+        s = top_val[i, q]
+        if s < stop:
+            break
+        if s > lo:
+            g[top_idx[i, q]] += sign * ((s if s < hi else hi) - lo)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _settle_all(rows, cur, top_val, top_idx, count, g):
-    """Add the contributions of newly settled ``rows`` at their running max: ``s − cur_i`` per entry above it."""
+    """Add the contributions of newly settled ``rows`` at their running max."""
     for t in range(rows.size):
-        i = rows[t]
-        b = cur[i]
-        stop = _key_floor(b)
-        for q in range(count[i]):
-            s = top_val[i, q]
-            if s < stop:
-                break
-            if s > b:
-                g[top_idx[i, q]] += s - b
+        _walk(rows[t], cur[rows[t]], np.inf, 1.0, top_val, top_idx, count, g)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
@@ -427,23 +436,11 @@ def _pick(X, p, kind, scale, shift, gamma, norms2, cur, settled, tau, top_val, t
         i = rows[t]
         a = cur[i]
         b = vals[t]
-        if settled[i]:  # walk the list down to the first entry below a's key
-            stop = _key_floor(a)
-            for q in range(count[i]):
-                s = top_val[i, q]
-                if s < stop:
-                    break
-                if s > a:
-                    g[top_idx[i, q]] -= (s if s < b else b) - a
+        if settled[i]:
+            _walk(i, a, b, -1.0, top_val, top_idx, count, g)
         elif b >= tau[i]:  # settles now: its contribution from here on is read off its list
             settled[i] = True
-            stop = _key_floor(b)
-            for q in range(count[i]):
-                s = top_val[i, q]
-                if s < stop:
-                    break
-                if s > b:
-                    g[top_idx[i, q]] += s - b
+            _walk(i, b, np.inf, 1.0, top_val, top_idx, count, g)
         cur[i] = b
     return c
 
