@@ -286,6 +286,8 @@ class FacilityState:
         """``Σ_i max(0, s(i, j) − cur_i)`` for each candidate ``j`` (host int array → host float64)."""
         cand = np.asarray(candidates, dtype=np.int64)
         if self.maintained:
+            if self.lists is not None and (self.lists.g0 is not None or not self.lists.u_rows.size):
+                return self.lists.gains(cand)  # look-ups only: no GEMM, no need to pin BLAS
             with _one_blas_thread():
                 if self.lists is None:
                     from .facility_lists import SettledLists
