@@ -155,6 +155,23 @@ def test_maintained_gains_equal_a_fresh_recomputation(similarity, gamma, top_k):
         assert lists.unsettled == 0 and lists.pairs_on_demand == 0
 
 
+@pytest.mark.parametrize("top_k", [4, None])
+@pytest.mark.parametrize("similarity,gamma", [("cosine", 1.0), ("shifted-cosine", 1.0), ("rbf", 0.3)])
+def test_unnormalised_rows_equal_brute_force(similarity, gamma, top_k, monkeypatch):
+    """Rows of unequal norms (``normalize=False``): similarities above 1 for the cosine, an RBF whose order
+    within a row depends on the other row's norm; short lists leave rows unsettled for most of the run."""
+    import worth.facility as facility
+
+    monkeypatch.setattr(facility, "_TOP_K", top_k)
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(5, 8))[rng.integers(0, 5, 400)] + 0.4 * rng.normal(size=(400, 8))
+    X *= rng.uniform(0.5, 2.0, size=(400, 1))
+    picks, values = brute_force_greedy(similarity_matrix(X, similarity, gamma), 25)
+    sel = worth.select(X, 25, "facility-location", "lazy", normalize=False, similarity=similarity, gamma=gamma)
+    np.testing.assert_array_equal(sel.indices, picks)
+    np.testing.assert_allclose(sel.values, values, rtol=1e-11)
+
+
 def test_dense_run_reports_its_cost_drivers(digits):
     sel = worth.select(digits, 30, "facility-location", "lazy")
     d = sel.diagnostics
