@@ -70,8 +70,8 @@ _BLOCK_ELEMENTS = 1 << 22  # automatic block: ≈ 4M similarities (16–32 MB) p
 
 
 
-_TOP_K = None  # list length aimed at per row; None: as long as facility_lists.LIST_BYTES allows
-_LAZY_BATCH = 32  # stale bounds lazy greedy refreshes per round (each costs a GEMM against deferred rows)
+_TOP_K = None  # list length aimed at per row; None: facility_lists.LIST_K, within facility_lists.LIST_BYTES
+_LAZY_BATCH = 32  # stale bounds lazy greedy refreshes first per step (each costs a GEMM against unsettled rows)
 _MAINTAINED = True  # False: NumPy evaluates gains directly as the other namespaces do (tests compare the two)
 _RBF = 2
 # Reassociation for the reductions that are not accumulated into g; contraction cannot change a similarity

@@ -58,6 +58,15 @@ _EXECUTOR: ThreadPoolExecutor | None = None
 _LOCAL = threading.local()
 
 
+def _forget_executor() -> None:
+    global _EXECUTOR
+    _EXECUTOR = None
+
+
+# A forked child inherits the pool object but not its threads (tasks would wait forever): it starts its own.
+os.register_at_fork(after_in_child=_forget_executor)
+
+
 def _scratch(shape: tuple[int, int], dtype) -> np.ndarray:
     """A per-thread GEMM output buffer, reused: a fresh 10–50 MB array per block costs its page faults."""
     buf = getattr(_LOCAL, "buf", None)

@@ -195,6 +195,21 @@ def test_same_bits_whatever_the_thread_count(monkeypatch):
     np.testing.assert_array_equal(runs[0].gains, runs[1].gains)
 
 
+def test_a_forked_child_runs_the_threaded_engine():
+    """The pool of the parent is not the child's: after a fork the engine starts a new one (no hang)."""
+    import multiprocessing as mp
+
+    X = make_instance("clustered", n=600, m=5, seed=9)
+    ref = worth.select(X, 15, "facility-location", "lazy", block_size=40)  # the parent's pool now exists
+    with mp.get_context("fork").Pool(1) as pool:
+        child = pool.apply_async(_select_indices, (X,)).get(timeout=120)
+    np.testing.assert_array_equal(child, to_numpy(ref.indices))
+
+
+def _select_indices(X):
+    return to_numpy(worth.select(X, 15, "facility-location", "lazy", block_size=40).indices)
+
+
 def test_list_keys_bound_the_walks():
     """``key`` is non-decreasing and ``v ≥ key_floor(a)`` exactly when ``key(v) ≥ key(a)``: a walk down a list
     sorted by key may stop at the first entry below ``key_floor(a)`` without skipping any entry above ``a``."""
