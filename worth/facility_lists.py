@@ -233,6 +233,19 @@ def _key_floor(a):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _byte_offsets(keys, cnt, shift, hist):
+    """Into ``hist``: where each byte value ``(key >> shift) & 0xFF`` starts in a stable counting sort."""
+    hist[:] = 0
+    for t in range(cnt):
+        hist[(keys[t] >> shift) & 0xFF] += 1
+    total = 0
+    for d in range(256):
+        c = hist[d]
+        hist[d] = total
+        total += c
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _sort_by_key_desc(v, ix, cnt, tv, ti):
     """Write ``v[:cnt]`` (and ``ix``) into ``tv``/``ti`` in descending :func:`_key` order: two stable counting
     passes of 8 bits each (branch-free, unlike a comparison sort on random data)."""
@@ -242,14 +255,8 @@ def _sort_by_key_desc(v, ix, cnt, tv, ti):
     tmp_v = np.empty(cnt, dtype=np.float64)
     tmp_i = np.empty(cnt, dtype=np.int32)
     tmp_k = np.empty(cnt, dtype=np.int64)
-    hist = np.zeros(256, dtype=np.int64)
-    for t in range(cnt):  # low byte into tmp
-        hist[keys[t] & 0xFF] += 1
-    total = 0
-    for d in range(256):
-        c = hist[d]
-        hist[d] = total
-        total += c
+    hist = np.empty(256, dtype=np.int64)
+    _byte_offsets(keys, cnt, 0, hist)  # low byte into the scratch
     for t in range(cnt):
         d = keys[t] & 0xFF
         o = hist[d]
@@ -257,14 +264,7 @@ def _sort_by_key_desc(v, ix, cnt, tv, ti):
         tmp_v[o] = v[t]
         tmp_i[o] = ix[t]
         tmp_k[o] = keys[t]
-    hist[:] = 0
-    for t in range(cnt):  # high byte into the output
-        hist[tmp_k[t] >> 8] += 1
-    total = 0
-    for d in range(256):
-        c = hist[d]
-        hist[d] = total
-        total += c
+    _byte_offsets(tmp_k, cnt, 8, hist)  # high byte into the output
     for t in range(cnt):
         d = tmp_k[t] >> 8
         o = hist[d]
