@@ -1,7 +1,8 @@
 """worth against apricot and submodlib: facility location and log-det, side by side in one run.
 
 Same data for everyone: a Gaussian mixture (20 components), rows L2-normalised, n ∈ {20,000, 100,000},
-m ∈ {64, 256}, k = 1,000. Imports happen before the clock starts (for every method; their time is the ``import s`` column). Each run is a fresh subprocess (so peak RSS is its own: ``ru_maxrss``), under a
+m ∈ {64, 256}, k = 1,000. Imports happen before the clock starts (for every method; their time is the
+``import s`` column). Each run is a fresh subprocess (so peak RSS is its own: ``ru_maxrss``), under a
 wall-clock limit and an address-space limit (a peer that needs the n×n matrix fails fast instead of taking
 the machine down). Objective values are recomputed here by ``worth.score`` on each run's picks, so every
 facility-location row is the *dense* objective ``Σ_i max_{j∈S} max(0, cos)`` (the kNN row included) and every

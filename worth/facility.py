@@ -66,15 +66,11 @@ from ._array import is_numpy, to_numpy
 from .objectives import Objective
 
 _BLOCK_ELEMENTS = 1 << 22  # automatic block: ≈ 4M similarities (16–32 MB) per GEMM block
-
-
-
-
 _TOP_K = None  # list length aimed at per row; None: facility_lists.LIST_K, within facility_lists.LIST_BYTES
 _LAZY_BATCH = 32  # stale bounds lazy greedy refreshes first per step (each costs a GEMM against unsettled rows)
 _MAINTAINED = True  # False: NumPy evaluates gains directly as the other namespaces do (tests compare the two)
 _RBF = 2
-# Reassociation for the reductions that are not accumulated into g; contraction cannot change a similarity
+# Reassociation for the reductions (sums and dot products); contraction cannot change a cosine similarity
 # (2·x and 0.5·x are exact, so a fused multiply–add rounds as the separate operations do).
 _FAST = {"reassoc", "nsz", "arcp", "contract"}
 
@@ -99,8 +95,9 @@ def _one_blas_thread():
 
 
 # -- compiled kernels (NumPy path) --------------------------------------------------------------------
-# No fastmath: every kernel must compute a similarity from its inner product bit for bit the same way,
-# so that what the first pass added is what an update later takes away.
+# ``_sim`` is inlined into its callers and takes their flags: the kernels whose similarities are stored in
+# or compared with the lists (worth.facility_lists) are compiled without fast-math, so that every one of
+# them computes a similarity from its inner product bit for bit the same way.
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _sim(gv, kind, scale, shift, gamma, nr, nc):

@@ -484,7 +484,7 @@ class SettledLists:
     kernel_args : tuple
         ``(kind, scale, shift, gamma)`` of :func:`worth.facility._sim`.
     top_k : int or None
-        List length aimed at per row (``None``: as long as :data:`LIST_BYTES` allows, ``2/3`` of the room).
+        List length aimed at per row (``None``: :data:`LIST_K`, shortened to fit :data:`LIST_BYTES`).
     block : int
         Rows per GEMM block (at most :data:`_MAX_BLOCK`: a block's output should stay in cache).
 
@@ -561,13 +561,14 @@ class SettledLists:
                 live = np.ones(self.u_rows.size, dtype=bool)
             if self.u_rows.size:
                 lo = np.where(live, self.cur[self.u_rows], np.inf)
-                out = out + self._against(cand, self.u_XT, self.u_norms, _unsettled_block, lo)
+                out = out + self._on_demand(cand, lo)
         return np.maximum(out, 0.0)  # rounding can leave a covered candidate at −1e-17
 
-    def _against(self, cand: np.ndarray, RT: np.ndarray, rnorms: np.ndarray, reduce, *per_row) -> np.ndarray:
-        """``reduce`` over the similarities of ``cand`` to the rows whose transposed copy is ``RT``: GEMMs in
-        column tiles (each output reduced while in cache), candidates split over the cores."""
-        r = RT.shape[1]
+    def _on_demand(self, cand: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """The unsettled rows' share of the gains of ``cand`` (``lo``: their running max, ``∞`` for rows settled
+        since the copy): GEMMs in column tiles (each output reduced while in cache), candidates split over
+        the cores."""
+        r = self.u_rows.size
         self.pairs_on_demand += cand.size * r
         out = np.empty(cand.size, dtype=np.float64)
         parts = _threads() if cand.size * r * self.X.shape[1] >= _PAR_MIN_WORK else 1
@@ -582,8 +583,8 @@ class SettledLists:
             res = np.zeros(c.size)
             for q0 in range(0, r, tile):
                 w = min(tile, r - q0)
-                Gc = np.matmul(Xc, RT[:, q0:q0 + w], out=_scratch((c.size, w), self.X.dtype))
-                reduce(Gc, self.norms2[c], rnorms[q0:q0 + w], *[x[q0:q0 + w] for x in per_row], *self.args, res)
+                Gc = np.matmul(Xc, self.u_XT[:, q0:q0 + w], out=_scratch((c.size, w), self.X.dtype))
+                _unsettled_block(Gc, self.norms2[c], self.u_norms[q0:q0 + w], lo[q0:q0 + w], *self.args, res)
             out[a:a + c.size] = res
 
         _map(part, list(range(0, cand.size, step)))
