@@ -357,23 +357,37 @@ def _first_pass_finish(start, thr, acc, bv, bi, cnt, g0, top_val, top_idx, count
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _transpose_lists(top_idx, count):
-    """Where each column appears: ``pos[ptr[j]:ptr[j+1]]`` are flat positions ``i·cap + q`` with
-    ``top_idx[i, q] = j`` (the rows whose list holds ``j``)."""
-    n, cap = top_idx.shape
+def _column_counts(top_idx, count):
+    """``ptr`` of :func:`_transpose_lists`: ``ptr[j + 1] − ptr[j]`` rows hold column ``j`` in their list."""
+    n = top_idx.shape[0]
     ptr = np.zeros(n + 1, dtype=np.int64)
     for i in range(n):
         for q in range(count[i]):
             ptr[top_idx[i, q] + 1] += 1
     for j in range(n):
         ptr[j + 1] += ptr[j]
+    return ptr
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _fill_positions(top_idx, count, ptr, pos):
+    n, cap = top_idx.shape
     fill = ptr[:-1].copy()
-    pos = np.empty(ptr[n], dtype=np.int64)
     for i in range(n):
         for q in range(count[i]):
             j = top_idx[i, q]
             pos[fill[j]] = i * cap + q
             fill[j] += 1
+
+
+def _transpose_lists(top_idx, count):
+    """Where each column appears: ``pos[ptr[j]:ptr[j+1]]`` are flat positions ``i·cap + q`` with
+    ``top_idx[i, q] = j`` (the rows whose list holds ``j``). Positions are int32 whenever they fit (they do
+    whenever the lists fit in :data:`LIST_BYTES`): a fifth of the engine's memory at ``K = 256``."""
+    ptr = _column_counts(top_idx, count)
+    small = top_idx.size < np.iinfo(np.int32).max
+    pos = np.empty(int(ptr[-1]), dtype=np.int32 if small else np.int64)
+    _fill_positions(top_idx, count, ptr, pos)
     return ptr, pos
 
 
@@ -511,7 +525,7 @@ class SettledLists:
         # The sample that sets each row's threshold: evenly spaced columns, about 4·K of them.
         step = max(1, n // (_SAMPLE_RATIO * self.K))
         cols = np.arange(0, n, step)
-        XT_sample = np.ascontiguousarray(self.XT[:, cols])
+        XT_sample = np.take(self.XT, cols, axis=1)
         r = min(cols.size, (self.K * cols.size) // n + 1)
         tile = max(_TILE, (_TILE_ELEMENTS // self.block) // _TILE * _TILE)
 
@@ -542,8 +556,13 @@ class SettledLists:
 
     def _copy_unsettled(self) -> None:
         self.u_rows = np.flatnonzero(~self.settled)
-        self.u_XT = np.ascontiguousarray(self.XT[:, self.u_rows])
         self.u_norms = self.norms2[self.u_rows]
+        if self.u_rows.size == self.n:
+            self.u_XT = self.XT  # nothing settled yet: the first pass's copy serves
+            return
+        # The old copy, and the first pass's, go before the new one is made: one (m, n) copy at a time.
+        self.u_XT = self.XT = None
+        self.u_XT = np.ascontiguousarray(np.take(self.X, self.u_rows, axis=0).T)
 
     @property
     def unsettled(self) -> int:

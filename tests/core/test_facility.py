@@ -231,7 +231,7 @@ def test_list_keys_bound_the_walks():
 def test_lists_hold_every_similarity_above_their_threshold(kind, n, top_k):
     """The first pass's lists: sorted by key, within capacity, and complete above ``τ_i`` (sampled thresholds
     that overshoot are repaired by the quickselect), whatever the list length aimed at."""
-    from worth.facility_lists import SettledLists, _key
+    from worth.facility_lists import SettledLists, _fill_positions, _key
 
     X = make_instance(kind, n=n, m=5, seed=2)
     S = similarity_matrix(X)
@@ -245,6 +245,19 @@ def test_lists_hold_every_similarity_above_their_threshold(kind, n, top_k):
         assert set(np.flatnonzero(S[i] > lists.tau[i] + 1e-15).tolist()) <= set(idx.tolist())
     if kind == "gaussian":  # no ties: the sampled threshold lands near the length aimed at
         assert 0.5 * top_k <= np.median(lists.count) <= 1.5 * top_k
+    # The transposed lists (what a pick reads): column j's positions are exactly the rows listing j, in row
+    # order; the int64 positions kept for lists past 2³¹ entries hold the same numbers.
+    cap = lists.top_idx.shape[1]
+    assert lists.rev_pos.dtype == np.int32
+    rows = np.repeat(np.arange(n), lists.count)
+    cols = np.concatenate([lists.top_idx[i, :lists.count[i]] for i in range(n)])
+    order = np.lexsort((rows, cols))
+    np.testing.assert_array_equal(lists.rev_ptr, np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=n))]))
+    np.testing.assert_array_equal(lists.rev_pos // cap, rows[order])
+    np.testing.assert_array_equal(lists.top_idx.ravel()[lists.rev_pos], cols[order])
+    wide = np.empty(lists.rev_pos.size, dtype=np.int64)
+    _fill_positions(lists.top_idx, lists.count, lists.rev_ptr, wide)
+    np.testing.assert_array_equal(wide, lists.rev_pos)
 
 
 @pytest.mark.parametrize("top_k", [1, 8, 128, 2000])
