@@ -9,6 +9,11 @@ facility-location row is the *dense* objective ``Σ_i max_{j∈S} max(0, cos)`` 
 log-det row is ``log det(I + K_S)``; the ratio columns are against apricot (facility location) and submodlib
 (log-det; apricot has none).
 
+The ``floor-*`` rows select nothing: they time one pass of GEMMs over every pair (float32 through OpenBLAS,
+bfloat16 through torch), the least an exact dense facility location within a fraction of the n×n matrix's
+memory must compute before its first pick. Their speed-up column is the most any such method could show
+against apricot on this machine.
+
     python bench/peers.py --quick        # n = 20,000, m = 64 only
     python bench/peers.py                # the whole grid (about 25 minutes on 2 cores)
     python bench/peers.py --large-worth-only   # the grid, but at n = 100,000 only worth's rows
@@ -47,6 +52,34 @@ def gram(X: np.ndarray) -> np.ndarray:
     return X @ np.ascontiguousarray(X.T)
 
 
+def floor(X: np.ndarray, method: str) -> None:
+    """Every pair's inner product once, nothing else: GEMMs of 256-row blocks against ``Xᵀ`` on all cores.
+
+    A lower bound for any exact dense facility location that does not hold the n×n matrix (1.6 GB at
+    n = 20,000 in float32): its first pick needs every column's sum, so it computes every pair at least once.
+    ``floor-fp32`` is that pass in float32 (OpenBLAS, as worth and the peers use); ``floor-bf16`` is torch's
+    bfloat16 GEMM (oneDNN), which only an engine that certifies bounds from rounded similarities could use.
+    """
+    block = 256
+    if method == "floor-bf16":
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        Xt = torch.from_numpy(X.astype(np.float32)).to(torch.bfloat16)
+        XT = Xt.T.contiguous()
+        out = torch.empty((block, X.shape[0]), dtype=torch.bfloat16)
+        for a in range(0, X.shape[0], block):
+            b = min(a + block, X.shape[0])
+            torch.mm(Xt[a:b], XT, out=out[:b - a])
+        return
+    X32 = X.astype(np.float32)
+    XT = np.ascontiguousarray(X32.T)
+    out = np.empty((block, X.shape[0]), dtype=np.float32)
+    for a in range(0, X.shape[0], block):
+        b = min(a + block, X.shape[0])
+        np.matmul(X32[a:b], XT, out=out[:b - a])
+
+
 # -- one run, in its own process ----------------------------------------------------------------------
 
 def worker(method: str, n: int, m: int) -> dict:
@@ -56,6 +89,10 @@ def worker(method: str, n: int, m: int) -> dict:
     t_import = time.perf_counter()
     if method.startswith("worth"):
         import worth
+    elif method == "floor-bf16":
+        import torch
+    elif method.startswith("floor"):
+        pass
     elif method.startswith("apricot"):
         from apricot import FacilityLocationSelection
     else:
@@ -70,6 +107,9 @@ def worker(method: str, n: int, m: int) -> dict:
         else:
             sel = worth.select(X, K, "logdet", "lazy")
         idx = np.asarray(sel.indices).tolist()
+    elif method.startswith("floor"):
+        floor(X, method)
+        idx = None
     elif method == "apricot-fl":
         S = gram(X)
         np.maximum(S, 0, out=S)
@@ -124,7 +164,7 @@ def value(method: str, n: int, m: int, idx) -> float:
     return worth.score(X, np.asarray(idx, dtype=np.int64), objective)
 
 
-METHODS_FL = ["worth-fl-dense", "worth-fl-knn", "apricot-fl", "submodlib-fl"]
+METHODS_FL = ["worth-fl-dense", "worth-fl-knn", "apricot-fl", "submodlib-fl", "floor-fp32", "floor-bf16"]
 METHODS_LD = ["worth-logdet", "submodlib-logdet"]
 
 
@@ -152,11 +192,11 @@ def main() -> None:
         for group, ref in ((METHODS_FL, "apricot-fl"), (METHODS_LD, "submodlib-logdet")):
             results = {}
             for method in group:
-                if args.large_worth_only and n > 20_000 and not method.startswith("worth"):
+                if args.large_worth_only and n > 20_000 and not method.startswith(("worth", "floor")):
                     results[method] = {"status": "skipped (--large-worth-only)"}
                     continue
                 r = run(method, n, m, args.timeout, args.mem_gb)
-                if r["status"] == "ok":
+                if r["status"] == "ok" and r["indices"] is not None:
                     r["value"] = value(method, n, m, r["indices"])
                 results[method] = r
             base = results.get(ref, {})
@@ -168,13 +208,14 @@ def main() -> None:
                     continue
                 if base.get("status") == "ok":
                     speed = f"{base['seconds'] / r['seconds']:.1f}x"
-                    ratio = f"{r['value'] / base['value']:.5f}"
+                    ratio = f"{r['value'] / base['value']:.5f}" if "value" in r else "n/a"
                 else:
                     stopped = base.get("status", "").startswith("stopped")
                     speed = f">{args.timeout / r['seconds']:.1f}x" if stopped else "n/a"
                     ratio = "n/a"
+                val = f"{r['value']:>12.2f}" if "value" in r else f"{'-':>12}"
                 print(f"{n:>7} {m:>4}  {method:<17} {r['seconds']:>8.2f} {r['import']:>8.2f} {r['rss'] / 2**30:>7.2f}GB "
-                      f"{r['value']:>12.2f}  {speed:>8} {ratio:>11}  ok", flush=True)
+                      f"{val}  {speed:>8} {ratio:>11}  ok", flush=True)
 
 
 if __name__ == "__main__":
