@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._array import from_numpy, namespace, row_norms2, to_numpy
+from ._array import device, from_numpy, namespace, row_norms2, to_numpy
 from .constraints import run_constrained
 from .gains import SpectralState, resolve_method
 from .objectives import SpectralObjective, get_objective
@@ -199,6 +199,13 @@ def select(
         def make(rows):
             return obj.make_state(rows, xp, labels=regime.labels)
     model, state = regime.model(make)
+    like = xp.empty((0,), dtype=X64.dtype, device=device(X64))  # the output's namespace and device, not a view
+    if regime.target_state_rows is None:
+        # The state holds what it needs (facility location: its own float32 copy and the norms); the
+        # prepared float64 rows (n·m·8 bytes: 205 MB at n = 100,000, m = 256) need not outlive it. Mutual
+        # information keeps them: it builds its states from them as it goes.
+        regime.rows = None
+        del X64
     base = model.base if hasattr(model, "base") else None
     run = OPTIMIZERS[optimizer]
     if sign is not None:
@@ -214,7 +221,6 @@ def select(
         info["evaluation"] = "lazy on the statistic's key (exact greedy: equal-norm rows; see worth.statkey)"
     if regime.constraint is not None:
         info.update(regime.constraint.summary(trace.indices), singleton=singleton)
-    like = X64
     return Selection(
         indices=from_numpy(np.asarray(trace.indices, dtype=np.int64), xp, like),
         gains=from_numpy(np.asarray(trace.gains, dtype=np.float64), xp, like),
