@@ -65,19 +65,14 @@ def floor(X: np.ndarray, method: str) -> None:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
-        Xt = torch.from_numpy(X.astype(np.float32)).to(torch.bfloat16)
-        XT = Xt.T.contiguous()
-        out = torch.empty((block, X.shape[0]), dtype=torch.bfloat16)
-        for a in range(0, X.shape[0], block):
-            b = min(a + block, X.shape[0])
-            torch.mm(Xt[a:b], XT, out=out[:b - a])
-        return
-    X32 = X.astype(np.float32)
-    XT = np.ascontiguousarray(X32.T)
-    out = np.empty((block, X.shape[0]), dtype=np.float32)
+        A = torch.from_numpy(X.astype(np.float32)).to(torch.bfloat16)
+        AT, out, mm = A.T.contiguous(), torch.empty((block, X.shape[0]), dtype=torch.bfloat16), torch.mm
+    else:
+        A = X.astype(np.float32)
+        AT, out, mm = np.ascontiguousarray(A.T), np.empty((block, X.shape[0]), dtype=np.float32), np.matmul
     for a in range(0, X.shape[0], block):
         b = min(a + block, X.shape[0])
-        np.matmul(X32[a:b], XT, out=out[:b - a])
+        mm(A[a:b], AT, out=out[:b - a])
 
 
 # -- one run, in its own process ----------------------------------------------------------------------
