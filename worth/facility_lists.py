@@ -383,7 +383,8 @@ def _fill_positions(top_idx, count, ptr, pos):
 def _transpose_lists(top_idx, count):
     """Where each column appears: ``pos[ptr[j]:ptr[j+1]]`` are flat positions ``i·cap + q`` with
     ``top_idx[i, q] = j`` (the rows whose list holds ``j``). Positions are int32 whenever they fit (they do
-    whenever the lists fit in :data:`LIST_BYTES`): a fifth of the engine's memory at ``K = 256``."""
+    whenever the lists fit in :data:`LIST_BYTES`); int64 positions were a fifth of the engine's memory at
+    ``K = 256``."""
     ptr = _column_counts(top_idx, count)
     small = top_idx.size < np.iinfo(np.int32).max
     pos = np.empty(int(ptr[-1]), dtype=np.int32 if small else np.int64)
