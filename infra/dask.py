@@ -174,3 +174,28 @@ def _drain_prefect_workers() -> None:
                 pass
 
     run_coro_as_sync(drain())
+
+
+RUNNERS = ("dask", "threads", "inline")
+
+
+def launch_target(runner: str, *, workers: int | None = None, scheduler: str | None = None,
+                  cluster: ClusterSpec | None = None) -> dict[str, Any]:
+    """Where a launcher runs a flow's tasks, by the name a user types (``--runner``).
+
+    Returns the keyword arguments of a ``run_*`` launcher (``flows.embed.run_embed`` and its siblings):
+    ``{"spec": ClusterSpec}`` for ``dask`` (``cluster`` when given — a deployment parameter, say — else the
+    scheduler at ``scheduler``, else a LocalCluster of ``workers`` processes, or LocalCUDACluster where a GPU
+    is), ``{"task_runner": ThreadPoolTaskRunner}`` for ``threads`` (``workers`` tasks at once, default one:
+    torch and BLAS already use every core), and ``{}`` for ``inline`` (the caller runs the library function
+    itself, no Prefect).
+    """
+    if runner not in RUNNERS:
+        raise ValueError(f"runner={runner!r}: choose one of {', '.join(RUNNERS)}")
+    if runner == "inline":
+        return {}
+    if runner == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return {"task_runner": ThreadPoolTaskRunner(max_workers=workers or 1)}
+    return {"spec": cluster or default_spec(scheduler, workers)}

@@ -4,36 +4,18 @@
 ``embed_shard`` runs on the task runner — a Dask worker, say — and writes only its own chunks, so it is
 idempotent: running it twice writes the same bytes, and a finished chunk is skipped.
 
-Retries only where I/O can fail (an object store timing out, a connection reset): a ``ValueError`` (bad input:
-an unreadable image, a mismatched store) fails at once, since retrying cannot fix it.
+Retries and caching follow the project's one task factory (:mod:`tasks._task`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from storage import embedding as _embedding
 from storage.store import EmbeddingStore
+from tasks._task import worth_task
 from worth.encoders import resolve_encoder, set_torch_threads
 from worth.sources import resolve_source
-
-_NOT_TRANSIENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
-
-
-def is_transient_io_error(task, task_run, state) -> bool:
-    """Retry condition: the task failed with an I/O error that another try may not meet."""
-    try:
-        state.result()
-    except _NOT_TRANSIENT:
-        return False
-    except (OSError, TimeoutError, ConnectionError):
-        return True
-    except BaseException:
-        return False
-    return False
 
 
 def _worker_threads() -> int | None:
@@ -64,10 +46,6 @@ def _store_summary(url: str, storage_options: dict[str, Any] | None = None) -> d
     return EmbeddingStore.open(url, storage_options=storage_options).summary()
 
 
-plan_store = task(_plan_store, name="plan-store", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
-                  retry_condition_fn=is_transient_io_error)
-embed_shard = task(_embed_shard, name="embed-shard", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
-                   retry_condition_fn=is_transient_io_error,
-                   task_run_name="embed-chunks-{chunks}")
-store_summary = task(_store_summary, name="store-summary", cache_policy=NO_CACHE, retries=2,
-                     retry_delay_seconds=2, retry_condition_fn=is_transient_io_error)
+plan_store = worth_task(_plan_store, name="plan-store", cache=False)  # runs in the flow's process
+embed_shard = worth_task(_embed_shard, name="embed-shard", task_run_name="embed-chunks-{chunks}")
+store_summary = worth_task(_store_summary, name="store-summary", cache=False)

@@ -8,7 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 import worth
-from flows.cli import app
+from cli.main import app
 
 runner = CliRunner()
 
@@ -47,7 +47,7 @@ def test_select_npy_with_params(tmp_path):
 def test_bad_parameter_is_a_clear_error():
     result = runner.invoke(app, ["select", "--input", "digits", "-k", "5", "--objective", "power", "-p", "alpha=2"])
     assert result.exit_code == 2
-    assert "alpha=2.0 is out of range" in result.output
+    assert "alpha=2 is out of range" in result.output
 
 
 def test_missing_input_file():

@@ -1,8 +1,4 @@
-"""The `worth` command line: the core's commands (from :mod:`worth.cli`) plus the orchestrated ones.
-
-The core commands (`select`, `objectives`) import only :mod:`worth`; commands that need Zarr, Prefect or
-Dask import them inside the command body, so `worth select` stays fast and light.
-"""
+"""Commands of the embedding store: ``embed`` (the Prefect embed flow, resumable) and ``info``."""
 
 from __future__ import annotations
 
@@ -12,42 +8,7 @@ from typing import Optional
 
 import typer
 
-from worth.cli import app, register_loader
-
-
-def _store_loader(spec: str):
-    """``worth select --input STORE``: read a complete Zarr embedding store (rows and labels)."""
-    import os
-
-    if "://" not in spec and not (os.path.isdir(spec) and os.path.exists(os.path.join(spec, "zarr.json"))):
-        return None
-    from storage.store import EmbeddingStore
-
-    store = EmbeddingStore.open(spec)
-    if not store.is_complete:
-        raise typer.BadParameter(
-            f"store {spec} is incomplete ({store.rows_done()} of {store.n} rows); finish it with `worth embed`.",
-            param_hint="--input",
-        )
-    return store.to_numpy(dtype="float64"), store.labels()
-
-
-register_loader(_store_loader)
-
-
-def _parse_params(pairs: list[str] | None, argname: str) -> dict:
-    """``["dim=64", "seed=0", "device=cpu"]`` → ``{"dim": 64, "seed": 0, "device": "cpu"}`` (values as JSON when
-    they parse, else strings)."""
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{pair!r}: write KEY=VALUE, e.g. dim=64", param_hint=argname)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+from cli.params import parse_params
 
 
 def _watch(url: str, storage_options: dict, total: int, stop: threading.Event, start_rows: int) -> None:
@@ -69,7 +30,6 @@ def _watch(url: str, storage_options: dict, total: int, stop: threading.Event, s
                 return
 
 
-@app.command("embed")
 def embed_command(
     source: str = typer.Argument(..., help="digits, mnist5k, fashion-mnist, an image folder, a .txt/.csv/.tsv/"
                                  ".parquet/.npy/.npz file, or hf:NAME"),
@@ -93,16 +53,19 @@ def embed_command(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of a running Dask scheduler"),
 ) -> None:
     """Embed SOURCE into a resumable Zarr store: reruns finish what a killed run left and append new items."""
+    from infra.dask import launch_target
     from storage.embedding import embed_into_store, plan, summary_markdown
     from storage.store import EmbeddingStore
     from worth.encoders import get_encoder
     from worth.sources import load_source
 
-    if runner not in ("dask", "threads", "inline"):
-        raise typer.BadParameter(f"{runner!r}: choose dask, threads or inline", param_hint="--runner")
-    enc_params = _parse_params(param, "--param")
-    src_params = _parse_params(source_param, "--source-param")
-    so = _parse_params(storage_option, "--storage-option")
+    try:
+        target = launch_target(runner, workers=workers, scheduler=scheduler)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--runner") from None
+    enc_params = parse_params(param, "--param")
+    src_params = parse_params(source_param, "--source-param")
+    so = parse_params(storage_option, "--storage-option")
     try:
         src = load_source(source, limit=limit, **src_params)
         enc = get_encoder(encoder, normalize=not no_normalize, **enc_params)
@@ -126,19 +89,11 @@ def embed_command(
             result = {**summary, "rows_embedded": res["rows"], "seconds": res["seconds"]}
         else:
             from flows.embed import EmbedOptions, run_embed
-            from infra.dask import default_spec
 
             options = EmbedOptions(source=source, store=store, encoder=encoder, encoder_params=enc_params,
                                    source_params=src_params, limit=limit, chunk_rows=chunk_rows, dtype=dtype,
                                    normalize=not no_normalize, storage_options=so)
-            if runner == "threads":
-                from prefect.task_runners import ThreadPoolTaskRunner
-
-                # one shard at a time by default: torch already uses every core, and shards in parallel threads
-                # would fight over them
-                result = run_embed(options, task_runner=ThreadPoolTaskRunner(max_workers=workers or 1))
-            else:
-                result = run_embed(options, default_spec(scheduler, workers))
+            result = run_embed(options, **target)
     except ValueError as exc:
         stop.set()
         watcher.join()
@@ -149,7 +104,6 @@ def embed_command(
     typer.echo(summary_markdown(result, rows=result["rows_embedded"], seconds=result["seconds"]))
 
 
-@app.command("info")
 def info_command(
     store: str = typer.Option(..., "--store", "-s", help="store path or fsspec URL"),
     storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help="fsspec option KEY=VALUE"),
@@ -159,7 +113,7 @@ def info_command(
     from storage.embedding import summary_markdown
     from storage.store import EmbeddingStore
 
-    so = _parse_params(storage_option, "--storage-option")
+    so = parse_params(storage_option, "--storage-option")
     try:
         s = EmbeddingStore.open(store, storage_options=so or None).summary()
     except (ValueError, FileNotFoundError) as exc:
@@ -175,10 +129,7 @@ def info_command(
         typer.echo(f"\nIncomplete: {s['rows_done']:,} of {s['n']:,} rows embedded; rerun `worth embed` to finish.")
 
 
-def main() -> None:
-    """Entry point of the `worth` console script."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to the ``worth`` app."""
+    app.command("embed")(embed_command)
+    app.command("info")(info_command)

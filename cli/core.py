@@ -1,4 +1,4 @@
-"""Core commands of the `worth` CLI: `select`, `score`, `objectives`. They import only the core library."""
+"""Commands that need only the core library: ``select --input`` (one process, no Prefect), ``score``, ``objectives``."""
 
 from __future__ import annotations
 
@@ -12,71 +12,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=False,
-    help="Appraise training data and select the subsets worth training on.",
-)
+from cli.params import load_matrix, parse_params
+
 console = Console()
 
-BUILTIN_INPUTS = ("digits",)
 
-# Extra input readers (the orchestration layer registers the Zarr store reader here, so this module stays
-# free of Zarr). Each takes the --input string and returns (X, y), or None when it does not recognise it.
-LOADERS: list = []
-
-
-def register_loader(loader) -> None:
-    """Add an input reader ``loader(spec) -> (X, y) | None`` consulted before the built-in ones."""
-    LOADERS.append(loader)
-
-
-def load_matrix(spec: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Load an embedding matrix: a ``.npy`` file, a ``.npz`` (arrays ``X`` and optional ``y``), ``digits``,
-    or anything a registered loader reads (``worth``'s CLI registers Zarr embedding stores)."""
-    for loader in LOADERS:
-        found = loader(spec)
-        if found is not None:
-            return found
-    if spec == "digits":
-        from sklearn.datasets import load_digits
-
-        data = load_digits()
-        return data.data.astype(np.float64), data.target
-    path = Path(spec)
-    if not path.exists():
-        raise typer.BadParameter(
-            f"{spec!r} is neither a file nor a built-in input ({', '.join(BUILTIN_INPUTS)}); "
-            "pass a .npy/.npz file of embeddings.",
-            param_hint="--input",
-        )
-    if path.suffix == ".npz":
-        with np.load(path) as z:
-            if "X" not in z:
-                raise typer.BadParameter(f"{spec} has no array named 'X' (found {list(z)}).", param_hint="--input")
-            return z["X"], (z["y"] if "y" in z else None)
-    return np.load(path), None
-
-
-def parse_params(items: list[str]) -> dict[str, float]:
-    """``["alpha=0.3", "c=2"]`` → ``{"alpha": 0.3, "c": 2.0}``."""
-    out = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE, e.g. --param alpha=0.3", param_hint="--param")
-        try:
-            out[key.strip()] = float(val)
-        except ValueError:
-            raise typer.BadParameter(f"{item!r}: {val!r} is not a number", param_hint="--param") from None
-    return out
-
-
-@app.command("objectives")
 def objectives_cmd() -> None:
     """List the objectives and their properties (monotone, submodular, ...)."""
-    from . import objectives
-    from .objectives import _REGISTRY
+    from worth import objectives
+    from worth.objectives import _REGISTRY
 
     table = Table(title="worth objectives")
     for col in ("name", "monotone", "submodular", "weakly submodular", "parameters", "what"):
@@ -89,7 +33,6 @@ def objectives_cmd() -> None:
     console.print(table)
 
 
-@app.command("select")
 def select_cmd(
     input: str = typer.Option(..., "--input", "-i",
                               help="Embeddings: a Zarr embedding store, a .npy file, a .npz with X (and y), or 'digits'."),
@@ -105,7 +48,7 @@ def select_cmd(
     show: int = typer.Option(25, help="Rows of the pick table to print (0: none)."),
 ) -> None:
     """Greedily select K items maximising OBJECTIVE; print the picks, gains and values."""
-    from . import select
+    from worth import select
 
     X, _ = load_matrix(input)
     with Progress(TextColumn("[bold]selecting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -140,7 +83,6 @@ def select_cmd(
         console.print(f"wrote {out}")
 
 
-@app.command("score")
 def score_cmd(
     input: str = typer.Option(..., "--input", "-i", help="Embeddings: a .npy file, a .npz with X, or 'digits'."),
     indices: Path = typer.Option(..., help="A JSON selection (from `worth select --out`) or a .npy of indices."),
@@ -148,9 +90,16 @@ def score_cmd(
     normalize: bool = typer.Option(True, help="L2-normalise rows first."),
 ) -> None:
     """Score a given subset with one or more objectives (exact eigendecomposition)."""
-    from . import score
+    from worth import score
 
     X, _ = load_matrix(input)
     idx = json.loads(indices.read_text())["indices"] if indices.suffix == ".json" else np.load(indices)
     for name in objective:
         console.print(f"{name}: {score(X, np.asarray(idx, dtype=np.int64), name, normalize=normalize):.10g}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to the ``worth`` app."""
+    app.command("objectives")(objectives_cmd)
+    app.command("select")(select_cmd)
+    app.command("score")(score_cmd)
