@@ -56,8 +56,8 @@ def embed_command(
     from infra.dask import launch_target
     from storage.embedding import embed_into_store, plan, summary_markdown
     from storage.store import EmbeddingStore
-    from worth.encoders import get_encoder
-    from worth.sources import load_source
+    from worth.data.encoders import get_encoder
+    from worth.data.sources import load_source
 
     try:
         target = launch_target(runner, workers=workers, scheduler=scheduler)

@@ -29,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from storage.embedding import shards, summary_markdown
 from storage.store import DEFAULT_CHUNK_ROWS
 from tasks.embed import embed_shard, plan_store, store_summary
-from worth.encoders import encoder_ref, get_encoder
-from worth.sources import load_source
+from worth.data.encoders import encoder_ref, get_encoder
+from worth.data.sources import load_source
 
 PROGRESS_KEY = "embed-progress"
 SUMMARY_KEY = "embed-summary"

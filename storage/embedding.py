@@ -5,7 +5,7 @@ launched the run (it is the only writer of ids, labels, split and attributes); :
 anywhere (a Dask worker, a thread, inline) and touches only its own chunks. :func:`embed_into_store` chains
 them serially for library use and as the reference the parallel flow is tested against.
 
-Sources and encoders are duck-typed (see :mod:`worth.sources`, :mod:`worth.encoders`); this module imports
+Sources and encoders are duck-typed (see :mod:`worth.data.sources`, :mod:`worth.data.encoders`); this module imports
 neither torch nor Prefect.
 """
 

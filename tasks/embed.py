@@ -1,4 +1,4 @@
-"""Prefect tasks of the embed flow: thin wrappers over :mod:`storage.embedding` and :mod:`worth.encoders`.
+"""Prefect tasks of the embed flow: thin wrappers over :mod:`storage.embedding` and :mod:`worth.data.encoders`.
 
 ``plan_store`` runs where the flow runs (it is the one writer of ids, labels and attributes);
 ``embed_shard`` runs on the task runner — a Dask worker, say — and writes only its own chunks, so it is
@@ -14,8 +14,8 @@ from typing import Any
 from storage import embedding as _embedding
 from storage.store import EmbeddingStore
 from tasks._task import worth_task
-from worth.encoders import resolve_encoder, set_torch_threads
-from worth.sources import resolve_source
+from worth.data.encoders import resolve_encoder, set_torch_threads
+from worth.data.sources import resolve_source
 
 
 def _worker_threads() -> int | None:

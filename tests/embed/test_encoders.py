@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worth.encoders import encoder_ref, get_encoder, l2_normalize, resolve_encoder
-from worth.sources import load_source
+from worth.data.encoders import encoder_ref, get_encoder, l2_normalize, resolve_encoder
+from worth.data.sources import load_source
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_pixels_refuses_mixed_sizes():
 def test_efficientnet_lite0_features(mnist):
     import torch
 
-    from worth.encoders import _efficientnet_lite0
+    from worth.data.encoders import _efficientnet_lite0
 
     x, y = mnist
     enc = get_encoder("efficientnet-lite0", batch_size=40)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from worth.sources import FASHION_MNIST_DIR, encode_labels, from_arrays, load_source, resolve_source
+from worth.data.sources import FASHION_MNIST_DIR, encode_labels, from_arrays, load_source, resolve_source
 
 FASHION = os.environ.get("WORTH_FASHION_MNIST_DIR", FASHION_MNIST_DIR)
 

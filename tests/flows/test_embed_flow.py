@@ -9,8 +9,8 @@ import pytest
 
 from flows.embed import PROGRESS_KEY, SUMMARY_KEY, EmbedOptions, embed_flow
 from storage import EmbeddingStore, embed_into_store
-from worth.encoders import get_encoder
-from worth.sources import load_source
+from worth.data.encoders import get_encoder
+from worth.data.sources import load_source
 
 
 def _chunk_files(url):

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from storage import EmbeddingStore, embed_into_store
-from worth.encoders import get_encoder
-from worth.sources import load_source
+from worth.data.encoders import get_encoder
+from worth.data.sources import load_source
 
 ARGS = ["mnist5k", "--encoder", "efficientnet-lite0", "--limit", "512", "--chunk-rows", "32", "-p", "image_size=32",
         "-p", "batch_size=32"]

@@ -11,14 +11,14 @@ import pytest
 
 @pytest.fixture(scope="session")
 def digits_source():
-    from worth.sources import load_source
+    from worth.data.sources import load_source
 
     return load_source("digits")
 
 
 @pytest.fixture
 def pixels16():
-    from worth.encoders import get_encoder
+    from worth.data.encoders import get_encoder
 
     return get_encoder("pixels", dim=16, seed=3)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from storage import EmbeddingStore, StoreMismatchError, embed_chunks, embed_into_store, plan
-from worth.encoders import get_encoder
-from worth.sources import from_arrays, load_source
+from worth.data.encoders import get_encoder
+from worth.data.sources import from_arrays, load_source
 
 
 def _reference(tmp_path, source, encoder, chunk_rows, name="ref.zarr"):
