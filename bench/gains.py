@@ -8,10 +8,10 @@ rank-one update of the whole table plus the gains of all candidates, divided by 
 Part 2 — whole greedy runs: the fast path timed end to end; the oracle timed on sampled steps and
 extrapolated to the queries of a full naive greedy (a full oracle run takes hours to weeks), and the picks
 compared with the exact secular path on a prefix. Greedy on the Vendi Score over unit rows evaluates lazily
-on the entropy key (``worth.statkey``: the same picks as naive greedy, tested), so its ratio counts both the
+on the entropy key (``worth.spectral.statkey``: the same picks as naive greedy, tested), so its ratio counts both the
 cheaper gains and the fewer evaluations; ``evaluations`` in the diagnostics says how many.
 
-Part 3 — the eigenpairs after a pick: a fresh ``eigh`` against the rank-one update of ``worth.eigupdate``,
+Part 3 — the eigenpairs after a pick: a fresh ``eigh`` against the rank-one update of ``worth.spectral.eigupdate``,
 per step, with the orthogonality drift after all the updates *without* the periodic ``eigh`` refresh the
 greedy state adds (every 32 updates).
 
@@ -28,7 +28,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import worth
-from worth.gains import SpectralState
+from worth.spectral.state import SpectralState
 from worth.objectives import get_objective
 
 
@@ -137,7 +137,7 @@ def part2(label, n, k, m, name, methods, optimizer="greedy", prefix=3, prefix_me
 
 def part3(ms, steps):
     """Eigenpairs after each pick: ``eigh`` of C against the rank-one update, per step, with the drift."""
-    from worth.eigupdate import rank_one_update
+    from worth.spectral.eigupdate import rank_one_update
 
     print(f"\nEigenpairs after a pick (one core, {steps} picks from |S| = m, unit rows)")
     print(f"{'m':>5} {'eigh ms/step':>13} {'update ms/step':>15} {'× eigh':>7} {'max|UᵀU−I| (no refresh)':>25} "
@@ -177,7 +177,7 @@ def main():
         part2("(issue 2)", 5000, 300, 128, "vendi", ["secular", "auto"], samples=5)
         part3([128, 256, 512], 200)
         if not args.skip_large:
-            # Greedy on the Vendi Score over unit rows runs lazily on the entropy key (exact: worth.statkey),
+            # Greedy on the Vendi Score over unit rows runs lazily on the entropy key (exact: worth.spectral.statkey),
             # so auto evaluates with the projected quadrature.
             part2("(a)", 100_000, 2000, 128, "vendi", ["auto"], prefix=5, samples=4)
             # power is submodular, so lazy greedy gives greedy's picks (tested); auto runs it on quadrature.

@@ -10,11 +10,11 @@ import numpy as np
 
 from ._array import device, from_numpy, namespace, row_norms2, to_numpy
 from .constraints import run_constrained
-from .gains import SpectralState, resolve_method
+from .spectral.state import SpectralState, resolve_method
 from .objectives import SpectralObjective, get_objective
 from .optimizers import OPTIMIZERS
 from .regime import Regime, conditional_value, is_submodular
-from .statkey import StatisticKey, key_sign
+from .spectral.statkey import StatisticKey, key_sign
 from .validation import check_indices, prepare_rows
 
 
@@ -44,7 +44,7 @@ class Selection:
         ``error_bound``; absolute for ``t log t`` objectives, ``error_bound_abs``), steps that fell back to
         exact roots, Sherman–Morrison steps and their measured drift; for dense facility location on NumPy
         the cost drivers of its maintained gains (``list_length``, ``unsettled_rows``, ``pairs_on_demand``
-        against ``pairs_first_pass``; see :mod:`worth.facility_lists`).
+        against ``pairs_first_pass``; see :mod:`worth.facility.lists`).
     info : dict
         The regime: ``init`` (rows conditioned on) and ``init_value`` (``f(A)``; ``values`` and ``gains`` are
         relative to it); with constraints ``class_counts``, ``budget``, ``spent`` and ``singleton`` (True

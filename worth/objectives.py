@@ -278,7 +278,7 @@ _REGISTRY: dict[str, ObjectiveSpec] = {
                        "Σ_i max_{j∈S} s(i,j), s = max(0, cos) | (1+cos)/2 | rbf: coverage of the pool "
                        "(the best predictor of held-out accuracy in the reference study). Not spectral."),
             {"similarity": "cosine", "gamma": 1.0, "neighbors": None, "block_size": None, "precision": "float64"},
-            _lazy("facility", "FacilityLocation"),
+            _lazy("facility.objective", "FacilityLocation"),
             {"similarity": (lambda v: v in ("cosine", "shifted-cosine", "rbf"),
                             "one of 'cosine', 'shifted-cosine', 'rbf'"),
              "gamma": (_positive, "a positive RBF width, e.g. gamma=1.0"),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_instance
-from worth.eigupdate import rank_one_update
-from worth.gains import SpectralState
+from worth.spectral.eigupdate import rank_one_update
+from worth.spectral.state import SpectralState
 from worth.objectives import get_objective
 
 KINDS = ["gaussian", "duplicates", "clustered", "lowrank", "near-degenerate"]

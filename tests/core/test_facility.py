@@ -160,7 +160,7 @@ def test_maintained_gains_equal_a_fresh_recomputation(similarity, gamma, top_k):
 def test_unnormalised_rows_equal_brute_force(similarity, gamma, top_k, monkeypatch):
     """Rows of unequal norms (``normalize=False``): similarities above 1 for the cosine, an RBF whose order
     within a row depends on the other row's norm; short lists leave rows unsettled for most of the run."""
-    import worth.facility as facility
+    import worth.facility.objective as facility
 
     monkeypatch.setattr(facility, "_TOP_K", top_k)
     rng = np.random.default_rng(5)
@@ -182,12 +182,13 @@ def test_dense_run_reports_its_cost_drivers(digits):
 
 def test_same_bits_whatever_the_thread_count(monkeypatch):
     """The GEMM tasks split over threads write disjoint outputs and sum in a fixed order."""
-    import worth.facility_lists as lists
+    import worth.facility.lists as lists
+    import worth.facility.pool as pool
 
     X = make_instance("clustered", n=900, m=6, seed=4)
     runs = []
     for threads in (1, 3):
-        monkeypatch.setattr(lists, "_threads", lambda: threads)
+        monkeypatch.setattr(pool, "_threads", lambda: threads)
         monkeypatch.setattr(lists, "_PAR_MIN_WORK", 1)  # split even the small batches
         runs.append(worth.select(X, 40, "facility-location", "lazy", block_size=50))
     np.testing.assert_array_equal(runs[0].indices, runs[1].indices)
@@ -213,7 +214,7 @@ def _select_indices(X):
 def test_list_keys_bound_the_walks():
     """``key`` is non-decreasing and ``v ≥ key_floor(a)`` exactly when ``key(v) ≥ key(a)``: a walk down a list
     sorted by key may stop at the first entry below ``key_floor(a)`` without skipping any entry above ``a``."""
-    from worth.facility_lists import _key, _key_floor
+    from worth.facility.lists import _key, _key_floor
 
     rng = np.random.default_rng(0)
     v = np.concatenate([[0.0, 1e-300, 2.0 ** -200, 2.0 ** 200, 1e300, 1.0, 0.5, np.nextafter(0.5, 0)],
@@ -231,7 +232,7 @@ def test_list_keys_bound_the_walks():
 def test_lists_hold_every_similarity_above_their_threshold(kind, n, top_k):
     """The first pass's lists: sorted by key, within capacity, and complete above ``τ_i`` (sampled thresholds
     that overshoot are repaired by the quickselect), whatever the list length aimed at."""
-    from worth.facility_lists import SettledLists, _fill_positions, _key
+    from worth.facility.lists import SettledLists, _fill_positions, _key
 
     X = make_instance(kind, n=n, m=5, seed=2)
     S = similarity_matrix(X)
@@ -263,7 +264,7 @@ def test_lists_hold_every_similarity_above_their_threshold(kind, n, top_k):
 @pytest.mark.parametrize("top_k", [1, 8, 128, 2000])
 @pytest.mark.parametrize("optimizer", ["greedy", "lazy"])
 def test_maintained_picks_equal_brute_force_for_every_list_length(digits, optimizer, top_k, monkeypatch):
-    import worth.facility as facility
+    import worth.facility.objective as facility
 
     monkeypatch.setattr(facility, "_TOP_K", top_k)
     picks, values = brute_force_greedy(similarity_matrix(digits[:700]), 30)
@@ -277,7 +278,7 @@ def test_maintained_picks_equal_brute_force_for_every_list_length(digits, optimi
 @pytest.mark.parametrize("optimizer", ["greedy", "lazy"])
 def test_maintained_gains_equal_direct_evaluation_under_every_regime(digits, regime, optimizer, monkeypatch):
     """The maintained path against the direct one (a GEMM per candidate, as before), same run otherwise."""
-    import worth.facility as facility
+    import worth.facility.objective as facility
 
     X = digits[:500]
     y = load_digits().target[:500]
@@ -301,7 +302,7 @@ def test_maintained_gains_equal_direct_evaluation_under_every_regime(digits, reg
 
 
 def test_maintained_float32_matches_direct_float32(digits, monkeypatch):
-    import worth.facility as facility
+    import worth.facility.objective as facility
 
     runs = []
     for maintained in (True, False):

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import make_instance
 from worth._array import to_numpy
-from worth.gains import SpectralState
+from worth.spectral.state import SpectralState
 from worth.objectives import get_objective, objectives
 
 OBJECTIVES = [
@@ -91,7 +91,7 @@ def test_portable_gains_on_other_namespaces(xp, name):
 
 def test_secular_roots_interlace_and_match_eigvalsh():
     """The roots themselves: the eigenvalues of C + x xᵀ, interlacing the old ones."""
-    from worth.secular import secular_roots_compiled
+    from worth.spectral.secular import secular_roots_compiled
 
     rng = np.random.default_rng(7)
     poles = np.concatenate([[0.0], np.sort(rng.uniform(0.1, 5.0, size=9))])

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_instance
-from worth.gains import SpectralState
-from worth.gpu_kernels import ROOTS_SOURCE
+from worth.spectral.state import SpectralState
+from worth.spectral.cuda import ROOTS_SOURCE
 from worth.objectives import get_objective
-from worth.secular import secular_roots_compiled, zero_cluster_root
+from worth.spectral.secular import secular_roots_compiled, zero_cluster_root
 
 
 def _weights(kind: str, size: int, m: int = 12):

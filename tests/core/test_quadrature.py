@@ -7,9 +7,9 @@ import pytest
 
 import worth
 from tests.conftest import make_instance
-from worth.gains import SpectralState
+from worth.spectral.state import SpectralState
 from worth.objectives import get_objective
-from worth.quadrature import fit_rule
+from worth.spectral.quadrature import fit_rule
 
 SERVED = [("vendi", {}), ("vendi", {"q": 0.5}), ("vendi-pool", {}), ("entropy", {}), ("power", {}),
           ("power", {"alpha": 0.2}), ("hybrid", {}), ("hybrid", {"alpha": 0.5, "c": 3.0})]
@@ -104,7 +104,7 @@ def test_unrepresentable_objectives(name, params):
 @pytest.mark.parametrize("name,params", SERVED, ids=IDS)
 def test_fit_error_estimate_is_an_upper_bound_of_phi_prime_error(name, params):
     """The grid estimate of sup|φ' − φ̃'| against a 20× finer random sample of the interval."""
-    from worth.quadrature import phi_prime
+    from worth.spectral.quadrature import phi_prime
 
     obj = get_objective(name, **params)
     rule = fit_rule(obj, 1e-3, 50.0, 1e-8)

@@ -110,7 +110,7 @@ def test_same_selection_on_every_namespace(xp, name):
     sel = worth.select(Xx, 9, name)
     assert type(sel.indices) is type(Xx)
     assert sel.indices.dtype == xp.int64
-    # vendi: greedy runs lazily on the entropy key (worth.statkey), so auto picks the lazy method
+    # vendi: greedy runs lazily on the entropy key (worth.spectral.statkey), so auto picks the lazy method
     assert sel.method == {"vendi": "quadrature", "power": "sherman-morrison", "logdet": "closed-form"}[name]
     np.testing.assert_array_equal(to_numpy(sel.indices), to_numpy(ref.indices))
     np.testing.assert_allclose(to_numpy(sel.values), to_numpy(ref.values), rtol=1e-10)

@@ -1,4 +1,4 @@
-"""Greedy on the Vendi Score with lazy evaluations on the statistic's key (``worth.statkey``) is naive greedy."""
+"""Greedy on the Vendi Score with lazy evaluations on the statistic's key (``worth.spectral.statkey``) is naive greedy."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 import worth
 from tests.conftest import make_instance
 from worth.constraints import run_constrained
-from worth.gains import SpectralState
+from worth.spectral.state import SpectralState
 from worth.objectives import get_objective
 from worth.optimizers import greedy
 from worth.regime import Regime
-from worth.statkey import key_sign
+from worth.spectral.statkey import key_sign
 from worth.validation import prepare_rows
 
 

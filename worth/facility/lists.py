@@ -28,7 +28,7 @@ earlier design kept *all* rows in ``g`` and recomputed, by GEMM against the whol
 running max moved below its 128th similarity: 2.5–3.5 n row recomputations, three passes over all pairs
 on top of the first.
 
-Every similarity is computed from its inner product by :func:`worth.facility._sim` (one compiled function,
+Every similarity is computed from its inner product by :func:`worth.facility.similarity._sim` (one compiled function,
 no fast-math), so a list holds the very numbers the direct evaluation produces; only the order of the
 additions in a gain differs (sums are reassociated for speed), far inside the optimisers' tie tolerance.
 """
@@ -36,14 +36,12 @@ additions in a gain differs (sums are reassociated for speed), far inside the op
 from __future__ import annotations
 
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
-from .facility import _FAST, _RBF, _sim
+from . import pool
+from .similarity import _FAST, _RBF, _sim
 
 LIST_BYTES = 160 << 20  # memory for the lists: (value float64, column int32) = 12 bytes per entry
 LIST_MIN = 32
@@ -53,52 +51,6 @@ _REBUILD = 0.85  # rebuild the unsettled rows' copy once fewer than this fractio
 _TILE_ELEMENTS = 1 << 19  # similarities per GEMM output tile (2–4 MB): reduced while still in cache
 _MAX_BLOCK = 128  # rows per GEMM block: past this the block's output leaves the cache and nothing is gained
 _PAR_MIN_WORK = 1 << 21  # multiply–adds from which a GEMM + reduction is split over threads
-
-_EXECUTOR: ThreadPoolExecutor | None = None
-_LOCAL = threading.local()
-
-
-def _forget_executor() -> None:
-    global _EXECUTOR
-    _EXECUTOR = None
-
-
-# A forked child inherits the pool object but not its threads (tasks would wait forever): it starts its own.
-os.register_at_fork(after_in_child=_forget_executor)
-
-
-def _scratch(shape: tuple[int, int], dtype) -> np.ndarray:
-    """A per-thread GEMM output buffer, reused: a fresh 10–50 MB array per block costs its page faults."""
-    buf = getattr(_LOCAL, "buf", None)
-    size = shape[0] * shape[1]
-    if buf is None or buf.dtype != dtype or buf.size < size:
-        buf = _LOCAL.buf = np.empty(size, dtype=dtype)
-    return buf[:size].reshape(shape)
-
-
-def _threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _map(fn, items: list) -> None:
-    """Run ``fn`` on every item, on the cores (Python threads: the kernels release the GIL, BLAS runs on one).
-
-    Threads rather than numba's parallel regions: a task is a GEMM followed by its reduction, and OpenBLAS's
-    and OpenMP's spinning worker pools fight over the cores when they alternate.
-    """
-    global _EXECUTOR
-    if len(items) <= 1 or _threads() == 1:
-        for it in items:
-            fn(it)
-        return
-    if _EXECUTOR is None:
-        _EXECUTOR = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="worth-fl")
-    for _ in _EXECUTOR.map(fn, items):  # re-raises a task's exception here
-        pass
-
 
 def list_capacity(n: int, top_k: int | None) -> tuple[int, int]:
     """``(K, capacity)``: the list length aimed at, and the room kept per row (half as much again).
@@ -117,6 +69,7 @@ def list_capacity(n: int, top_k: int | None) -> tuple[int, int]:
 
 
 # -- kernels ------------------------------------------------------------------------------------------
+
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _row_sims(Grow, kind, scale, shift, gamma, nr, norms2, out):
@@ -497,7 +450,7 @@ class SettledLists:
     cur : ndarray of float64
         The running maximum; updated in place by :meth:`add`.
     kernel_args : tuple
-        ``(kind, scale, shift, gamma)`` of :func:`worth.facility._sim`.
+        ``(kind, scale, shift, gamma)`` of :func:`worth.facility.similarity._sim`.
     top_k : int or None
         List length aimed at per row (``None``: :data:`LIST_K`, shortened to fit :data:`LIST_BYTES`).
     block : int
@@ -542,12 +495,12 @@ class SettledLists:
             cnt = np.zeros(rows, dtype=np.int64)
             for j0 in range(0, n, tile):
                 w = min(tile, n - j0)
-                Gt = np.matmul(Xb, self.XT[:, j0:j0 + w], out=_scratch((rows, w), X.dtype))
+                Gt = np.matmul(Xb, self.XT[:, j0:j0 + w], out=pool._scratch((rows, w), X.dtype))
                 _first_pass_tile(Gt, start, j0, cur, *self.args, norms2, self.K, thr, acc, bv, bi, cnt)
             _first_pass_finish(start, thr, acc, bv, bi, cnt, self.g0, self.top_val, self.top_idx, self.count,
                                self.tau)
 
-        _map(first, list(range(0, n, self.block)))
+        pool._map(first, list(range(0, n, self.block)))
         self.rev_ptr, self.rev_pos = _transpose_lists(self.top_idx, self.count)
         self.settled = cur >= self.tau
         self.g = np.zeros(n, dtype=np.float64)
@@ -591,7 +544,7 @@ class SettledLists:
         r = self.u_rows.size
         self.pairs_on_demand += cand.size * r
         out = np.empty(cand.size, dtype=np.float64)
-        parts = _threads() if cand.size * r * self.X.shape[1] >= _PAR_MIN_WORK else 1
+        parts = pool._threads() if cand.size * r * self.X.shape[1] >= _PAR_MIN_WORK else 1
         step = max(1, min(-(-cand.size // parts), 4 * self.block))
         # Column tiles of a fixed width (not tied to the split): the sums, hence the bits, do not depend on the
         # number of threads.
@@ -603,11 +556,11 @@ class SettledLists:
             res = np.zeros(c.size)
             for q0 in range(0, r, tile):
                 w = min(tile, r - q0)
-                Gc = np.matmul(Xc, self.u_XT[:, q0:q0 + w], out=_scratch((c.size, w), self.X.dtype))
+                Gc = np.matmul(Xc, self.u_XT[:, q0:q0 + w], out=pool._scratch((c.size, w), self.X.dtype))
                 _unsettled_block(Gc, self.norms2[c], self.u_norms[q0:q0 + w], lo[q0:q0 + w], *self.args, res)
             out[a:a + c.size] = res
 
-        _map(part, list(range(0, cand.size, step)))
+        pool._map(part, list(range(0, cand.size, step)))
         return out
 
     def add(self, p: int) -> None:

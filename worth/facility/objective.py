@@ -11,7 +11,7 @@ n = 20,000 and 80 GB at n = 100,000. Here the state is one float per ground item
 
 ``g_j = f(S + j) − f(S) = Σ_i max(0, s(i, j) − cur_i)``.
 
-Maintained gains (NumPy inputs, dense mode): :mod:`worth.facility_lists`. Evaluating a gain from scratch
+Maintained gains (NumPy inputs, dense mode): :mod:`worth.facility.lists`. Evaluating a gain from scratch
 costs a GEMM row (O(n·m)), and even lazy greedy evaluates several times n candidates over a run of
 k = 1,000 picks, most of them in the first picks. The engine splits every gain by ground row:
 
@@ -30,8 +30,8 @@ and three passes' worth of on-demand pairs, nearly all in the first 20 picks. Ev
 from its inner product by one compiled function (:func:`_sim`): the lists hold the very numbers of the
 direct computation, and the picks are those of the direct computation (sums are reassociated, far inside
 the optimisers' tie tolerance). Memory: ``X`` (and its transpose), the lists (12 bytes per entry, at most
-:data:`worth.facility_lists.LIST_BYTES`) and one GEMM tile per core. GEMMs run on one BLAS thread each,
-on Python threads (see :func:`_one_blas_thread`).
+:data:`worth.facility.lists.LIST_BYTES`) and one GEMM tile per core. GEMMs run on one BLAS thread each,
+on Python threads (see :func:`worth.facility.pool.one_blas_thread`).
 
 Other namespaces (CuPy, torch, array-api-strict) evaluate gains directly: one GEMM of the candidates' rows
 against the pool, in row blocks, reduced at once; a pick updates ``cur`` with one matrix–vector product.
@@ -57,75 +57,18 @@ the host (NumPy) whatever the input namespace.
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
-from ._array import is_numpy, to_numpy
-from .objectives import Objective
+from .._array import is_numpy, to_numpy
+from ..objectives import Objective
+from .knn import knn_graph
+from .pool import one_blas_thread
+from .similarity import _RBF, BLOCK_ELEMENTS, _column
 
-_BLOCK_ELEMENTS = 1 << 22  # automatic block: ≈ 4M similarities (16–32 MB) per GEMM block
-_TOP_K = None  # list length aimed at per row; None: facility_lists.LIST_K, within facility_lists.LIST_BYTES
+_TOP_K = None  # list length aimed at per row; None: lists.LIST_K, within lists.LIST_BYTES
 _LAZY_BATCH = 32  # stale bounds lazy greedy refreshes first per step (each costs a GEMM against unsettled rows)
 _MAINTAINED = True  # False: NumPy evaluates gains directly as the other namespaces do (tests compare the two)
-_RBF = 2
-# Reassociation for the reductions (sums and dot products); contraction cannot change a cosine similarity
-# (2·x and 0.5·x are exact, so a fused multiply–add rounds as the separate operations do).
-_FAST = {"reassoc", "nsz", "arcp", "contract"}
-
-
-_CONTROLLER = None
-
-
-def _one_blas_thread():
-    """Context in which BLAS runs on one thread: the cores are used by running several GEMM + reduction
-    tasks at once on Python threads (:func:`worth.facility_lists._map`).
-
-    OpenBLAS's threads and numba's OpenMP threads both spin-wait after a parallel region; alternating the
-    two (a GEMM, then a reduction, per block) makes them fight for the cores, and on a busy machine a
-    run took twice as long as with single-threaded GEMMs.
-    """
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController  # a dependency of scikit-learn
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
-
-
-# -- compiled kernels (NumPy path) --------------------------------------------------------------------
-# ``_sim`` is inlined into its callers and takes their flags: the kernels whose similarities are stored in
-# or compared with the lists (worth.facility_lists) are compiled without fast-math, so that every one of
-# them computes a similarity from its inner product bit for bit the same way.
-
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def _sim(gv, kind, scale, shift, gamma, nr, nc):
-    """``s`` from the inner product ``gv`` of two rows with squared norms ``nr``, ``nc``; clamped at 0."""
-    if kind == _RBF:
-        d2 = nr + nc - 2.0 * gv
-        if d2 < 0.0:
-            d2 = 0.0
-        return math.exp(-gamma * d2)
-    s = scale * gv + shift
-    return s if s > 0.0 else 0.0
-
-
-@numba.njit(cache=True, error_model="numpy", fastmath=_FAST)
-def _column(X, p, kind, scale, shift, gamma, norms2, out):
-    """``out[i] = s(i, p)`` for every row: the matrix–vector product and the similarity in one sequential loop.
-
-    Not BLAS: a multi-threaded GEMV of this size spends more on waking its threads than on the product
-    (milliseconds instead of a fraction of one on a busy machine), and it runs once per pick.
-    """
-    n, m = X.shape
-    xp_ = X[p]
-    npp = norms2[p]
-    for i in range(n):
-        acc = 0.0
-        for k in range(m):
-            acc += X[i, k] * xp_[k]
-        out[i] = _sim(acc, kind, scale, shift, gamma, norms2[i], npp)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -189,12 +132,12 @@ class FacilityState:
     xp : namespace
     top_k : int, optional
         List length aimed at per ground item by the maintained gains (default: 256, or less if the lists
-        would pass :data:`worth.facility_lists.LIST_BYTES`). Does not change the result, only how soon rows
+        would pass :data:`worth.facility.lists.LIST_BYTES`). Does not change the result, only how soon rows
         settle.
 
     Attributes
     ----------
-    lists : worth.facility_lists.SettledLists or None
+    lists : worth.facility.lists.SettledLists or None
         The maintained gains (NumPy dense mode), built by the first :meth:`gains` call; its ``unsettled`` and
         ``pairs_on_demand`` are cost diagnostics.
     """
@@ -218,9 +161,9 @@ class FacilityState:
             dt = xp.float32 if dtype_name == "float32" else xp.float64
             self.X = xp.astype(X, dt)
             self.norms2 = xp.sum(X * X, axis=1)
-        self.block = p["block_size"] or max(1, min(self.n, _BLOCK_ELEMENTS // self.n))
+        self.block = p["block_size"] or max(1, min(self.n, BLOCK_ELEMENTS // self.n))
         self.cur = self.xp.zeros((self.n,), dtype=self.xp.float64)
-        self.graph = _knn_graph(Xh, min(p["neighbors"], self.n), self) if self.sparse else None
+        self.graph = knn_graph(Xh, min(p["neighbors"], self.n), self) if self.sparse else None
         self.maintained = _MAINTAINED and self.host and not self.sparse
         if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
             raise ValueError(f"top_k={top_k!r} must be a positive integer, e.g. top_k=128.")
@@ -285,9 +228,9 @@ class FacilityState:
         if self.maintained:
             if self.lists is not None and (self.lists.g0 is not None or not self.lists.u_rows.size):
                 return self.lists.gains(cand)  # look-ups only: no GEMM, no need to pin BLAS
-            with _one_blas_thread():
+            with one_blas_thread():
                 if self.lists is None:
-                    from .facility_lists import SettledLists
+                    from .lists import SettledLists
 
                     self.lists = SettledLists(self.X, self.norms2, self.cur, self._kernel_args, top_k=self.top_k,
                                               block=self.block)
@@ -342,36 +285,3 @@ class FacilityState:
         self.size = int(idx.size)
 
 
-def _knn_graph(X: np.ndarray, K: int, state: FacilityState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidate-major CSR of the kNN similarities: row ``j`` lists ``(i, s(i, j))`` for ``j ∈ N_K(i)``.
-
-    Neighbours come from :class:`sklearn.neighbors.NearestNeighbors` (Euclidean on the rows: the same order
-    as cosine similarity for unit rows, and the RBF order always; cosine distance for unnormalised rows).
-    The similarities of the kept pairs are recomputed from the rows by the same formula as the dense mode,
-    so ``K = n`` gives the dense objective.
-    """
-    import sklearn
-    from scipy import sparse
-    from sklearn.neighbors import NearestNeighbors
-
-    n = X.shape[0]
-    unit = np.allclose(state.norms2, 1.0, rtol=0, atol=1e-10)
-    metric = "euclidean" if unit or state.similarity == "rbf" else "cosine"
-    with sklearn.config_context(working_memory=64):  # MB per distance chunk: keeps the peak bounded
-        nbr = NearestNeighbors(n_neighbors=K, metric=metric).fit(X).kneighbors(X, return_distance=False)
-    Xc = state.X
-    sims = np.empty(nbr.shape, dtype=np.float64)
-    chunk = max(1, _BLOCK_ELEMENTS // max(1, K * X.shape[1]))
-    for a in range(0, n, chunk):
-        rows = nbr[a:a + chunk]
-        G = np.einsum("cm,ckm->ck", Xc[a:a + chunk], Xc[rows], optimize=False)
-        if state.similarity == "rbf":
-            d2 = state.norms2[a:a + chunk, None] + state.norms2[rows] - 2.0 * G
-            sims[a:a + chunk] = np.exp(-state.gamma * np.maximum(d2, 0.0))
-        else:
-            S = G.astype(np.float64) if state.similarity == "cosine" else 0.5 * G.astype(np.float64) + 0.5
-            sims[a:a + chunk] = np.maximum(S, 0.0)
-    ground = np.repeat(np.arange(n, dtype=np.int64), K)
-    csr = sparse.csr_matrix((sims.ravel(), (nbr.ravel(), ground)), shape=(n, n))
-    csr.sort_indices()
-    return csr.indptr.astype(np.int64), csr.indices.astype(np.int64), csr.data.astype(np.float64)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .objectives import Entropy, Hybrid, Power, SpectralObjective, Vendi, VendiPool
+from ..objectives import Entropy, Hybrid, Power, SpectralObjective, Vendi, VendiPool
 
 Q_LADDER = (12, 16, 24, 32, 40, 48, 64, 80, 96)
 

@@ -36,7 +36,7 @@ import math
 import numba
 import numpy as np
 
-from ._array import is_cupy
+from .._array import is_cupy
 
 _EPS = float(np.finfo(np.float64).eps)
 _MAX_ITER = 80
@@ -581,7 +581,7 @@ def zero_cluster_root(poles, weights, xp=None):
             _zero_root_kernel(np.ascontiguousarray(poles, dtype=np.float64), w, out)
         return out
     if is_cupy(xp):
-        from .gpu_kernels import zero_root_cupy
+        from .cuda import zero_root_cupy
 
         return zero_root_cupy(poles, weights)
     origin, tau = secular_roots_portable(poles, weights, xp)

@@ -38,9 +38,9 @@ import time
 
 import numpy as np
 
-from ._array import is_cupy, is_numpy, row_norms2, to_numpy
+from .._array import is_cupy, is_numpy, row_norms2, to_numpy
 from .eigupdate import rank_one_update, zero_weight_floor
-from .objectives import Entropy, Hybrid, LogDet, Power, SpectralObjective, Vendi, VendiPool, snap_eigenvalues
+from ..objectives import Entropy, Hybrid, LogDet, Power, SpectralObjective, Vendi, VendiPool, snap_eigenvalues
 from .quadrature import fit_rule, phi_prime, target_error
 from .secular import (HYBRID, LOG1P, POWER, XLOGX, secular_moved_sum, secular_roots_compiled,
                       secular_roots_portable, zero_cluster_root)
@@ -312,7 +312,7 @@ class SpectralState:
             origin, tau = secular_roots_compiled(self.poles_np, W)
             origin, tau = np.asarray(origin), np.asarray(tau)
         elif self.method == "secular" and is_cupy(xp):
-            from .gpu_kernels import secular_roots_cupy
+            from .cuda import secular_roots_cupy
 
             origin, tau = secular_roots_cupy(self.poles, W)
         else:

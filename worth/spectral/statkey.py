@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .objectives import Vendi
+from ..objectives import Vendi
 
 _EQUAL_NORMS_RTOL = 1e-12
 
