@@ -1,0 +1,17 @@
+"""The appraisal study: which data-value objective predicts held-out accuracy, and under which regime?
+
+Design (:mod:`.design`: subset specs and their realisation, the holdout split), greedy minimisers
+(:mod:`.minimise`), rank correlations with bootstrap intervals, spreads and score paths (:mod:`.correlate`),
+figures and the markdown report (:mod:`.report`), the configuration (:mod:`.config`) and the in-process
+reference driver (:mod:`.study`). Pure Python over :mod:`worth` and :mod:`worth.train`: no orchestration.
+"""
+
+from .config import StudyConfig, load_config
+from .correlate import correlation_table, path_table, rank_correlation, spread_table
+from .design import SubsetSpec, holdout_split, make_specs, realise
+from .minimise import greedy_minimise
+from .study import aggregate, result_row, run_study, score_subset, train_subset
+
+__all__ = ["StudyConfig", "SubsetSpec", "aggregate", "correlation_table", "greedy_minimise", "holdout_split",
+           "load_config", "make_specs", "path_table", "rank_correlation", "realise", "result_row", "run_study",
+           "score_subset", "spread_table", "train_subset"]

@@ -1,0 +1,193 @@
+"""Greedy *minimisers*: the most redundant subsets an objective admits, to span its score range at fixed size.
+
+Why: a study made only of maximisers and random subsets sees two clusters — the random ones are tightly
+concentrated — and a rank correlation between two clusters says little. Greedy minimisation adds, at each
+step, the candidate with the *smallest* marginal gain (for diversity objectives: a near-duplicate of what is
+already chosen), giving subsets of the same size and class balance as the maximiser but at the bottom of the
+score range; mixtures of the two (:mod:`worth.appraisal.design`) fill the range in between.
+
+Exact evaluation, two routes, both checked against :func:`worth.score` by the tests:
+
+- spectral objectives: the value of ``S ∪ {v}`` for a batch of candidates from one batched ``eigvalsh`` of
+  the smaller of the ``(s+1)×(s+1)`` Gram matrices and the ``m×m`` matrices ``C_S + x_v x_vᵀ``, turned into
+  values by the objective's own ``phi`` and ``combine`` (what :func:`worth.score` does for one subset);
+- the others (facility location, the scaling law): the objective's own greedy state (``make_state``), whose
+  ``gains`` are exact for any candidate.
+
+Cost: the spectral route is ``O(c · min(s, m)³)`` per step for ``c`` candidates, far above the secular
+gains of :func:`worth.select`. ``sample=`` evaluates a seeded random sample of that many candidates per step
+instead of all (a stochastic greedy minimiser, as ``optimizer="stochastic"`` does for maximisers), which is
+what makes minimisers affordable on pools of thousands of rows.
+
+Ties (every unit row scores the same alone under a spectral objective) are broken by a seeded random
+order, so different seeds give different, equally greedy, minimisers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+import worth
+
+_BATCH_ELEMENTS = 1 << 24  # floats in one batch of candidate matrices (128 MB in float64)
+
+
+def _unit_rows(X) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"X must be a non-empty 2-D array (n_items, n_features); got shape {X.shape}.")
+    if not np.isfinite(X).all():
+        raise ValueError("X has NaN or inf values; drop or impute those rows first.")
+    norms = np.linalg.norm(X, axis=1)
+    if (norms == 0).any():
+        raise ValueError(f"X has all-zero rows (e.g. row {int(np.flatnonzero(norms == 0)[0])}), which cannot be "
+                         "L2-normalised; drop them, or pass normalize=False.")
+    return X / norms[:, None]
+
+
+def _snap(eig: np.ndarray, dim: int) -> np.ndarray:
+    """Zero eigh's rounding noise of a rank-deficient PSD matrix (the threshold :func:`worth.score` uses)."""
+    top = eig.max(axis=-1, keepdims=True)
+    tol = 64 * dim * np.finfo(np.float64).eps * np.where(top > 0, top, 1.0)
+    return np.where(eig > tol, eig, 0.0)
+
+
+def spectral_values(obj, X: np.ndarray, chosen: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """``f(S ∪ {v})`` for every candidate ``v`` of a spectral objective (``S`` = rows ``chosen`` of ``X``)."""
+    n, m = X.shape
+    A = X[chosen]
+    s = A.shape[0]
+    d = s + 1
+    out = np.empty(candidates.size, dtype=np.float64)
+    step = max(1, _BATCH_ELEMENTS // (min(d, m) ** 2))
+    if d <= m:
+        gram = A @ A.T
+    else:
+        cov = A.T @ A
+    for start in range(0, candidates.size, step):
+        Xc = X[candidates[start:start + step]]
+        if d <= m:  # Gram matrices [[K_S, X_S x], [xᵀ X_S, xᵀx]]
+            batch = np.empty((Xc.shape[0], d, d))
+            batch[:, :s, :s] = gram
+            cross = Xc @ A.T
+            batch[:, s, :s] = cross
+            batch[:, :s, s] = cross
+            batch[:, s, s] = np.einsum("ij,ij->i", Xc, Xc)
+        else:  # C_S + x xᵀ
+            batch = cov[None] + Xc[:, :, None] * Xc[:, None, :]
+        eig = _snap(np.linalg.eigvalsh(batch), batch.shape[-1])
+        sums = np.sum(obj.phi(eig, np), axis=1)
+        traces = eig.sum(axis=1)
+        out[start:start + Xc.shape[0]] = [float(obj.combine(float(a), d, float(t), n)) for a, t in zip(sums, traces)]
+    return out
+
+
+def _quota_table(labels, quotas, k: int) -> tuple[np.ndarray | None, dict | None]:
+    if quotas is None:
+        return (None if labels is None else np.asarray(labels)), None
+    if labels is None:
+        raise ValueError("quotas= needs labels= (the class of every row).")
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    if isinstance(quotas, str):
+        if quotas != "balanced":
+            raise ValueError(f"quotas={quotas!r} is unknown; pass 'balanced' or a dict class → most picks.")
+        q = math.ceil(k / classes.size)
+        return labels, {c.item(): q for c in classes}
+    return labels, {c.item(): int(quotas.get(c.item(), 0)) for c in classes}
+
+
+def greedy_minimise(
+    X,
+    k: int,
+    objective: str = "vendi",
+    *,
+    normalize: bool = True,
+    labels: Any = None,
+    quotas: dict | str | None = None,
+    init: Any = None,
+    sample: int | None = None,
+    seed: int = 0,
+    **params: Any,
+) -> np.ndarray:
+    """Greedily pick ``k`` rows of ``X`` that each add the *least* to ``objective``.
+
+    Parameters
+    ----------
+    X : array (n, m)
+    k : int
+        Rows to pick (besides ``init``).
+    objective, **params
+        A registered objective and its parameters (checked by :func:`worth.get_objective`).
+    normalize : bool
+        L2-normalise rows first, as :func:`worth.select` and :func:`worth.score` do by default.
+    labels, quotas
+        Class of every row, and at most ``quotas[c]`` picks of class ``c`` (``"balanced"``:
+        ``ceil(k / n_classes)`` per class, the rule of :func:`worth.select`).
+    init : indices, optional
+        Rows already chosen: the minimiser continues from them (a mixture keeps a maximiser's prefix and
+        completes it with the least valuable additions). They are not returned.
+    sample : int, optional
+        Candidates evaluated per step (a seeded uniform sample of the allowed ones); ``None``: all of them,
+        the exact greedy minimiser.
+    seed : int
+        Seeds the tie-break order and the candidate samples.
+
+    Returns
+    -------
+    ndarray of int64
+        The ``k`` picks in order.
+    """
+    obj = worth.get_objective(objective, **params)
+    Xn = _unit_rows(X) if normalize else np.asarray(X, dtype=np.float64)
+    n = Xn.shape[0]
+    chosen = np.asarray([] if init is None else init, dtype=np.int64).ravel()
+    if chosen.size and (chosen.min() < 0 or chosen.max() >= n or np.unique(chosen).size != chosen.size):
+        raise ValueError(f"init= must hold distinct row positions in [0, {n}); got {chosen.tolist()[:10]}.")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n - chosen.size:
+        raise ValueError(f"k={k!r} must be an integer in [1, {n - chosen.size}] (rows not already in init=).")
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 1):
+        raise ValueError(f"sample={sample!r} must be None (every candidate) or a positive integer, e.g. 64.")
+    labels, quota = _quota_table(labels, quotas, k)
+    if labels is not None and labels.shape != (n,):
+        raise ValueError(f"labels must hold one class per row of X ({n}); got shape {labels.shape}.")
+    rng = np.random.default_rng(seed)
+    rank = rng.permutation(n)  # tie-break order
+    available = np.ones(n, dtype=bool)
+    available[chosen] = False
+    left = None
+    if quota is not None:
+        left = dict(quota)
+        budget = sum(max(0, v) for v in left.values())
+        if budget < k:
+            raise ValueError(f"quotas allow {budget} picks but k={k}; raise the quotas or lower k.")
+    spectral = obj.properties.spectral
+    if not spectral:
+        state = obj.make_state(Xn, np, labels=labels)
+        if chosen.size:
+            state.start_from(chosen)
+    picks: list[int] = []
+    for _ in range(k):
+        allowed = available.copy()
+        if left is not None:
+            allowed &= np.isin(labels, [c for c, v in left.items() if v > 0])
+        cands = np.flatnonzero(allowed)
+        if not cands.size:
+            raise ValueError("no candidate is left under the quotas; raise the quotas or lower k.")
+        if sample is not None and cands.size > sample:
+            cands = np.sort(rng.choice(cands, size=sample, replace=False))
+        values = spectral_values(obj, Xn, chosen, cands) if spectral else state.gains(cands)
+        low = values.min()
+        ties = cands[values <= low + 1e-9 * max(1.0, abs(low))]
+        pick = int(ties[np.argmin(rank[ties])])
+        picks.append(pick)
+        chosen = np.append(chosen, pick)
+        available[pick] = False
+        if left is not None:
+            left[labels[pick].item()] -= 1
+        if not spectral:
+            state.add(pick)
+    return np.asarray(picks, dtype=np.int64)
