@@ -37,6 +37,10 @@ class ServiceError(RuntimeError):
     """A service cannot start or be reached; the message says which and what to do."""
 
 
+class BadArgument(ServiceError, ValueError):
+    """An argument that cannot work (busy port, unwritable directory ...), found before anything starts."""
+
+
 @dataclass(frozen=True)
 class Recorded:
     """What a state directory holds about one process: its pid file, log and whether the process is ours."""

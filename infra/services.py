@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from infra.processes import (
+    BadArgument,
     ServiceError,
     family,
     forget,
@@ -47,6 +48,7 @@ from infra.processes import (
 
 __all__ = [
     "GROUPS",
+    "BadArgument",
     "Service",
     "ServiceError",
     "Services",
@@ -148,7 +150,7 @@ def _prepare(state_dir: str | os.PathLike | None) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise ServiceError(
+        raise BadArgument(
             f"--state-dir {path} is not a writable directory ({exc.strerror or exc}): pass another with --state-dir"
         ) from None
     return path
@@ -210,7 +212,7 @@ def _groups(which: Iterable[str] | str | None) -> list[str]:
     chosen = [w.strip() for w in which]
     unknown = [w for w in chosen if w not in GROUPS]
     if unknown or not chosen:
-        raise ServiceError(f"--only {','.join(chosen)!r}: choose among {','.join(GROUPS)} (comma-separated)")
+        raise BadArgument(f"--only {','.join(chosen)!r}: choose among {','.join(GROUPS)} (comma-separated)")
     return [g for g in GROUPS if g in chosen]
 
 
@@ -222,7 +224,7 @@ def _prefect_db(url: str | None, state_dir: Path) -> str:
         return "postgresql+asyncpg" + url[len(scheme):]
     if scheme in ("postgresql+asyncpg", "sqlite+aiosqlite"):
         return url
-    raise ServiceError(
+    raise BadArgument(
         f"--prefect-db {_redact(url)}: Prefect needs postgresql+asyncpg://USER:PASS@HOST:PORT/DB (or sqlite+aiosqlite:///PATH)"
     )
 
@@ -233,14 +235,14 @@ def _mlflow_db(url: str | None, state_dir: Path) -> str:
     scheme = urlsplit(url).scheme
     if scheme.startswith("postgres"):
         if importlib.util.find_spec("psycopg2") is None:
-            raise ServiceError(
+            raise BadArgument(
                 f"--mlflow-db {_redact(url)}: MLflow on PostgreSQL needs psycopg2 in this environment: "
                 f"pip install {PSYCOPG2_PIN}"
             )
         return "postgresql" + url[len(scheme):] if scheme == "postgres" else url
     if scheme in ("sqlite", "mysql", "mysql+pymysql", "mssql"):
         return url
-    raise ServiceError(f"--mlflow-db {_redact(url)}: use postgresql://USER:PASS@HOST:PORT/DB or sqlite:///PATH")
+    raise BadArgument(f"--mlflow-db {_redact(url)}: use postgresql://USER:PASS@HOST:PORT/DB or sqlite:///PATH")
 
 
 def _ports(state_dir: Path, groups: list[str], ports: Mapping[str, int] | None) -> dict[str, int]:
@@ -248,7 +250,7 @@ def _ports(state_dir: Path, groups: list[str], ports: Mapping[str, int] | None) 
     ports = dict(ports or {})
     unknown = set(ports) - set(GROUPS) - {"dask-dashboard"}
     if unknown:
-        raise ServiceError(f"ports={sorted(unknown)}: keys are {sorted(GROUPS)} and 'dask-dashboard'")
+        raise BadArgument(f"ports={sorted(unknown)}: keys are {sorted(GROUPS)} and 'dask-dashboard'")
     info = _read_info(state_dir)
     wanted = {g: ports.get(g) for g in groups}
     if "dask" in groups:
@@ -260,7 +262,7 @@ def _ports(state_dir: Path, groups: list[str], ports: Mapping[str, int] | None) 
         if recorded(state_dir, head).alive:  # already running: keep its port
             running = info.get(group, {}).get("dashboard_port" if key == "dask-dashboard" else "port")
             if port and running and port != running:
-                raise ServiceError(
+                raise BadArgument(
                     f"--{group}-port {port}: {head} already runs on port {running} from {state_dir}; "
                     f"run `worth services down` first to move it"
                 )
@@ -269,9 +271,9 @@ def _ports(state_dir: Path, groups: list[str], ports: Mapping[str, int] | None) 
             continue
         if port is not None:
             if not 0 < port < 65536:
-                raise ServiceError(f"--{key}-port {port}: a TCP port is between 1 and 65535")
+                raise BadArgument(f"--{key}-port {port}: a TCP port is between 1 and 65535")
             if not port_is_free(port):
-                raise ServiceError(f"--{key}-port {port}: the port is busy on 127.0.0.1; pick another or omit it")
+                raise BadArgument(f"--{key}-port {port}: the port is busy on 127.0.0.1; pick another or omit it")
             chosen[key] = port
     missing = [k for k in wanted if k not in chosen]
     taken = set(chosen.values())
@@ -440,10 +442,10 @@ def up(
     """
     groups = _groups(which)
     if dask_workers is not None and dask_workers < 1:
-        raise ServiceError(f"--dask-workers {dask_workers}: must be at least 1")
+        raise BadArgument(f"--dask-workers {dask_workers}: must be at least 1")
     n_dask = dask_workers or os.cpu_count() or 1
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", pool):
-        raise ServiceError(f"--pool {pool!r}: use lowercase letters, digits and dashes")
+        raise BadArgument(f"--pool {pool!r}: use lowercase letters, digits and dashes")
     state = _prepare(state_dir)
     prefect_database = _prefect_db(prefect_db, state)
     mlflow_database = _mlflow_db(mlflow_db, state)

@@ -1,0 +1,1 @@
+"""The `worth` command line, one module per command group."""
