@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +54,25 @@ class Rendered:
 
 
 def render(url: str, screenshot: str | Path | None = None, size: tuple[int, int] = (1400, 900),
-           budget_ms: int = 15000, timeout: float = 120.0) -> Rendered:
+           budget_ms: int = 15000, timeout: float = 120.0, expect: Sequence[str] = (), tries: int = 3) -> Rendered:
     """Render ``url`` in headless Chromium for ``budget_ms`` of virtual time; dump its DOM, optionally save a PNG.
 
     One Chromium run does both, so the text asserted on is the page in the screenshot. ``size`` matters for the
     text too: below about 1000 px wide the Prefect UI folds its navigation into a menu that is not in the DOM.
+    With ``expect``, the page is loaded again (up to ``tries`` times) while any of those strings is missing
+    from its text, as a person reloads a page whose API answers came late (seen on a loaded 2-core machine:
+    the Prefect work-pool list counted "1 Work pool" before its card was drawn); the last render is returned
+    either way, so the caller still asserts.
     """
+    for _ in range(max(1, tries)):
+        page = _render_once(url, screenshot, size, budget_ms, timeout)
+        if all(word in page.text for word in expect):
+            break
+    return page
+
+
+def _render_once(url: str, screenshot: str | Path | None, size: tuple[int, int], budget_ms: int,
+                 timeout: float) -> Rendered:
     exe = chromium()
     if exe is None:
         raise FileNotFoundError("no chromium on PATH: apt-get install chromium (infra/system-deps.sh does)")

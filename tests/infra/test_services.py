@@ -177,9 +177,10 @@ def test_a_killed_service_is_stale_and_up_restarts_only_it(stack):
 @pytest.mark.skipif(browser.chromium() is None, reason="no chromium (apt-get install chromium)")
 def test_prefect_ui_renders_the_pool_and_its_navigation(stack, artifacts_dir):
     ui = stack.info["prefect"]["ui_url"]
-    page = browser.render(f"{ui}/work-pools", screenshot=artifacts_dir / "prefect-work-pools.png")
+    words = ("Work Pools", "Deployments", "Flows", "worth-local", "Process")
+    page = browser.render(f"{ui}/work-pools", screenshot=artifacts_dir / "prefect-work-pools.png", expect=words)
     assert page.screenshot.stat().st_size > 10_000
-    for word in ("Work Pools", "Deployments", "Flows", "worth-local", "Process"):
+    for word in words:
         assert word in page.text, f"{word!r} not on the rendered Prefect page: {page.text[:500]}"
 
 
@@ -196,9 +197,11 @@ def test_mlflow_ui_renders_the_experiment_and_its_run(stack, artifacts_dir):
     client.log_metric(run.info.run_id, "accuracy", 0.91)
     client.set_terminated(run.info.run_id)
 
-    page = browser.render(f"{uri}/#/experiments/{exp_id}/runs", screenshot=artifacts_dir / "mlflow-runs.png")
+    words = (EXPERIMENT, "night-ui")
+    page = browser.render(f"{uri}/#/experiments/{exp_id}/runs", screenshot=artifacts_dir / "mlflow-runs.png",
+                          expect=words)
     assert page.screenshot.stat().st_size > 10_000
-    for word in (EXPERIMENT, "night-ui"):
+    for word in words:
         assert word in page.text, f"{word!r} not on the rendered MLflow page: {page.text[:500]}"
 
 
