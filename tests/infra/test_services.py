@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -19,7 +21,7 @@ import pytest
 from infra import browser
 from infra.processes import family, tagged_processes
 from infra.services import down, status, up
-from tests.infra.conftest import cli, running
+from tests.infra.conftest import ROOT, cli, running
 
 pytestmark = pytest.mark.slow
 
@@ -119,17 +121,13 @@ def test_env_lines_point_a_shell_at_the_services(stack):
         "print(c.scheduler.address, os.environ['PREFECT_API_URL'], os.environ['MLFLOW_TRACKING_URI']); c.close()\""
     )
     shell = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120,
-                           env={**os.environ, "PY": __import__("sys").executable})
+                           env={**os.environ, "PY": sys.executable})
     assert shell.returncode == 0, shell.stderr
     assert shell.stdout.split() == [stack["dask-scheduler"].url, stack["prefect-server"].url, stack["mlflow-server"].url]
 
 
 def _cli_line(stack) -> str:
-    import shlex
-    import sys
-
-    from tests.infra.conftest import ROOT
-
+    """The shell command a user types, ``worth services env --state-dir DIR``, as this checkout runs it."""
     return (f"cd {shlex.quote(str(ROOT))} && PYTHONPATH={shlex.quote(str(ROOT))} {shlex.quote(sys.executable)} "
             f"-m cli.services env --state-dir {shlex.quote(str(stack.state_dir))}")
 

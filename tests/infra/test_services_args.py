@@ -3,6 +3,7 @@ files are told apart from running services, and a reused PID is never signalled.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -54,9 +55,7 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, busy_port):
     assert not list(state.glob("*.pid")), "nothing may start on bad input"
 
 
-@pytest.mark.skipif(
-    __import__("importlib.util").util.find_spec("psycopg2") is not None, reason="psycopg2 is installed here"
-)
+@pytest.mark.skipif(importlib.util.find_spec("psycopg2") is not None, reason="psycopg2 is installed here")
 def test_mlflow_on_postgres_without_psycopg2_names_the_pin(tmp_path):
     done = cli("up", "--state-dir", str(tmp_path), "--only", "mlflow", "--mlflow-db", "postgresql://u@127.0.0.1:1/db")
     assert done.returncode == 2
