@@ -140,13 +140,24 @@ def family(pid: int) -> list[psutil.Process]:
         return []
 
 
-def stop(procs: Sequence[psutil.Process], grace: float = 10.0) -> list[psutil.Process]:
-    """SIGTERM each process and its process group, wait up to ``grace`` seconds, then SIGKILL what is left.
+@dataclass(frozen=True)
+class Stopped:
+    """How processes went: seconds from SIGTERM until each was gone (by PID), and the PIDs that needed SIGKILL."""
 
-    Returns the processes that were still running when SIGKILL was sent. Children of the calling process are
-    reaped (no zombies left behind).
+    seconds: dict[int, float]
+    killed: frozenset[int]
+
+
+def stop(procs: Sequence[psutil.Process], grace: float = 10.0) -> Stopped:
+    """SIGTERM the processes and their process groups together, wait up to ``grace`` seconds, SIGKILL the rest.
+
+    All are signalled at once, so stopping several services takes as long as the slowest, not the sum.
+    Children of the calling process are reaped (no zombies left behind).
     """
+    t0 = time.monotonic()
     procs = [p for p in procs if _running(p)]
+    seconds: dict[int, float] = {}
+    killed: set[int] = set()
     groups = set()
     for proc in procs:
         try:
@@ -155,6 +166,10 @@ def stop(procs: Sequence[psutil.Process], grace: float = 10.0) -> list[psutil.Pr
             continue
         if pgid != os.getpgrp():  # never signal our own group
             groups.add(pgid)
+
+    def gone(proc: psutil.Process) -> None:
+        seconds[proc.pid] = time.monotonic() - t0
+
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pgid in groups:
             try:
@@ -166,14 +181,36 @@ def stop(procs: Sequence[psutil.Process], grace: float = 10.0) -> list[psutil.Pr
                 proc.send_signal(sig)
             except psutil.NoSuchProcess:
                 pass
-        _, left = psutil.wait_procs(procs, timeout=grace if sig == signal.SIGTERM else 5.0)
-        left = [p for p in left if _running(p)]
+        left = _wait_gone(procs, grace if sig == signal.SIGTERM else 5.0, gone)
         if sig == signal.SIGTERM:
-            killed = left
+            killed = {p.pid for p in left}
         if not left:
             break
         procs = left
-    return killed
+    return Stopped(seconds, frozenset(killed))
+
+
+def _wait_gone(procs: Sequence[psutil.Process], timeout: float, gone: Callable[[psutil.Process], None]):
+    """Poll until every process has exited (a zombie counts as exited: its parent may be another program, whose
+    job reaping it is; our own children are reaped here). Returns those still running after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    left = list(procs)
+    while left:
+        still = []
+        for proc in left:
+            try:
+                os.waitpid(proc.pid, os.WNOHANG)
+            except ChildProcessError:  # not our child
+                pass
+            if _running(proc):
+                still.append(proc)
+            else:
+                gone(proc)
+        left = still
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return left
 
 
 def forget(state_dir: Path, name: str) -> None:

@@ -67,7 +67,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
 """Each group (what ``--only`` names) and its processes, in start order."""
 
 NAMES: tuple[str, ...] = tuple(name for names in GROUPS.values() for name in names)
-STOP_ORDER: tuple[str, ...] = ("prefect-worker", "dask-workers", "mlflow-server", "dask-scheduler", "prefect-server")
+STOP_PHASES: tuple[tuple[str, ...], ...] = (
+    ("prefect-worker", "dask-workers"),
+    ("mlflow-server", "dask-scheduler", "prefect-server"),
+)
 DEFAULT_POOL = "worth-local"
 PSYCOPG2_PIN = "psycopg2-binary==2.9.13"
 START_TIMEOUT = 180.0  # seconds; a fresh Prefect database took up to 27 s on a loaded 2-core box
@@ -573,18 +576,18 @@ def down(state_dir: str | os.PathLike | None = None, grace: float = 10.0) -> Ser
     with _locked(state):
         info = _read_info(state)
         out = []
-        for name in STOP_ORDER:
-            rec = recorded(state, name)
-            if rec.pid is None:
-                continue
-            t0 = time.monotonic()
-            if rec.alive:
-                left = stop(family(rec.pid), grace)
-                action = "killed" if any(p.pid == rec.pid for p in left) else "stopped"
-            else:
-                action = "stale"
-            forget(state, name)
-            out.append(Service(name, rec.pid, False, _url(info, name), rec.log, action, time.monotonic() - t0))
+        for phase in STOP_PHASES:  # workers first (so they do not retry a server that is gone), then servers
+            recs = [rec for rec in (recorded(state, name) for name in phase) if rec.pid is not None]
+            families = {rec.name: family(rec.pid) for rec in recs if rec.alive}
+            went = stop([p for fam in families.values() for p in fam], grace)
+            for rec in recs:
+                if rec.name in families:
+                    action = "killed" if any(p.pid in went.killed for p in families[rec.name]) else "stopped"
+                    took = max((went.seconds.get(p.pid, 0.0) for p in families[rec.name]), default=0.0)
+                else:
+                    action, took = "stale", None
+                forget(state, rec.name)
+                out.append(Service(rec.name, rec.pid, False, _url(info, rec.name), rec.log, action, took))
         strays = tagged_processes(state)
         if strays:
             stop(strays, grace)

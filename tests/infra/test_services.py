@@ -210,6 +210,7 @@ def test_down_stops_everything_and_leaves_no_process(stack):
 
     done = cli("down", "--state-dir", str(stack.state_dir))
     assert done.returncode == 0, done.stderr
+    print(done.stdout)
     assert running(pids) == [] and tagged_processes(stack.state_dir) == []
     assert list(stack.state_dir.glob("*.pid")) == []
     assert status(stack.state_dir).services == ()
