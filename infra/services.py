@@ -290,6 +290,8 @@ def _ports(state_dir: Path, groups: list[str], ports: Mapping[str, int] | None) 
 
 
 def _base_env() -> dict[str, str]:
+    """The caller's environment without its Prefect, MLflow and Dask settings (a test harness's
+    ``PREFECT_API_URL`` or ``PREFECT_SERVER_UI_ENABLED=false`` must not leak into the servers), analytics off."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DASK_"))}
     env.update(QUIET_ENV)
     return env
