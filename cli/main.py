@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import core, store
+from cli import core, services, store
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -13,6 +13,7 @@ app = typer.Typer(
 )
 for group in (core, store):
     group.register(app)
+app.add_typer(services.app, name="services")
 
 
 def main() -> None:
