@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 
 import worth
 from worth.spectral.state import SpectralState
-from worth.objectives import get_objective
+from worth.registry import get_objective
 
 
 def unit_rows(n, m, seed):

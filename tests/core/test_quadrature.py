@@ -8,7 +8,7 @@ import pytest
 import worth
 from tests.conftest import make_instance
 from worth.spectral.state import SpectralState
-from worth.objectives import get_objective
+from worth.registry import get_objective
 from worth.spectral.quadrature import fit_rule
 
 SERVED = [("vendi", {}), ("vendi", {"q": 0.5}), ("vendi-pool", {}), ("entropy", {}), ("power", {}),
@@ -104,11 +104,9 @@ def test_unrepresentable_objectives(name, params):
 @pytest.mark.parametrize("name,params", SERVED, ids=IDS)
 def test_fit_error_estimate_is_an_upper_bound_of_phi_prime_error(name, params):
     """The grid estimate of sup|φ' − φ̃'| against a 20× finer random sample of the interval."""
-    from worth.spectral.quadrature import phi_prime
-
     obj = get_objective(name, **params)
     rule = fit_rule(obj, 1e-3, 50.0, 1e-8)
-    fprime, positive = phi_prime(obj)
+    fprime, positive = obj.phi_prime()
     t = np.exp(np.random.default_rng(0).uniform(np.log(1e-3), np.log(50.0), 20000))
     approx = rule.c0 + (1.0 / (t[:, None] + rule.s)) @ rule.w
     err = np.abs(approx - fprime(t)) / (np.abs(fprime(t)) if positive else rule.scale)

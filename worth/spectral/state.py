@@ -40,29 +40,12 @@ import numpy as np
 
 from .._array import is_cupy, is_numpy, row_norms2, to_numpy
 from .eigupdate import rank_one_update, zero_weight_floor
-from ..objectives import Entropy, Hybrid, LogDet, Power, SpectralObjective, Vendi, VendiPool, snap_eigenvalues
-from .quadrature import fit_rule, phi_prime, target_error
-from .secular import (HYBRID, LOG1P, POWER, XLOGX, secular_moved_sum, secular_roots_compiled,
-                      secular_roots_portable, zero_cluster_root)
+from ..objectives import SpectralObjective, snap_eigenvalues
+from .quadrature import fit_rule, target_error
+from .secular import secular_moved_sum, secular_roots_compiled, secular_roots_portable, zero_cluster_root
 
 METHODS = ("auto", "oracle", "secular", "secular-portable", "closed-form", "quadrature", "sherman-morrison")
 _EPS = float(np.finfo(np.float64).eps)
-
-
-def kernel_family(objective: SpectralObjective):
-    """``(kind, sign, a, c)`` of the fused compiled kernel for ``φ``, or ``None`` (then roots + NumPy ``φ``)."""
-    p = objective.params
-    if isinstance(objective, Vendi):
-        return (XLOGX, 1.0, 0.0, 0.0) if p["q"] == 1.0 else (POWER, 1.0, p["q"], 0.0)
-    if isinstance(objective, (Entropy, VendiPool)):
-        return (XLOGX, -1.0, 0.0, 0.0)
-    if isinstance(objective, LogDet):
-        return (LOG1P, 1.0, p["sigma2"], 0.0)
-    if isinstance(objective, Power):
-        return (POWER, 1.0, p["alpha"], 0.0)
-    if isinstance(objective, Hybrid):
-        return (HYBRID, 1.0, p["alpha"], p["c"])
-    return None
 
 
 def resolve_method(method: str, objective: SpectralObjective, xp, optimizer: str = "greedy") -> str:
@@ -75,15 +58,15 @@ def resolve_method(method: str, objective: SpectralObjective, xp, optimizer: str
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is unknown; pass one of {list(METHODS)}.")
-    if method == "closed-form" and not isinstance(objective, LogDet):
+    if method == "closed-form" and "closed-form" not in objective.gain_methods():
         raise ValueError(
             f"method='closed-form' exists only for objective='logdet' (got {objective.name!r}); "
             "pass method='secular' or method='auto'."
         )
     if method == "auto":
-        if isinstance(objective, LogDet):
+        if "closed-form" in objective.gain_methods():
             return "closed-form"
-        if phi_prime(objective) is None:
+        if "sherman-morrison" not in objective.gain_methods():
             return "secular"
         return "sherman-morrison" if optimizer == "greedy" else "quadrature"
     return method
@@ -145,7 +128,7 @@ class SpectralState:
         self._eig_update = eig_update and is_numpy(xp) and method != "oracle"
         self.eig_refresh = int(eig_refresh)
         self._updates = 0
-        if method in ("quadrature", "sherman-morrison") and phi_prime(objective) is None:
+        if method not in objective.gain_methods():
             raise ValueError(
                 f"method={method!r} cannot represent objective {objective.name!r} with these parameters "
                 f"({objective.params}); pass method='secular' (exact roots) or method='auto'."
@@ -301,11 +284,9 @@ class SpectralState:
             return self._delta_quadrature(idx, rows, norms)
         w0, wl = self._weights(rows, norms)
         if self.method == "closed-form":
-            sigma2 = obj.params["sigma2"]
-            lam = xp.reshape(self.poles[1:], (1, -1))
-            return xp.log1p(w0 / sigma2 + xp.sum(wl / (sigma2 + lam), axis=1))
+            return obj.closed_form_delta(w0, wl, xp.reshape(self.poles[1:], (1, -1)), xp)
         W = xp.concat([xp.reshape(w0, (-1, 1)), wl], axis=1)
-        family = kernel_family(obj) if self._compiled else None
+        family = obj.kernel_family() if self._compiled else None
         if family is not None:
             return secular_moved_sum(self.poles_np, W, family)
         if self._compiled:
