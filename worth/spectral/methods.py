@@ -32,7 +32,7 @@ methods serve an objective is declared on the objective
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -42,17 +42,15 @@ from .eigupdate import zero_weight_floor
 from .quadrature import fit_rule, target_error
 from .secular import secular_moved_sum, secular_roots_compiled, secular_roots_portable, zero_cluster_root
 
-if TYPE_CHECKING:
-    from .state import SpectralState
-
 _EPS = float(np.finfo(np.float64).eps)
 
 
 class GainMethod(Protocol):
     """What :class:`~worth.spectral.state.SpectralState` needs from a gain method.
 
-    A method is built once per state (``METHODS[name](state)``) and reads the state's spectrum (``lam``,
-    ``U``, ``poles``, ``group``, ``stat``) whenever it is asked.
+    A method is built once per state (``METHODS[name](state)``, the state being a
+    :class:`~worth.spectral.state.SpectralState`, which imports this module) and reads the state's spectrum
+    (``lam``, ``U``, ``poles``, ``group``, ``stat``) and its weights whenever it is asked.
     """
 
     name: ClassVar[str]
@@ -68,6 +66,10 @@ class GainMethod(Protocol):
     def after_add(self) -> None:
         """The row was added and the spectrum updated."""
 
+    @classmethod
+    def refusal(cls, objective: SpectralObjective) -> str:
+        """The error message when this method does not serve ``objective``: why, and what to pass instead."""
+
 
 class _Method:
     """The do-nothing parts of :class:`GainMethod`; concrete methods define ``delta``."""
@@ -75,7 +77,7 @@ class _Method:
     name: ClassVar[str] = ""
     eig_update: ClassVar[bool] = True
 
-    def __init__(self, state: "SpectralState") -> None:
+    def __init__(self, state) -> None:
         self.state = state
 
     def before_add(self, index: int, x) -> None:
@@ -86,7 +88,6 @@ class _Method:
 
     @classmethod
     def refusal(cls, objective: SpectralObjective) -> str:
-        """Why this method does not serve ``objective`` and what to pass instead."""
         return (f"method={cls.name!r} does not serve objective {objective.name!r}; pass one of "
                 f"{list(objective.gain_methods())} or method='auto'.")
 
@@ -111,7 +112,7 @@ class Secular(_Method):
 
     name = "secular"
 
-    def __init__(self, state: "SpectralState") -> None:
+    def __init__(self, state) -> None:
         super().__init__(state)
         self.compiled = is_numpy(state.xp)
         self.cuda = is_cupy(state.xp)
@@ -144,7 +145,7 @@ class SecularPortable(Secular):
 
     name = "secular-portable"
 
-    def __init__(self, state: "SpectralState") -> None:
+    def __init__(self, state) -> None:
         super().__init__(state)
         self.compiled = self.cuda = False
 
@@ -178,7 +179,7 @@ class Quadrature(_Method):
 
     name = "quadrature"
 
-    def __init__(self, state: "SpectralState") -> None:
+    def __init__(self, state) -> None:
         super().__init__(state)
         xp = state.xp
         self.compiled = is_numpy(xp)
@@ -314,7 +315,7 @@ class ShermanMorrison(Quadrature):
 
     name = "sherman-morrison"
 
-    def __init__(self, state: "SpectralState") -> None:
+    def __init__(self, state) -> None:
         super().__init__(state)
         self.table = None
 

@@ -52,7 +52,7 @@ class StatisticKey:
         The model the optimiser would have driven (e.g. conditioned on ``init=``): its ``value`` and ``add``
         are used, so the trace records the objective's own values.
     state : SpectralState
-        The spectral state under ``model``: it supplies ``Δ`` (:meth:`~worth.gains.SpectralState.deltas`).
+        The spectral state under ``model``: it supplies ``Δ`` (:meth:`~worth.spectral.state.SpectralState.deltas`).
     sign : int
         From :func:`key_sign`.
     """
