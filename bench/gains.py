@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 
 import worth
 from worth.spectral.state import SpectralState
-from worth.objectives import get_objective
+from worth.registry import get_objective
 
 
 def unit_rows(n, m, seed):
@@ -54,12 +54,12 @@ def sm_per_candidate(state, cand, min_seconds):
     reps, t0 = 0, time.perf_counter()
     v = state.X[cand[0]]
     while True:
-        saved = state._A.copy()
+        saved = state.gain.table.copy()
         t1 = time.perf_counter()
-        state._sherman_morrison(v)
+        state.gain.sherman_morrison(v)
         state.gains(cand)
         reps += 1
-        state._A = saved
+        state.gain.table = saved
         if time.perf_counter() - t0 >= min_seconds:
             return (time.perf_counter() - t0 - 0.0) / (reps * len(cand)) if reps else t1
 
@@ -79,7 +79,7 @@ def part1(ms, min_seconds):
                 st = SpectralState(X, obj, meth, np, batch_size=4096)
                 st.start_from(base)
                 if meth in ("quadrature", "sherman-morrison"):
-                    st._update_rule()
+                    st.gain.update_rule()
                 if meth == "sherman-morrison":
                     times[meth] = sm_per_candidate(st, cand, min_seconds)
                     continue

@@ -20,13 +20,13 @@ console = Console()
 def objectives_cmd() -> None:
     """List the objectives and their properties (monotone, submodular, ...)."""
     from worth import objectives
-    from worth.objectives import _REGISTRY
+    from worth.registry import lookup
 
     table = Table(title="worth objectives")
     for col in ("name", "monotone", "submodular", "weakly submodular", "parameters", "what"):
         table.add_column(col)
     for name, props in objectives().items():
-        params = ", ".join(f"{k}={v}" for k, v in _REGISTRY[name].defaults.items()) or "-"
+        params = ", ".join(f"{k}={v}" for k, v in lookup(name).defaults.items()) or "-"
         yes = lambda b: "yes" if b else "no"  # noqa: E731
         table.add_row(name, yes(props.monotone), yes(props.submodular), yes(props.weakly_submodular), params,
                       props.summary)

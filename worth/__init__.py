@@ -9,7 +9,8 @@ Pure math over the array API: it never imports Prefect, Dask, Zarr or MLflow.
 
 from .api import Selection, score, select
 from .distributed import distributed_greedy
-from .objectives import Properties, get_objective, objectives
+from .objectives import Properties
+from .registry import get_objective, objectives
 from .submodularity import submodularity_ratio
 
 __all__ = ["Selection", "Selector", "Properties", "distributed_greedy", "get_objective", "objectives", "score",

@@ -10,8 +10,10 @@ import numpy as np
 
 from ._array import device, from_numpy, namespace, row_norms2, to_numpy
 from .constraints import run_constrained
-from .spectral.state import SpectralState, resolve_method
-from .objectives import SpectralObjective, get_objective
+from .spectral.methods import resolve_method
+from .spectral.state import SpectralState
+from .objectives import SpectralObjective
+from .registry import get_objective
 from .optimizers import OPTIMIZERS
 from .regime import Regime, conditional_value, is_submodular
 from .spectral.statkey import StatisticKey, key_sign

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._array import from_numpy, namespace, to_numpy
 from .api import Selection, score, select
-from .objectives import _REGISTRY
+from .registry import entries
 from .validation import check_k, prepare_rows
 
 
@@ -56,7 +56,7 @@ def distributed_greedy(X, k: int, *, parts: int, objective: str = "vendi", optim
         raise ValueError(f"parts={parts!r} must be a positive integer number of parts, e.g. parts=8.")
     xp = namespace(X)
     X64 = prepare_rows(X, xp, normalize=normalize)
-    spec = _REGISTRY.get(objective)
+    spec = entries().get(objective)
     params = {key: v for key, v in options.items() if spec is not None and key in spec.defaults}
     n = X64.shape[0]
     if parts > n:

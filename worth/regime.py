@@ -20,10 +20,11 @@ from .validation import check_indices, check_k
 
 
 def is_submodular(obj: Objective, target) -> bool:
-    """Whether lazy greedy is exact on the run: ``f(· | A)`` keeps submodularity; ``I(·; Q)`` only for FL."""
+    """Whether lazy greedy is exact on the run: ``f(· | A)`` keeps submodularity; ``I(·; Q)`` only where the
+    objective declares it (:attr:`~worth.objectives.Objective.target_keeps_submodularity`: facility location)."""
     if target is None:
         return obj.properties.submodular
-    return obj.name == "facility-location"
+    return obj.target_keeps_submodularity
 
 
 class Regime:
@@ -54,9 +55,9 @@ class Regime:
         self.init = np.zeros(0, dtype=np.int64) if init is None else check_init(init, n)
         self.target_idx, self.target_rows = (None, None)
         if target is not None:
-            if obj.name == "scaling-law":
+            if not obj.content_aware:
                 raise ValueError(
-                    "target= needs an objective of the items' content; 'scaling-law' depends on counts only. "
+                    f"target= needs an objective of the items' content; {obj.name!r} depends on counts only. "
                     "Pass objective='facility-location' or a spectral objective such as 'logdet'."
                 )
             self.target_idx, self.target_rows = prepare_target(target, X64, xp, normalize=normalize)
@@ -146,8 +147,8 @@ def conditional_value(obj: Objective, X64, idx: np.ndarray, xp, *, normalize: bo
     if target is None:
         f = lambda S: value(obj, X64, S, xp, pool=n, labels=lab)  # noqa: E731
         return f(np.concatenate([idx, A])) - (f(A) if A.size else 0.0)
-    if obj.name == "scaling-law":
-        raise ValueError("target= needs an objective of the items' content; 'scaling-law' depends on counts only.")
+    if not obj.content_aware:
+        raise ValueError(f"target= needs an objective of the items' content; {obj.name!r} depends on counts only.")
     t_idx, t_rows = prepare_target(target, X64, xp, normalize=normalize)
     rows = stack_rows(X64, t_rows, xp)
     Q = t_idx if t_idx is not None else np.arange(n, rows.shape[0], dtype=np.int64)

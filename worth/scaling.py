@@ -27,6 +27,7 @@ class ScalingLaw(Objective):
     """``b·(offset^(−α) − (|S| + offset)^(−α))``, or its sum over classes with ``per_class=True``."""
 
     name = "scaling-law"
+    content_aware = False  # a function of counts: a target= of content means nothing to it
     method = "counts"
 
     def curve(self, counts):

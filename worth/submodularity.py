@@ -1,6 +1,6 @@
 """An estimate of the submodularity ratio γ of an objective on given data.
 
-For a weakly submodular objective (``hybrid``: ``φ'`` is not operator-monotone decreasing, DESIGN.md §1.1)
+For a weakly submodular objective (``hybrid``: ``φ'`` is not operator-monotone decreasing, ``docs/gains.md``)
 greedy is within ``1 − e^(−γ)`` of the optimum, where (Das & Kempe 2011)
 
 ``γ = min over disjoint L, S of  Σ_{j∈S} f(j | L) / f(S | L)``.
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._array import namespace
-from .objectives import get_objective
+from .registry import get_objective
 from .regime import value
 from .validation import prepare_rows
 

@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import make_instance
 from worth.spectral.eigupdate import rank_one_update
 from worth.spectral.state import SpectralState
-from worth.objectives import get_objective
+from worth.registry import get_objective
 
 KINDS = ["gaussian", "duplicates", "clustered", "lowrank", "near-degenerate"]
 

@@ -127,7 +127,7 @@ def test_maintained_gains_equal_a_fresh_recomputation(similarity, gamma, top_k):
     """After every pick, through every route: list walks of settled rows, rows settling, and unsettled rows
     answered on demand (a small ``top_k`` leaves most rows unsettled; ``top_k = n`` settles every row at once)."""
     from worth.facility import FacilityState
-    from worth.objectives import get_objective
+    from worth.registry import get_objective
 
     X = make_instance("clustered", n=200, m=6, seed=7)
     S = similarity_matrix(X, similarity, gamma)
@@ -314,7 +314,7 @@ def test_maintained_float32_matches_direct_float32(digits, monkeypatch):
 
 def test_bad_top_k_is_named():
     from worth.facility import FacilityState
-    from worth.objectives import get_objective
+    from worth.registry import get_objective
 
     with pytest.raises(ValueError, match="top_k"):
         FacilityState(make_instance("gaussian", 10, 3), get_objective("facility-location"), np, top_k=0)

@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import make_instance
 from worth._array import to_numpy
 from worth.spectral.state import SpectralState
-from worth.objectives import get_objective, objectives
+from worth.registry import get_objective, objectives
 
 OBJECTIVES = [
     ("vendi", {}), ("vendi", {"q": 2.0}), ("vendi", {"q": 0.5}), ("vendi-pool", {}), ("entropy", {}),

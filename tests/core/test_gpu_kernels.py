@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import make_instance
 from worth.spectral.state import SpectralState
 from worth.spectral.cuda import ROOTS_SOURCE
-from worth.objectives import get_objective
+from worth.registry import get_objective
 from worth.spectral.secular import secular_roots_compiled, zero_cluster_root
 
 

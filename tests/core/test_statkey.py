@@ -9,7 +9,7 @@ import worth
 from tests.conftest import make_instance
 from worth.constraints import run_constrained
 from worth.spectral.state import SpectralState
-from worth.objectives import get_objective
+from worth.registry import get_objective
 from worth.optimizers import greedy
 from worth.regime import Regime
 from worth.spectral.statkey import key_sign

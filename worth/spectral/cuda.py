@@ -2,9 +2,9 @@
 
 Why a kernel: the quadrature route needs, per candidate, only the root that leaves the zero eigenvalue cluster
 while ``C`` is rank-deficient — one root, O(K) per iteration. The array-API solver
-(:func:`worth.secular.secular_roots_portable`) would iterate all K roots of every candidate to read one, an
+(:func:`worth.spectral.secular.secular_roots_portable`) would iterate all K roots of every candidate to read one, an
 O(B·K²) step on the device. Here one thread solves one candidate's root with the algorithm of
-:func:`worth.secular._solve_one` (midpoint start with the nearer pole as origin, the fixed-weight model,
+:func:`worth.spectral.secular._solve_one` (midpoint start with the nearer pole as origin, the fixed-weight model,
 bisection safeguard, trusted small steps), reading the weights in place (inactive poles are skipped, so no
 per-thread scratch arrays). The same per-root function serves ``method="secular"`` on CuPy: one block per
 candidate, one thread per root (:func:`secular_roots_cupy`), where the array-API solver would carry
@@ -214,7 +214,7 @@ def zero_root_cupy(poles, weights):
 
 
 def secular_roots_cupy(poles, weights):
-    """Every root of every candidate (CuPy arrays): ``(origins, taus)`` as :func:`worth.secular.secular_roots_compiled`.
+    """Every root of every candidate (CuPy arrays): ``(origins, taus)`` as :func:`worth.spectral.secular.secular_roots_compiled`.
 
     One block per candidate; each thread solves the roots of the poles it strides over, O(K) per iteration
     and no ``B×K×K`` temporaries.

@@ -8,7 +8,7 @@ the roots and vectors — the classical divide-and-conquer merge step (LAPACK ``
    extends the basis, with the zero eigenvalue as its pole.
 2. Deflate (``dlaed2``): a negligible ``z_i`` leaves its eigenpair unchanged; two poles closer than the
    tolerance are rotated (Givens) so that one carries all the weight and the other is deflated.
-3. Roots: the new eigenvalues are the secular equation's roots (:func:`worth.secular.secular_roots_compiled`),
+3. Roots: the new eigenvalues are the secular equation's roots (:func:`worth.spectral.secular.secular_roots_compiled`),
    each as a pole plus an offset, so every difference ``μ_j − d_i`` is accurate.
 4. Vectors (Gu–Eisenstat, ``dlaed3``): recompute ``ẑ`` from the computed roots by Löwner's formula,
    ``ẑ_i² = Π_j (μ_j − d_i) / Π_{j≠i} (d_j − d_i)``, so that the computed roots are the *exact* eigenvalues
@@ -16,7 +16,7 @@ the roots and vectors — the classical divide-and-conquer merge step (LAPACK ``
    close the roots, and ``U ← U V`` is one GEMM.
 
 Each update keeps the columns orthonormal to working precision, but rounding accumulates over many steps;
-:class:`worth.gains.SpectralState` measures ``‖UᵀU − I‖`` and falls back to a fresh ``eigh`` when it
+:class:`worth.spectral.state.SpectralState` measures ``‖UᵀU − I‖`` and falls back to a fresh ``eigh`` when it
 passes a bound (see ``eig_refresh`` there).
 """
 
@@ -35,7 +35,7 @@ _EPS = float(np.finfo(np.float64).eps)
 def zero_weight_floor(m: int) -> float:
     """Relative size below which the part of a row outside ``range(C)`` is rounding, not a new direction.
 
-    ``‖x − Uz‖² ≤ zero_weight_floor(m)·‖x‖²`` keeps the rank here; :class:`worth.gains.SpectralState` zeroes the
+    ``‖x − Uz‖² ≤ zero_weight_floor(m)·‖x‖²`` keeps the rank here; :class:`worth.spectral.state.SpectralState` zeroes the
     zero-cluster weight ``w₀`` by the same rule, so both agree on the rank of ``C + x xᵀ``.
     """
     return 64 * m * _EPS

@@ -25,35 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..objectives import Entropy, Hybrid, Power, SpectralObjective, Vendi, VendiPool
+from ..objectives import SpectralObjective
 
 Q_LADDER = (12, 16, 24, 32, 40, 48, 64, 80, 96)
-
-
-def phi_prime(objective: SpectralObjective):
-    """``(φ', positive)`` for objectives the rule can serve, ``None`` for the others.
-
-    ``positive`` says ``φ' > 0`` (relative fit error then bounds the relative gain error).
-    """
-    p = objective.params
-    if isinstance(objective, Power):
-        a = p["alpha"]
-        return (lambda t: a * t ** (a - 1.0)), True
-    if isinstance(objective, (Entropy, VendiPool)):
-        return (lambda t: -np.log(t) - 1.0), False
-    if isinstance(objective, Vendi):
-        if p["q"] == 1.0:
-            return (lambda t: np.log(t) + 1.0), False
-        if p["q"] < 1.0:
-            q = p["q"]
-            return (lambda t: q * t ** (q - 1.0)), True
-        return None  # t^q with q > 1: φ' grows, not a Stieltjes function
-    if isinstance(objective, Hybrid):
-        a, c = p["alpha"], p["c"]
-        if a > 1.0:
-            return None
-        return (lambda t: (a / c) * (1.0 + t / c) ** (-a - 1.0)), True
-    return None
 
 
 @dataclass(frozen=True)
@@ -108,7 +82,7 @@ def fit_rule(objective: SpectralObjective, lo: float, hi: float, rtol: float) ->
     Returns the most accurate rule tried when none reaches it (the caller compares ``rule.error`` with its
     tolerance), or ``None`` if the objective has no such representation.
     """
-    spec = phi_prime(objective)
+    spec = objective.phi_prime()
     if spec is None:
         return None
     fprime, positive = spec

@@ -572,7 +572,7 @@ def zero_cluster_root(poles, weights, xp=None):
 
     Only this one root is needed by the quadrature route; it costs O(K) per iteration instead of the
     O(K²) of all roots. NumPy input runs the compiled kernel, CuPy input the CUDA kernel of
-    :mod:`worth.gpu_kernels` (one thread per candidate), other namespaces the portable solver.
+    :mod:`worth.spectral.cuda` (one thread per candidate), other namespaces the portable solver.
     """
     if xp is None or isinstance(weights, np.ndarray):
         w = np.ascontiguousarray(weights, dtype=np.float64)

@@ -1,35 +1,15 @@
-"""The greedy state of a spectral objective and its marginal gains, by several exact methods.
+"""The greedy state of a spectral objective: ``C_S``, its eigenpairs, and their update after each pick.
 
 :class:`SpectralState` is one side of the seam between objectives and optimisers: an optimiser asks it for
 the gains of a batch of candidates (:meth:`SpectralState.gains`) and tells it which one was chosen
 (:meth:`SpectralState.add`). Nothing else crosses.
 
 The state keeps ``C_S = Σ_{i∈S} x_i x_iᵀ`` and its eigenpairs for the non-zero part (``U_r``, ``λ``),
-with equal eigenvalues merged into one pole. After a pick the eigenpairs are updated by the rank-one merge of
-:mod:`worth.eigupdate` (NumPy input; a fresh ``eigh`` every ``eig_refresh`` updates, and always for the
-oracle and other namespaces). Methods:
-
-``"oracle"``
-    ``eigvalsh(C_S + x xᵀ)`` for every candidate: O(m³) each. The slow reference, kept on purpose.
-``"secular"``
-    Roots of the secular equation (:mod:`worth.secular`): O(m r) to project, O(r²) for the roots.
-    Compiled (numba) on NumPy input, a CUDA kernel on CuPy (:mod:`worth.gpu_kernels`), the array-API
-    implementation otherwise.
-``"secular-portable"``
-    The array-API implementation on any input (NumPy included): what runs on CuPy and torch.
-``"closed-form"``
-    ``logdet`` only: ``log(1 + Σ_j z_j²/(σ²+λ_j) + w₀/σ²)`` — the matrix determinant lemma, O(m r).
-``"quadrature"``
-    Shifted log-det quadrature (:mod:`worth.quadrature`): O(m r + r Q) per candidate, the zero-cluster
-    root solved exactly; exact to ``rtol`` (a fitted rule whose error is estimated), falling back to
-    ``"secular"`` on a step where no rule reaches ``rtol``.
-``"sherman-morrison"``
-    Quadrature without projections: ``A[i, q] = x_iᵀ(C + s_q I)⁻¹x_i`` kept for every candidate and updated
-    after each pick by the Sherman–Morrison formula (O(m Q) per candidate and step). Used once ``C`` has full
-    rank (before that the zero-cluster root needs the projection, so it runs as ``"quadrature"``); float64
-    only; ``A`` is recomputed exactly every ``refresh`` steps and the drift recorded.
-``"auto"``
-    The fastest exact method for the objective and the array type.
+with equal eigenvalues merged into one pole, and the per-pole weights of a candidate (its squared
+projections). After a pick the eigenpairs are updated by the rank-one merge of :mod:`worth.spectral.eigupdate`
+(NumPy input; a fresh ``eigh`` every ``eig_refresh`` updates, and always for the oracle and other
+namespaces). The gains themselves come from its gain method (:mod:`worth.spectral.methods`: oracle, secular
+roots, closed form, quadrature, Sherman–Morrison), which reads the spectrum kept here.
 """
 
 from __future__ import annotations
@@ -38,55 +18,12 @@ import time
 
 import numpy as np
 
-from .._array import is_cupy, is_numpy, row_norms2, to_numpy
+from .._array import is_numpy, row_norms2, to_numpy
+from ..objectives import SpectralObjective, snap_eigenvalues
 from .eigupdate import rank_one_update, zero_weight_floor
-from ..objectives import Entropy, Hybrid, LogDet, Power, SpectralObjective, Vendi, VendiPool, snap_eigenvalues
-from .quadrature import fit_rule, phi_prime, target_error
-from .secular import (HYBRID, LOG1P, POWER, XLOGX, secular_moved_sum, secular_roots_compiled,
-                      secular_roots_portable, zero_cluster_root)
+from .methods import METHODS, check_method
 
-METHODS = ("auto", "oracle", "secular", "secular-portable", "closed-form", "quadrature", "sherman-morrison")
 _EPS = float(np.finfo(np.float64).eps)
-
-
-def kernel_family(objective: SpectralObjective):
-    """``(kind, sign, a, c)`` of the fused compiled kernel for ``φ``, or ``None`` (then roots + NumPy ``φ``)."""
-    p = objective.params
-    if isinstance(objective, Vendi):
-        return (XLOGX, 1.0, 0.0, 0.0) if p["q"] == 1.0 else (POWER, 1.0, p["q"], 0.0)
-    if isinstance(objective, (Entropy, VendiPool)):
-        return (XLOGX, -1.0, 0.0, 0.0)
-    if isinstance(objective, LogDet):
-        return (LOG1P, 1.0, p["sigma2"], 0.0)
-    if isinstance(objective, Power):
-        return (POWER, 1.0, p["alpha"], 0.0)
-    if isinstance(objective, Hybrid):
-        return (HYBRID, 1.0, p["alpha"], p["c"])
-    return None
-
-
-def resolve_method(method: str, objective: SpectralObjective, xp, optimizer: str = "greedy") -> str:
-    """Turn ``method`` (possibly ``"auto"``) into the concrete method used, validating it.
-
-    ``auto``: the closed form for ``logdet``; where the quadrature rule represents the objective,
-    Sherman–Morrison for ``greedy`` (it queries every candidate at every step, so keeping the whole table
-    pays) and the projected quadrature for ``lazy``/``stochastic`` (few queries per step); exact secular
-    roots otherwise.
-    """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is unknown; pass one of {list(METHODS)}.")
-    if method == "closed-form" and not isinstance(objective, LogDet):
-        raise ValueError(
-            f"method='closed-form' exists only for objective='logdet' (got {objective.name!r}); "
-            "pass method='secular' or method='auto'."
-        )
-    if method == "auto":
-        if isinstance(objective, LogDet):
-            return "closed-form"
-        if phi_prime(objective) is None:
-            return "secular"
-        return "sherman-morrison" if optimizer == "greedy" else "quadrature"
-    return method
 
 
 class SpectralState:
@@ -98,7 +35,8 @@ class SpectralState:
         Candidate rows (float64, already validated and normalised), in the caller's namespace.
     objective : SpectralObjective
     method : str
-        A concrete method (see module docstring; resolve ``"auto"`` first).
+        A concrete gain method (a name in :data:`worth.spectral.methods.METHODS`; resolve ``"auto"`` first
+        with :func:`worth.spectral.methods.resolve_method`).
     xp : namespace
     pool : int
         Pool size ``N`` (used by pool-normalised objectives).
@@ -109,7 +47,7 @@ class SpectralState:
     refresh : int
         Sherman–Morrison: exact table every ``refresh`` steps.
     eig_update : bool
-        Update the eigenpairs by the rank-one merge of :mod:`worth.eigupdate` after each pick (NumPy input,
+        Update the eigenpairs by the rank-one merge of :mod:`worth.spectral.eigupdate` after each pick (NumPy input,
         every method but ``oracle``) instead of a fresh ``eigh``: O(m·K²) against ≈9m³.
     eig_refresh : int
         A fresh ``eigh`` after this many updates, which bounds their accumulated rounding (the drift
@@ -119,6 +57,7 @@ class SpectralState:
     def __init__(self, X, objective: SpectralObjective, method: str, xp, *, pool: int | None = None,
                  batch_size: int = 1024, rtol: float = 1e-8, refresh: int = 200, eig_update: bool = True,
                  eig_refresh: int = 32) -> None:
+        check_method(method, objective)
         self.X = X
         self.xp = xp
         self.objective = objective
@@ -132,24 +71,13 @@ class SpectralState:
         self.size = 0
         self.trace = 0.0
         self.stat = 0.0
-        self._compiled = method in ("secular", "quadrature", "sherman-morrison") and is_numpy(xp)
         self.rtol = rtol
         self.refresh = refresh
-        self.rule = None
-        self._R = None
-        self._A = None  # Sherman–Morrison table, (n, Q)
-        self._max_norm2 = float(to_numpy(xp.max(self.norms2))) if self.n else 0.0
-        self.info.update({"refits": 0, "nodes": 0, "fit_error": 0.0, "error_bound": 0.0,
-                          "fallback_steps": 0, "sm_steps": 0, "sm_drift": 0.0})
+        self.gain = METHODS[method](self)
         # Rank-one eigen-updates on the compiled (NumPy) path; the oracle keeps eigh, as a reference.
-        self._eig_update = eig_update and is_numpy(xp) and method != "oracle"
+        self._eig_update = eig_update and is_numpy(xp) and self.gain.eig_update
         self.eig_refresh = int(eig_refresh)
         self._updates = 0
-        if method in ("quadrature", "sherman-morrison") and phi_prime(objective) is None:
-            raise ValueError(
-                f"method={method!r} cannot represent objective {objective.name!r} with these parameters "
-                f"({objective.params}); pass method='secular' (exact roots) or method='auto'."
-            )
         self._eigen()
 
     # -- state -------------------------------------------------------------------------------------
@@ -182,7 +110,7 @@ class SpectralState:
         self._set_spectrum(lam, U)
 
     def _update_eigen(self, x) -> None:
-        """Eigenpairs after adding row ``x``: the rank-one update (:mod:`worth.eigupdate`), or ``eigh``.
+        """Eigenpairs after adding row ``x``: the rank-one update (:mod:`worth.spectral.eigupdate`), or ``eigh``.
 
         ``eigh`` every ``eig_refresh`` updates bounds the rounding the updates accumulate; before it, the
         drift ``max|UᵀU − I|`` of the updated basis is measured into ``info["eig_orth_drift"]``.
@@ -227,18 +155,13 @@ class SpectralState:
 
     def add(self, index: int) -> None:
         """Commit candidate ``index`` to the set (update ``C`` and its eigenpairs)."""
-        xp = self.xp
         x = self.X[index, :]
-        if self.method in ("quadrature", "sherman-morrison") and self._use_rule:
-            self._record_bound(index)
-        if self._A is not None:
-            self._sherman_morrison(x)
+        self.gain.before_add(index, x)
         self.C = self.C + x[:, None] * x[None, :]
         self.size += 1
         self.trace += float(self.norms2[index])
         self._update_eigen(x)
-        if self.method in ("quadrature", "sherman-morrison"):
-            self._update_rule()
+        self.gain.after_add()
 
     # -- gains -------------------------------------------------------------------------------------
     def gains(self, candidates: np.ndarray) -> np.ndarray:
@@ -289,145 +212,5 @@ class SpectralState:
         return xp.where(wl > floor, wl, xp.zeros_like(wl))
 
     def _delta_stat(self, idx):
-        """Change of ``Σ φ(λ)`` for each candidate in ``idx``, by the configured method."""
-        xp = self.xp
-        obj = self.objective
-        rows, norms = self._rows(idx)
-        if self.method == "oracle":
-            Cs = self.C[None, :, :] + rows[:, :, None] * rows[:, None, :]
-            mu = snap_eigenvalues(xp.linalg.eigvalsh(Cs), self.m, xp)
-            return xp.sum(obj.phi(mu, xp), axis=1) - self.stat
-        if self.method in ("quadrature", "sherman-morrison") and self._use_rule:
-            return self._delta_quadrature(idx, rows, norms)
-        w0, wl = self._weights(rows, norms)
-        if self.method == "closed-form":
-            sigma2 = obj.params["sigma2"]
-            lam = xp.reshape(self.poles[1:], (1, -1))
-            return xp.log1p(w0 / sigma2 + xp.sum(wl / (sigma2 + lam), axis=1))
-        W = xp.concat([xp.reshape(w0, (-1, 1)), wl], axis=1)
-        family = kernel_family(obj) if self._compiled else None
-        if family is not None:
-            return secular_moved_sum(self.poles_np, W, family)
-        if self._compiled:
-            origin, tau = secular_roots_compiled(self.poles_np, W)
-            origin, tau = np.asarray(origin), np.asarray(tau)
-        elif self.method == "secular" and is_cupy(xp):
-            from .cuda import secular_roots_cupy
-
-            origin, tau = secular_roots_cupy(self.poles, W)
-        else:
-            origin, tau = secular_roots_portable(self.poles, W, xp)
-        d = xp.reshape(self.poles, (1, -1))
-        moved = obj.dphi(origin, tau, xp) + (obj.phi(origin, xp) - obj.phi(d + xp.zeros_like(origin), xp))
-        return xp.sum(moved, axis=1)
-
-    # -- quadrature and Sherman–Morrison -----------------------------------------------------------
-    @property
-    def _use_rule(self) -> bool:
-        return self.size > 0 and self.rule is not None and self.rule.error <= target_error(self.rule, self.rtol)
-
-    def _update_rule(self) -> None:
-        """Refit the rule when the spectrum (plus one more row) leaves its interval; keep ``R`` and ``A``."""
-        xp = self.xp
-        positive = self.poles_np[1:]
-        if positive.size == 0:
-            return
-        lo_need, hi_need = float(positive[0]), float(positive[-1]) + self._max_norm2
-        rule = self.rule
-        if rule is None or lo_need < rule.lo or hi_need > rule.hi:
-            rule = fit_rule(self.objective, lo_need / 4, hi_need * 4, self.rtol)
-            self.rule = rule
-            self._A = None
-            self.info["refits"] += 1
-            self.info["nodes"] = int(rule.s.size)
-            self.info["fit_error"] = max(self.info["fit_error"], rule.error)
-        if not self._use_rule:
-            self.info["fallback_steps"] += 1
-            return
-        lam = xp.reshape(self.lam, (-1, 1))
-        s_q = xp.asarray(rule.s, dtype=self.X.dtype) if not is_numpy(xp) else rule.s
-        self._s = s_q
-        self._w = xp.asarray(rule.w, dtype=self.X.dtype) if not is_numpy(xp) else rule.w
-        self._R = 1.0 / (lam + xp.reshape(s_q, (1, -1)))
-        full_rank = self.U.shape[1] == self.m
-        if self.method == "sherman-morrison" and full_rank:
-            if self._A is None or self.size % self.refresh == 0:
-                exact = self._exact_table()
-                if self._A is not None:
-                    drift = float(to_numpy(xp.max(xp.abs(self._A - exact) / exact)))
-                    self.info["sm_drift"] = max(self.info["sm_drift"], drift)
-                self._A = exact
-
-    def _exact_table(self):
-        """``A[i, q] = x_iᵀ(C + s_q I)⁻¹x_i`` for all rows, by projection (full rank: no zero part)."""
-        xp = self.xp
-        out = []
-        step = self.batch_size * 8
-        for start in range(0, self.n, step):
-            Z = self.X[start:min(start + step, self.n), :] @ self.U
-            out.append((Z * Z) @ self._R)
-        return xp.concat(out, axis=0)
-
-    def _sherman_morrison(self, v) -> None:
-        """Rank-one update of ``A`` for ``C → C + v vᵀ`` (``C`` full rank, so ``(C + sI)⁻¹ = U D U ᵀ``)."""
-        xp = self.xp
-        y = self.U.T @ v
-        P = self.U @ (xp.reshape(y, (-1, 1)) * self._R)  # (m, Q): (C + s_q I)⁻¹ v
-        denom = 1.0 + xp.sum(xp.reshape(v, (-1, 1)) * P, axis=0)
-        B = self.X @ P
-        self._A = self._A - (B * B) / xp.reshape(denom, (1, -1))
-        self.info["sm_steps"] += 1
-
-    def _delta_quadrature(self, idx, rows, norms):
-        """``c₀‖x‖² + Σ_q ω_q log(1 + xᵀ(C + s_q I)⁻¹x)``, plus the exact zero-cluster root's correction."""
-        xp = self.xp
-        obj, rule = self.objective, self.rule
-        if self._A is not None:
-            a = self._A[idx] if is_numpy(xp) else xp.take(self._A, xp.asarray(idx), axis=0)
-            quad = rule.c0 * norms + xp.log1p(a) @ self._w
-            w0 = None
-        elif self._compiled and self.group is None:
-            # NumPy: the same numbers as below, written in place into the weights the zero root needs.
-            W = np.empty((rows.shape[0], self.U.shape[1] + 1))
-            Z2 = W[:, 1:]
-            np.square(rows @ self.U, out=Z2)
-            w0 = norms - Z2.sum(axis=1)
-            w0[w0 <= zero_weight_floor(self.m) * norms] = 0.0  # as _zero_weight / _pole_weights, in place
-            a = Z2 @ self._R
-            a += w0[:, None] / self._s[None, :]
-            quad = rule.c0 * norms + np.log1p(a, out=a) @ self._w
-            if np.any(w0 > 0):
-                Z2[Z2 <= zero_weight_floor(self.m) * _EPS * norms[:, None]] = 0.0
-                W[:, 0] = w0
-                mu0 = zero_cluster_root(self.poles_np, W, None)
-                corr = np.where(mu0 > 0, obj.phi(mu0, np) - rule.phi_tilde(mu0), 0.0)
-                quad = quad + corr
-            return quad
-        else:
-            Z = rows @ self.U
-            Z2 = Z * Z
-            w0 = self._zero_weight(Z2, norms)
-            a = Z2 @ self._R + xp.reshape(w0, (-1, 1)) / xp.reshape(self._s, (1, -1))
-            quad = rule.c0 * norms + xp.log1p(a) @ self._w
-        if w0 is not None and bool(xp.any(w0 > 0)):
-            W = xp.concat([xp.reshape(w0, (-1, 1)), self._pole_weights(Z2, norms)], axis=1)
-            mu0 = zero_cluster_root(self.poles_np if self._compiled else self.poles,
-                                    to_numpy(W) if self._compiled else W, None if self._compiled else xp)
-            mu0_np = to_numpy(mu0)
-            corr = to_numpy(obj.phi(xp.asarray(mu0_np) if not is_numpy(xp) else mu0_np, xp)) - rule.phi_tilde(mu0_np)
-            corr = np.where(mu0_np > 0, corr, 0.0)
-            quad = quad + (xp.asarray(corr, dtype=quad.dtype) if not is_numpy(xp) else corr)
-        return quad
-
-    def _record_bound(self, index: int) -> None:
-        """Error bound of the pick's change of ``Σ φ(λ)`` (max over picks) into ``info``.
-
-        ``error_bound``: relative to that change (rules for ``φ' > 0``); ``error_bound_abs``: absolute, for
-        ``t log t`` rules, whose change can cross zero.
-        """
-        rule = self.rule
-        norm2 = float(self.norms2[index])
-        if rule.relative:
-            self.info["error_bound"] = max(self.info["error_bound"], rule.error)
-        else:
-            self.info["error_bound_abs"] = max(self.info.get("error_bound_abs", 0.0), rule.error * rule.scale * norm2)
+        """Change of ``Σ φ(λ)`` for each candidate in ``idx``, by the state's gain method."""
+        return self.gain.delta(idx)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..objectives import Vendi
+from ..objectives import SpectralObjective
 
 _EQUAL_NORMS_RTOL = 1e-12
 
@@ -30,15 +30,17 @@ _EQUAL_NORMS_RTOL = 1e-12
 def key_sign(objective, norms2) -> int | None:
     """``±1`` when greedy on ``objective`` may run lazily on the statistic's key, else ``None``.
 
-    ``+1``: the key is ``Δ``; ``−1``: the key is ``−Δ``. Requires the Vendi Score with ``q ≤ 1`` and rows
+    ``+1``: the key is ``Δ``; ``−1``: the key is ``−Δ``. Requires an objective that declares a key
+    (:meth:`~worth.objectives.SpectralObjective.statistic_key_sign`: the Vendi Score with ``q ≤ 1``) and rows
     of equal norm (then every candidate moves ``tr C`` by the same amount).
     """
-    if not isinstance(objective, Vendi) or objective.params["q"] > 1:
+    sign = objective.statistic_key_sign() if isinstance(objective, SpectralObjective) else None
+    if sign is None:
         return None
     norms2 = np.asarray(norms2, dtype=np.float64)
     if norms2.size == 0 or np.ptp(norms2) > _EQUAL_NORMS_RTOL * float(np.max(norms2)):
         return None
-    return -1 if objective.params["q"] == 1 else 1
+    return sign
 
 
 class StatisticKey:
@@ -50,7 +52,7 @@ class StatisticKey:
         The model the optimiser would have driven (e.g. conditioned on ``init=``): its ``value`` and ``add``
         are used, so the trace records the objective's own values.
     state : SpectralState
-        The spectral state under ``model``: it supplies ``Δ`` (:meth:`~worth.gains.SpectralState.deltas`).
+        The spectral state under ``model``: it supplies ``Δ`` (:meth:`~worth.spectral.state.SpectralState.deltas`).
     sign : int
         From :func:`key_sign`.
     """

@@ -1,0 +1,402 @@
+"""The gain methods: each computes the change of ``Σ φ(λ)`` for a batch of candidates from a state's spectrum.
+
+:class:`~worth.spectral.state.SpectralState` keeps ``C_S``, its eigenpairs (merged into poles) and their update
+after a pick; a :class:`GainMethod` turns that spectrum into gains and keeps whatever it needs of its own (the
+quadrature rule, the Sherman–Morrison table). The state asks it for :meth:`GainMethod.delta` and tells it
+about each pick (:meth:`GainMethod.before_add`, :meth:`GainMethod.after_add`); nothing else crosses. Which
+methods serve an objective is declared on the objective
+(:meth:`~worth.objectives.SpectralObjective.gain_methods`); :func:`resolve_method` is the one place where
+``"auto"`` becomes a method. The math of every route: ``docs/gains.md``.
+
+``"oracle"``
+    ``eigvalsh(C_S + x xᵀ)`` for every candidate: O(m³) each. The slow reference, kept on purpose (its state
+    keeps a fresh ``eigh`` after every pick, for the same reason).
+``"secular"``
+    Roots of the secular equation (:mod:`worth.spectral.secular`): O(m r) to project, O(r²) for the roots.
+    Compiled (numba, with ``φ`` fused in where the objective declares a kernel family) on NumPy input, a CUDA
+    kernel on CuPy (:mod:`worth.spectral.cuda`), the array-API implementation otherwise.
+``"secular-portable"``
+    The array-API implementation on any input (NumPy included): what runs on CuPy and torch.
+``"closed-form"``
+    ``logdet`` only: ``log(1 + Σ_j z_j²/(σ²+λ_j) + w₀/σ²)`` — the matrix determinant lemma, O(m r).
+``"quadrature"``
+    Shifted log-det quadrature (:mod:`worth.spectral.quadrature`): O(m r + r Q) per candidate, the
+    zero-cluster root solved exactly; exact to ``rtol`` (a fitted rule whose error is estimated), falling back
+    to the exact roots on a step where no rule reaches ``rtol``.
+``"sherman-morrison"``
+    Quadrature without projections: ``A[i, q] = x_iᵀ(C + s_q I)⁻¹x_i`` kept for every candidate and updated
+    after each pick by the Sherman–Morrison formula (O(m Q) per candidate and step). Used once ``C`` has full
+    rank (before that the zero-cluster root needs the projection, so it runs as ``"quadrature"``); float64
+    only; ``A`` is recomputed exactly every ``refresh`` steps and the drift recorded.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from .._array import is_cupy, is_numpy, to_numpy
+from ..objectives import SpectralObjective, snap_eigenvalues
+from .eigupdate import zero_weight_floor
+from .quadrature import fit_rule, target_error
+from .secular import secular_moved_sum, secular_roots_compiled, secular_roots_portable, zero_cluster_root
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+class GainMethod(Protocol):
+    """What :class:`~worth.spectral.state.SpectralState` needs from a gain method.
+
+    A method is built once per state (``METHODS[name](state)``, the state being a
+    :class:`~worth.spectral.state.SpectralState`, which imports this module) and reads the state's spectrum
+    (``lam``, ``U``, ``poles``, ``group``, ``stat``) and its weights whenever it is asked.
+    """
+
+    name: ClassVar[str]
+    eig_update: ClassVar[bool]
+    """Whether the state may update its eigenpairs by the rank-one merge (``False``: a fresh ``eigh``)."""
+
+    def delta(self, idx: np.ndarray):
+        """Change of ``Σ φ(λ)`` for each of the rows ``idx`` (host ints), in the state's namespace."""
+
+    def before_add(self, index: int, x) -> None:
+        """Row ``index`` (``x``) is about to be added; the spectrum is still that of the old set."""
+
+    def after_add(self) -> None:
+        """The row was added and the spectrum updated."""
+
+    @classmethod
+    def refusal(cls, objective: SpectralObjective) -> str:
+        """The error message when this method does not serve ``objective``: why, and what to pass instead."""
+
+
+class _Method:
+    """The do-nothing parts of :class:`GainMethod`; concrete methods define ``delta``."""
+
+    name: ClassVar[str] = ""
+    eig_update: ClassVar[bool] = True
+
+    def __init__(self, state) -> None:
+        self.state = state
+
+    def before_add(self, index: int, x) -> None:
+        pass
+
+    def after_add(self) -> None:
+        pass
+
+    @classmethod
+    def refusal(cls, objective: SpectralObjective) -> str:
+        return (f"method={cls.name!r} does not serve objective {objective.name!r}; pass one of "
+                f"{list(objective.gain_methods())} or method='auto'.")
+
+
+class Oracle(_Method):
+    """``eigvalsh(C + x xᵀ)`` per candidate."""
+
+    name = "oracle"
+    eig_update = False  # the reference keeps eigh after every pick too
+
+    def delta(self, idx):
+        st = self.state
+        xp = st.xp
+        rows, _ = st._rows(idx)
+        Cs = st.C[None, :, :] + rows[:, :, None] * rows[:, None, :]
+        mu = snap_eigenvalues(xp.linalg.eigvalsh(Cs), st.m, xp)
+        return xp.sum(st.objective.phi(mu, xp), axis=1) - st.stat
+
+
+class Secular(_Method):
+    """Roots of the secular equation: compiled on NumPy, CUDA on CuPy, array-API elsewhere."""
+
+    name = "secular"
+
+    def __init__(self, state) -> None:
+        super().__init__(state)
+        self.compiled = is_numpy(state.xp)
+        self.cuda = is_cupy(state.xp)
+
+    def delta(self, idx):
+        st = self.state
+        xp, obj = st.xp, st.objective
+        rows, norms = st._rows(idx)
+        w0, wl = st._weights(rows, norms)
+        W = xp.concat([xp.reshape(w0, (-1, 1)), wl], axis=1)
+        family = obj.kernel_family() if self.compiled else None
+        if family is not None:
+            return secular_moved_sum(st.poles_np, W, family)
+        if self.compiled:
+            origin, tau = secular_roots_compiled(st.poles_np, W)
+            origin, tau = np.asarray(origin), np.asarray(tau)
+        elif self.cuda:
+            from .cuda import secular_roots_cupy
+
+            origin, tau = secular_roots_cupy(st.poles, W)
+        else:
+            origin, tau = secular_roots_portable(st.poles, W, xp)
+        d = xp.reshape(st.poles, (1, -1))
+        moved = obj.dphi(origin, tau, xp) + (obj.phi(origin, xp) - obj.phi(d + xp.zeros_like(origin), xp))
+        return xp.sum(moved, axis=1)
+
+
+class SecularPortable(Secular):
+    """The array-API roots on any input."""
+
+    name = "secular-portable"
+
+    def __init__(self, state) -> None:
+        super().__init__(state)
+        self.compiled = self.cuda = False
+
+
+class ClosedForm(_Method):
+    """The objective's own closed form from the weights (``logdet``: the determinant lemma)."""
+
+    name = "closed-form"
+
+    def delta(self, idx):
+        st = self.state
+        xp = st.xp
+        rows, norms = st._rows(idx)
+        w0, wl = st._weights(rows, norms)
+        return st.objective.closed_form_delta(w0, wl, xp.reshape(st.poles[1:], (1, -1)), xp)
+
+    @classmethod
+    def refusal(cls, objective: SpectralObjective) -> str:
+        return (f"method='closed-form' exists only for objective='logdet' (got {objective.name!r}); "
+                "pass method='secular' or method='auto'.")
+
+
+class Quadrature(_Method):
+    """Shifted log-det quadrature on projections, the exact roots on steps where no rule reaches ``rtol``.
+
+    Attributes
+    ----------
+    rule : Rule or None
+        The rule fitted to ``φ'`` on the interval the eigenvalues move in (refitted when they leave it).
+    """
+
+    name = "quadrature"
+
+    def __init__(self, state) -> None:
+        super().__init__(state)
+        xp = state.xp
+        self.compiled = is_numpy(xp)
+        # The fallback: compiled roots on NumPy, the array-API roots elsewhere (CuPy included).
+        self.roots = (Secular if self.compiled else SecularPortable)(state)
+        self.rule = None
+        self.R = None  # R[j, q] = 1/(λ_j + s_q)
+        self.max_norm2 = float(to_numpy(xp.max(state.norms2))) if state.n else 0.0
+        state.info.update({"refits": 0, "nodes": 0, "fit_error": 0.0, "error_bound": 0.0,
+                           "fallback_steps": 0, "sm_steps": 0, "sm_drift": 0.0})
+
+    @classmethod
+    def refusal(cls, objective: SpectralObjective) -> str:
+        return (f"method={cls.name!r} cannot represent objective {objective.name!r} with these parameters "
+                f"({objective.params}); pass method='secular' (exact roots) or method='auto'.")
+
+    @property
+    def use_rule(self) -> bool:
+        """Whether this step's gains come from the rule (else from the exact roots)."""
+        st = self.state
+        return st.size > 0 and self.rule is not None and self.rule.error <= target_error(self.rule, st.rtol)
+
+    def delta(self, idx):
+        if not self.use_rule:
+            return self.roots.delta(idx)
+        rows, norms = self.state._rows(idx)
+        return self._projected(rows, norms)
+
+    def before_add(self, index: int, x) -> None:
+        if self.use_rule:
+            self._record_bound(index)
+
+    def after_add(self) -> None:
+        self.update_rule()
+
+    def update_rule(self) -> None:
+        """Refit the rule when the spectrum (plus one more row) leaves its interval; keep ``R``."""
+        st = self.state
+        xp = st.xp
+        positive = st.poles_np[1:]
+        if positive.size == 0:
+            return
+        lo_need, hi_need = float(positive[0]), float(positive[-1]) + self.max_norm2
+        rule = self.rule
+        if rule is None or lo_need < rule.lo or hi_need > rule.hi:
+            rule = fit_rule(st.objective, lo_need / 4, hi_need * 4, st.rtol)
+            self.rule = rule
+            self._refitted()
+            st.info["refits"] += 1
+            st.info["nodes"] = int(rule.s.size)
+            st.info["fit_error"] = max(st.info["fit_error"], rule.error)
+        if not self.use_rule:
+            st.info["fallback_steps"] += 1
+            return
+        lam = xp.reshape(st.lam, (-1, 1))
+        s_q = xp.asarray(rule.s, dtype=st.X.dtype) if not is_numpy(xp) else rule.s
+        self.s = s_q
+        self.w = xp.asarray(rule.w, dtype=st.X.dtype) if not is_numpy(xp) else rule.w
+        self.R = 1.0 / (lam + xp.reshape(s_q, (1, -1)))
+        self._rule_ready()
+
+    def _refitted(self) -> None:
+        """A new rule was fitted (its nodes changed)."""
+
+    def _rule_ready(self) -> None:
+        """The rule serves this step and ``R`` is that of the new spectrum."""
+
+    def _projected(self, rows, norms):
+        """``c₀‖x‖² + Σ_q ω_q log(1 + xᵀ(C + s_q I)⁻¹x)``, plus the exact zero-cluster root's correction."""
+        st = self.state
+        xp = st.xp
+        obj, rule = st.objective, self.rule
+        if self.compiled and st.group is None:
+            # NumPy: the same numbers as below, written in place into the weights the zero root needs.
+            W = np.empty((rows.shape[0], st.U.shape[1] + 1))
+            Z2 = W[:, 1:]
+            np.square(rows @ st.U, out=Z2)
+            w0 = norms - Z2.sum(axis=1)
+            w0[w0 <= zero_weight_floor(st.m) * norms] = 0.0  # as the state's _zero_weight / _pole_weights
+            a = Z2 @ self.R
+            a += w0[:, None] / self.s[None, :]
+            quad = rule.c0 * norms + np.log1p(a, out=a) @ self.w
+            if np.any(w0 > 0):
+                Z2[Z2 <= zero_weight_floor(st.m) * _EPS * norms[:, None]] = 0.0
+                W[:, 0] = w0
+                mu0 = zero_cluster_root(st.poles_np, W, None)
+                corr = np.where(mu0 > 0, obj.phi(mu0, np) - rule.phi_tilde(mu0), 0.0)
+                quad = quad + corr
+            return quad
+        Z = rows @ st.U
+        Z2 = Z * Z
+        w0 = st._zero_weight(Z2, norms)
+        a = Z2 @ self.R + xp.reshape(w0, (-1, 1)) / xp.reshape(self.s, (1, -1))
+        quad = rule.c0 * norms + xp.log1p(a) @ self.w
+        if bool(xp.any(w0 > 0)):
+            quad = quad + self._zero_root_correction(w0, Z2, norms)
+        return quad
+
+    def _zero_root_correction(self, w0, Z2, norms):
+        """``φ(μ₀) − φ̃(μ₀)`` for the root that leaves the zero cluster (solved exactly), 0 where none does."""
+        st = self.state
+        xp, obj, rule = st.xp, st.objective, self.rule
+        W = xp.concat([xp.reshape(w0, (-1, 1)), st._pole_weights(Z2, norms)], axis=1)
+        mu0 = zero_cluster_root(st.poles_np if self.compiled else st.poles,
+                                to_numpy(W) if self.compiled else W, None if self.compiled else xp)
+        mu0_np = to_numpy(mu0)
+        corr = to_numpy(obj.phi(xp.asarray(mu0_np) if not is_numpy(xp) else mu0_np, xp)) - rule.phi_tilde(mu0_np)
+        corr = np.where(mu0_np > 0, corr, 0.0)
+        return xp.asarray(corr, dtype=Z2.dtype) if not is_numpy(xp) else corr
+
+    def _record_bound(self, index: int) -> None:
+        """Error bound of the pick's change of ``Σ φ(λ)`` (max over picks) into ``info``.
+
+        ``error_bound``: relative to that change (rules for ``φ' > 0``); ``error_bound_abs``: absolute, for
+        ``t log t`` rules, whose change can cross zero.
+        """
+        st, rule = self.state, self.rule
+        norm2 = float(st.norms2[index])
+        if rule.relative:
+            st.info["error_bound"] = max(st.info["error_bound"], rule.error)
+        else:
+            st.info["error_bound_abs"] = max(st.info.get("error_bound_abs", 0.0), rule.error * rule.scale * norm2)
+
+
+class ShermanMorrison(Quadrature):
+    """Quadrature from a table ``A[i, q] = x_iᵀ(C + s_q I)⁻¹x_i`` of every row, updated after each pick.
+
+    Attributes
+    ----------
+    table : array (n, Q) or None
+        Kept once ``C`` has full rank; ``None`` before (then the projected quadrature serves) and after a refit.
+    """
+
+    name = "sherman-morrison"
+
+    def __init__(self, state) -> None:
+        super().__init__(state)
+        self.table = None
+
+    def delta(self, idx):
+        if self.table is None or not self.use_rule:
+            return super().delta(idx)
+        st = self.state
+        xp = st.xp
+        _, norms = st._rows(idx)
+        a = self.table[idx] if is_numpy(xp) else xp.take(self.table, xp.asarray(idx), axis=0)
+        return self.rule.c0 * norms + xp.log1p(a) @ self.w
+
+    def before_add(self, index: int, x) -> None:
+        super().before_add(index, x)
+        if self.table is not None:
+            self.sherman_morrison(x)
+
+    def _refitted(self) -> None:
+        self.table = None
+
+    def _rule_ready(self) -> None:
+        st = self.state
+        xp = st.xp
+        if st.U.shape[1] == st.m and (self.table is None or st.size % st.refresh == 0):
+            exact = self._exact_table()
+            if self.table is not None:
+                drift = float(to_numpy(xp.max(xp.abs(self.table - exact) / exact)))
+                st.info["sm_drift"] = max(st.info["sm_drift"], drift)
+            self.table = exact
+
+    def _exact_table(self):
+        """``A[i, q] = x_iᵀ(C + s_q I)⁻¹x_i`` for all rows, by projection (full rank: no zero part)."""
+        st = self.state
+        out = []
+        step = st.batch_size * 8
+        for start in range(0, st.n, step):
+            Z = st.X[start:min(start + step, st.n), :] @ st.U
+            out.append((Z * Z) @ self.R)
+        return st.xp.concat(out, axis=0)
+
+    def sherman_morrison(self, v) -> None:
+        """Rank-one update of the table for ``C → C + v vᵀ`` (``C`` full rank, so ``(C + sI)⁻¹ = U D Uᵀ``)."""
+        st = self.state
+        xp = st.xp
+        y = st.U.T @ v
+        P = st.U @ (xp.reshape(y, (-1, 1)) * self.R)  # (m, Q): (C + s_q I)⁻¹ v
+        denom = 1.0 + xp.sum(xp.reshape(v, (-1, 1)) * P, axis=0)
+        B = st.X @ P
+        self.table = self.table - (B * B) / xp.reshape(denom, (1, -1))
+        st.info["sm_steps"] += 1
+
+
+METHODS: dict[str, type[_Method]] = {
+    cls.name: cls for cls in (Oracle, Secular, SecularPortable, ClosedForm, Quadrature, ShermanMorrison)
+}
+"""Every gain method by name (``"auto"`` is not one: :func:`resolve_method` turns it into one)."""
+
+
+def check_method(method: str, objective: SpectralObjective) -> None:
+    """Raise unless ``method`` is a gain method that serves ``objective`` (as the objective declares)."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method={method!r} is unknown; pass one of {['auto', *METHODS]}.")
+    if method not in objective.gain_methods():
+        raise ValueError(METHODS[method].refusal(objective))
+
+
+def resolve_method(method: str, objective: SpectralObjective, xp, optimizer: str = "greedy") -> str:
+    """Turn ``method`` (possibly ``"auto"``) into the concrete method used, validating it.
+
+    ``auto``, from what the objective declares: its closed form where it has one (``logdet``); where the
+    quadrature rule represents it, Sherman–Morrison for ``greedy`` (it queries every candidate at every step,
+    so keeping the whole table pays) and the projected quadrature for ``lazy``/``stochastic`` (few queries per
+    step); exact secular roots otherwise. Every method serves every namespace ``xp`` (NumPy, CuPy, torch,
+    array-API), each with its own implementation there, so the choice does not depend on it today.
+    """
+    if method == "auto":
+        declared = objective.gain_methods()
+        if "closed-form" in declared:
+            return "closed-form"
+        if "sherman-morrison" not in declared:
+            return "secular"
+        return "sherman-morrison" if optimizer == "greedy" else "quadrature"
+    check_method(method, objective)
+    return method
