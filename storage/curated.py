@@ -1,11 +1,13 @@
 """Curated versions: the set a nightly curation keeps, one immutable JSON file per night, and a LATEST pointer.
 
-Layout (a local folder, by default ``<store>/curated`` beside the Zarr arrays)::
+Layout (a local folder, by default ``<store>.curated`` beside the store — not inside it, because the first
+night takes the lock before the embed step creates the store, and Zarr refuses to create a store in a folder
+that holds anything)::
 
-    curated/v0001.json     night 1: ids, store positions and classes of the curated set, the store's row count
-    curated/v0002.json     night 2: yesterday's set plus tonight's additions (v0001.json is never touched)
-    curated/LATEST         "2\\n": the version readers and the next night start from; replaced last
-    curated/LOCK           present while a curate run works on this folder (who holds it: JSON)
+    pool.zarr.curated/v0001.json     night 1: ids, store positions and classes of the curated set, the store's row count
+    pool.zarr.curated/v0002.json     night 2: yesterday's set plus tonight's additions (v0001.json is never touched)
+    pool.zarr.curated/LATEST         "2\\n": the version readers and the next night start from; replaced last
+    pool.zarr.curated/LOCK           present while a curate run works on this folder (who holds it: JSON)
 
 Why this shape:
 
@@ -43,7 +45,7 @@ import psutil
 from storage.store import _is_local, _local_path
 
 SCHEMA_VERSION = 1
-FOLDER = "curated"
+SUFFIX = ".curated"
 LATEST = "LATEST"
 LOCK = "LOCK"
 _VERSION_FILE = re.compile(r"^v(\d{4,})\.json$")
@@ -61,7 +63,7 @@ class CurationLocked(RuntimeError):
 
 
 def curated_dir(store_url: str, curated: str | None = None) -> str:
-    """The folder of curated versions: ``curated`` when given, else ``<store>/curated`` for a local store.
+    """The folder of curated versions: ``curated`` when given, else ``<store>.curated`` for a local store.
 
     Raises
     ------
@@ -78,7 +80,7 @@ def curated_dir(store_url: str, curated: str | None = None) -> str:
             f"store={store_url!r} is remote: give curated=LOCAL_FOLDER for the curated versions (they need atomic "
             "link/rename of a local filesystem)"
         )
-    return os.path.join(_local_path(store_url), FOLDER)
+    return _local_path(store_url).rstrip("/") + SUFFIX
 
 
 def now() -> str:

@@ -106,7 +106,7 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path):
 
 
 @pytest.mark.parametrize("store, given, expected", [
-    ("pool.zarr", None, os.path.join("pool.zarr", "curated")),
+    ("pool.zarr", None, "pool.zarr.curated"), ("pool.zarr/", None, "pool.zarr.curated"),
     ("s3://bucket/pool.zarr", "/tmp/cur", "/tmp/cur"),
     ("pool.zarr", "file:///tmp/cur", "/tmp/cur"),
 ])
