@@ -21,6 +21,7 @@ system-deps:
 	   (apt-get update -qq >/dev/null && apt-get install -y -qq dataset-fashion-mnist >/dev/null)) || \
 	  echo "note: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped"; \
 	else echo "note: 'sudo apt-get install dataset-fashion-mnist' enables the Fashion-MNIST source"; fi
+	@sh infra/system-deps.sh
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import core, curate, store
+from cli import core, curate, services, store
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -13,6 +13,7 @@ app = typer.Typer(
 )
 for group in (core, store, curate):
     group.register(app)
+app.add_typer(services.app, name="services")
 
 
 def main() -> None:

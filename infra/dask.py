@@ -4,7 +4,7 @@ Flows never create clusters: a launcher picks a :class:`ClusterSpec`, turns it i
 :func:`task_runner`, and binds it with ``flow.with_options(task_runner=...)``. The same flow then runs on a
 LocalCluster on a laptop, on ``dask_cuda.LocalCUDACluster`` (one worker per GPU), or on a real scheduler.
 
-The ephemeral-Prefect trap (STACK.md): without ``PREFECT_API_URL``, every Dask worker process starts its own
+The ephemeral-Prefect trap (docs/stack.md): without ``PREFECT_API_URL``, every Dask worker process starts its own
 temporary Prefect server. :func:`prefect_api` starts exactly one in the launching process (or uses the one
 configured) and exports its address *before* the cluster starts, so workers inherit it. Scripts that start
 worker processes need the ``if __name__ == "__main__":`` guard.

@@ -95,7 +95,7 @@ def test_monotone(name, data):
 
 @pytest.mark.parametrize("name", ["vendi"])
 def test_vendi_violates_diminishing_returns(name):
-    """The Vendi Score is not submodular (DESIGN.md §1.1): a seeded search finds a violation."""
+    """The Vendi Score is not submodular (docs/objectives.md): a seeded search finds a violation."""
     rng = np.random.default_rng(0)
     violations = 0
     for _ in range(300):
