@@ -116,12 +116,17 @@ def _sibling_runner():
     """A task runner on the same engine as this flow's, for the embed subflow (a Dask client of the same cluster)."""
     ctx = FlowRunContext.get()
     runner = ctx.task_runner if ctx else None
-    client = getattr(runner, "_client", None)
-    if client is not None:
+    if runner is None:
+        return None
+    try:
         from prefect_dask import DaskTaskRunner
-
-        return DaskTaskRunner(address=client.scheduler.address)
-    return runner.duplicate() if runner is not None else None
+    except ImportError:
+        return runner.duplicate()
+    if isinstance(runner, DaskTaskRunner):
+        # ``client`` starts the flow's cluster now if no task has yet (prefect-dask starts it lazily): without
+        # this the subflow's duplicate would start a second LocalCluster
+        return DaskTaskRunner(address=runner.client.scheduler.address)
+    return runner.duplicate()
 
 
 def _embed_new_items(options: CurateOptions) -> dict[str, Any]:

@@ -26,6 +26,7 @@ def prepare_environment(out: str) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # the nights' lines, not the cluster's chatter
 
 
 def run_demo(out: str = "demo", *, k: int = 40, workers: int = 2, echo: Callable[[str], None] = print
