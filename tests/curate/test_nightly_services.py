@@ -8,8 +8,10 @@ Slow (a Prefect server, a worker, an MLflow server and two flow-run processes); 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import urllib.request
 import sys
 from pathlib import Path
 
@@ -80,12 +82,20 @@ def test_the_uis_show_the_night(nights, tmp_path):
 
     shots = Path(os.environ.get("WORTH_TEST_ARTIFACTS", tmp_path))
     v2 = curated.read_version(str(nights["store"]) + ".curated")
-    ui = nights["env"]["PREFECT_API_URL"].removesuffix("/api")
-    words = ("curate", "Completed", "curate-summary", "curate-additions")
-    page = browser.render(f"{ui}/runs/flow-run/{v2['flow_run_id']}?tab=Artifacts",
-                          screenshot=shots / "prefect-curate-run.png", expect=words)
+    api = nights["env"]["PREFECT_API_URL"]
+    with urllib.request.urlopen(f"{api}/flow_runs/{v2['flow_run_id']}", timeout=30) as reply:
+        run_name = json.load(reply)["name"]
+    ui = api.removesuffix("/api")
+    words = (run_name, "Completed", "curate", "Artifacts")
+    page = browser.render(f"{ui}/runs/flow-run/{v2['flow_run_id']}", screenshot=shots / "prefect-curate-run.png",
+                          expect=words)
     for word in words:
         assert word in page.text, f"{word!r} not on the rendered Prefect page: {page.text[:800]}"
+    for key, words in (("curate-summary", ("curate-summary", "Curated v0002: 20 added, 40 kept")),
+                       ("curate-additions", ("curate-additions", v2["added"][0], v2["added"][-1]))):
+        page = browser.render(f"{ui}/artifacts/key/{key}", screenshot=shots / f"prefect-{key}.png", expect=words)
+        for word in words:
+            assert word in page.text, f"{word!r} not on the rendered Prefect artifact page: {page.text[:800]}"
     uri = nights["env"]["MLFLOW_TRACKING_URI"]
     words = ("worth-nightly", "v0001", "v0002")
     page = browser.render(f"{uri}/#/experiments/{v2['mlflow_experiment_id']}/runs",
