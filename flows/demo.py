@@ -33,19 +33,28 @@ def run_demo(out: str = "demo", *, k: int = 40, workers: int = 2, echo: Callable
              ) -> list[dict[str, Any]]:
     """Curate digits in two nights under ``out``; returns the two nights' results (as :func:`run_curate`)."""
     prepare_environment(out)
+    from distributed import LocalCluster
+    from prefect_dask import DaskTaskRunner
+
     from flows.curate import CurateOptions, run_curate
-    from infra.dask import local_spec, prefect_api
+    from infra.dask import cluster_kwargs, local_spec, prefect_api
 
     tracking = "sqlite:///" + os.path.abspath(os.path.join(out, "mlflow.db"))
     nights = []
     with prefect_api() as api:
-        for night, limit in enumerate(NIGHTS, 1):
-            options = CurateOptions(source="digits", store=os.path.join(out, "digits.zarr"), limit=limit, k=k,
-                                    chunk_rows=512, tracking_uri=tracking)
-            echo(f"\n== night {night}: {limit or 'all 1,797'} digits delivered")
-            result = run_curate(options, local_spec(workers))
-            nights.append(result)
-            echo(describe(result))
+        # one LocalCluster for both nights (started after the Prefect API, so its workers report to it): a
+        # cluster per night costs a start and a close each, and the close timed out on a loaded 2-core machine
+        cluster = LocalCluster(**cluster_kwargs(local_spec(workers))[1])
+        try:
+            for night, limit in enumerate(NIGHTS, 1):
+                options = CurateOptions(source="digits", store=os.path.join(out, "digits.zarr"), limit=limit, k=k,
+                                        chunk_rows=512, tracking_uri=tracking)
+                echo(f"\n== night {night}: {limit or 'all 1,797'} digits delivered")
+                result = run_curate(options, task_runner=DaskTaskRunner(address=cluster.scheduler_address))
+                nights.append(result)
+                echo(describe(result))
+        finally:
+            cluster.close(timeout=120)
     last = nights[-1]["record"]
     sheet = os.path.join(out, "curated.png")
     if last.get("contact_sheet") and os.path.exists(last["contact_sheet"]):
