@@ -12,6 +12,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+# one Prefect test server and one Dask LocalCluster per session, for the flow tests of every folder
+pytest_plugins = ("tests.prefect_fixtures",)
+
 
 def _gpu_available() -> bool:
     try:

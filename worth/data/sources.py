@@ -123,7 +123,10 @@ class Source:
     def ref(self) -> Source | dict[str, Any]:
         """What to ship to a worker: a small ``{"spec", "options"}`` that :func:`resolve_source` loads again
         there, or the source itself when it lives only in memory (:func:`from_arrays`)."""
-        return {"spec": self.spec, "options": dict(self.options)} if self.reloadable else self
+        if not self.reloadable:
+            return self
+        # the fingerprint lets a long-lived process (a Dask worker, a nightly flow) see that the pool has grown
+        return {"spec": self.spec, "options": dict(self.options), "fingerprint": self.fingerprint()}
 
 
 # ---------------------------------------------------------------------------------------------- labels
@@ -540,4 +543,8 @@ def resolve_source(ref: Source | dict[str, Any]) -> Source:
         return ref
     options = ref.get("options", {})
     key = tuple(sorted((k, v if not isinstance(v, list) else tuple(v)) for k, v in options.items()))
-    return _cached(ref["spec"], key)
+    source = _cached(ref["spec"], key)
+    if ref.get("fingerprint") not in (None, source.fingerprint()):  # loaded before the pool changed: load again
+        _cached.cache_clear()
+        source = _cached(ref["spec"], key)
+    return source

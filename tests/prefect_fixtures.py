@@ -1,6 +1,7 @@
 """Session fixtures for flow tests: one Prefect test server, one real Dask LocalCluster (worker processes).
 
-Later flows (curation, the appraisal study) reuse these. Facts behind the choices (docs/stack.md):
+Registered for the whole suite by ``tests/conftest.py`` (``pytest_plugins``), so the flow tests of every folder
+(tests/flows, tests/curate, ...) share one server and one cluster per session. Facts behind the choices (docs/stack.md):
 * ``prefect_test_harness`` takes 14–18 s to come up, so there is one per session; its address is exported as
   ``PREFECT_API_URL`` before the cluster starts, so Dask worker processes report to it instead of each starting
   an ephemeral server of their own (the trap).

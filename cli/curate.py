@@ -1,0 +1,65 @@
+"""Commands of the nightly curation: ``curate`` (one night, the Prefect curate flow) and ``demo`` (two nights on digits)."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from cli.params import parse_params
+
+
+def curate_command(
+    source: str = typer.Argument(..., help="the pool: digits, mnist5k, fashion-mnist, an image folder, a file, hf:NAME"),
+    store: str = typer.Option(..., "--store", "-s", help="Zarr store of the pool (new items are appended)"),
+    k: int = typer.Option(50, "--k", min=1, help="items added tonight (at most)"),
+    budget: Optional[int] = typer.Option(None, "--budget", min=1, help="largest size of the curated set overall"),
+    objective: str = typer.Option("vendi", "--objective", "-o", help="objective the additions maximise"),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="objective parameter KEY=VALUE (repeat)"),
+    encoder: str = typer.Option("pixels", "--encoder", "-e", help="encoder of the store"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="only the first N items have arrived"),
+    curated: Optional[str] = typer.Option(None, "--curated", help="folder of the versions (default STORE.curated)"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri",
+                                               help="MLflow URI (default: $MLFLOW_TRACKING_URI, else STORE's folder/mlflow.db)"),
+    runner: str = typer.Option("dask", "--runner", help="dask (LocalCluster or --scheduler) or threads"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Dask worker processes"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of a running Dask scheduler"),
+    as_json: bool = typer.Option(False, "--json", help="print the night's record as JSON"),
+) -> None:
+    """Curate one night: embed new items, add the best of them to the curated set, train, log, publish a version."""
+    from flows.curate import CurateOptions, run_curate
+    from flows.demo import describe
+    from infra.dask import launch_target
+    from storage.curated import CurationConflict, CurationLocked
+
+    if runner == "inline":
+        raise typer.BadParameter("curation is a Prefect flow: use --runner dask or threads", param_hint="--runner")
+    try:
+        target = launch_target(runner, workers=workers, scheduler=scheduler)
+        options = CurateOptions(source=source, store=store, k=k, budget=budget, objective=objective,
+                                objective_params=parse_params(param, "--param"), encoder=encoder, limit=limit,
+                                curated=curated, tracking_uri=tracking_uri)
+        result = run_curate(options, **target)
+    except (ValueError, CurationLocked, CurationConflict, RuntimeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result["record"], indent=1, default=str) if as_json else describe(result))
+
+
+def demo_command(
+    out: str = typer.Option("demo", "--out", help="folder of the demo's store, databases and pictures"),
+    k: int = typer.Option(40, "--k", min=1, help="items added per night"),
+    workers: int = typer.Option(2, "--workers", min=1, help="Dask worker processes of the LocalCluster"),
+) -> None:
+    """Two nights of curation on digits (1,000 items, then 1,797): local Prefect, Dask, Zarr and MLflow."""
+    from flows.demo import prepare_environment, run_demo
+
+    prepare_environment(out)  # before anything imports Prefect
+    run_demo(out, k=k, workers=workers, echo=typer.echo)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to the ``worth`` app."""
+    app.command("curate")(curate_command)
+    app.command("demo")(demo_command)

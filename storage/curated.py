@@ -1,0 +1,307 @@
+"""Curated versions: the set a nightly curation keeps, one immutable JSON file per night, and a LATEST pointer.
+
+Layout (a local folder, by default ``<store>.curated`` beside the store — not inside it, because the first
+night takes the lock before the embed step creates the store, and Zarr refuses to create a store in a folder
+that holds anything)::
+
+    pool.zarr.curated/v0001.json     night 1: ids, store positions and classes of the curated set, the store's row count
+    pool.zarr.curated/v0002.json     night 2: yesterday's set plus tonight's additions (v0001.json is never touched)
+    pool.zarr.curated/LATEST         "2\\n": the version readers and the next night start from; replaced last
+    pool.zarr.curated/LOCK           present while a curate run works on this folder (who holds it: JSON)
+
+Why this shape:
+
+* A version is published in two steps: the file ``vNNNN.json`` appears with its full content or not at all
+  (written to a temporary file, flushed, then ``link(2)``-ed, which fails when the name exists — so a version is
+  never overwritten), then ``LATEST`` is replaced by an atomic rename. A process killed between the two leaves
+  an unreferenced version file; the next night starts from ``LATEST`` and writes past it.
+* Publishing is a compare-and-swap: :func:`publish` is told which version the night started from and refuses
+  (:class:`CurationConflict`) when ``LATEST`` moved meanwhile. Two runs that each hold the same yesterday cannot
+  both publish; the loser is told who won.
+* The lock (:func:`lock`) keeps a second run of the same curation from even starting its work: it is an
+  exclusive create of ``LOCK`` holding the owner's host, PID and process start time. A lock whose owner is a dead
+  process of this host (a kill -9, a crashed machine's restart) is stale and taken over; a live owner makes the
+  newcomer fail at once with :class:`CurationLocked`, naming the owner.
+
+The folder must be local (or a shared POSIX mount): ``link``, ``rename`` and PID checks are what make the
+guarantees. The store itself may be remote (``s3://``); give the curated folder as a local path then.
+This module knows nothing of ``worth`` or Prefect: the curate flow builds the records, this module keeps them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import socket
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import psutil
+
+from storage.store import _is_local, _local_path
+
+SCHEMA_VERSION = 1
+SUFFIX = ".curated"
+LATEST = "LATEST"
+LOCK = "LOCK"
+_VERSION_FILE = re.compile(r"^v(\d{4,})\.json$")
+#: Keys every version record carries (what a reader may rely on).
+REQUIRED = ("ids", "positions", "classes", "store_rows", "objective", "value", "accuracy", "flow_run_id",
+            "mlflow_run_id")
+
+
+class CurationConflict(RuntimeError):
+    """Another run published a version since this one started: this night's version is not written."""
+
+
+class CurationLocked(RuntimeError):
+    """Another live curate run holds the folder's lock."""
+
+
+def curated_dir(store_url: str, curated: str | None = None) -> str:
+    """The folder of curated versions: ``curated`` when given, else ``<store>.curated`` for a local store.
+
+    Raises
+    ------
+    ValueError
+        For a remote store (``s3://...``) without a local ``curated`` folder: the version protocol needs
+        ``link``/``rename``/PIDs of a local filesystem.
+    """
+    if curated:
+        if not _is_local(curated):
+            raise ValueError(f"curated={curated!r}: give a local folder (or a shared POSIX mount), not a URL")
+        return _local_path(curated)
+    if not _is_local(store_url):
+        raise ValueError(
+            f"store={store_url!r} is remote: give curated=LOCAL_FOLDER for the curated versions (they need atomic "
+            "link/rename of a local filesystem)"
+        )
+    return _local_path(store_url).rstrip("/") + SUFFIX
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def version_path(folder: str, version: int) -> str:
+    """Path of version ``version`` in ``folder``."""
+    return os.path.join(folder, f"v{int(version):04d}.json")
+
+
+def versions(folder: str) -> list[int]:
+    """Version numbers whose file exists (published or left unreferenced by a killed run), ascending."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(m.group(1)) for f in os.listdir(folder) if (m := _VERSION_FILE.match(f)))
+
+
+def latest_version(folder: str) -> int:
+    """The version ``LATEST`` points at (0: nothing published yet)."""
+    try:
+        with open(os.path.join(folder, LATEST), encoding="ascii") as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return 0
+    if not text.isdigit():
+        raise ValueError(f"{os.path.join(folder, LATEST)} holds {text!r}, not a version number: restore it from "
+                         "the newest vNNNN.json that a night finished (its number, one line)")
+    return int(text)
+
+
+def read_version(folder: str, version: int | None = None) -> dict[str, Any] | None:
+    """Version ``version`` (default: the one ``LATEST`` points at); None when nothing is published yet."""
+    version = latest_version(folder) if version is None else int(version)
+    if version == 0:
+        return None
+    path = version_path(folder, version)
+    try:
+        with open(path, "rb") as f:
+            record = json.loads(f.read())
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist but {os.path.join(folder, LATEST)} points at it: the folder was "
+                         "edited by hand; restore the file or point LATEST at an existing version") from None
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path} has schema version {record.get('schema_version')!r}; this worth reads "
+                         f"version {SCHEMA_VERSION}")
+    return record
+
+
+def _fsync_dir(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_temp(folder: str, name: str, data: bytes) -> str:
+    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
+
+
+def _create_exclusive(folder: str, name: str, data: bytes) -> None:
+    """Publish ``data`` as ``folder/name`` whole, or raise ``FileExistsError`` when the name is taken."""
+    tmp = _write_temp(folder, name, data)
+    try:
+        os.link(tmp, os.path.join(folder, name))
+    finally:
+        os.unlink(tmp)
+    _fsync_dir(folder)
+
+
+def publish(folder: str, record: Mapping[str, Any], *, expected_latest: int) -> dict[str, Any]:
+    """Write ``record`` as the version after ``expected_latest`` and point ``LATEST`` at it, last.
+
+    Parameters
+    ----------
+    folder : str
+        The curated folder (created when missing).
+    record : mapping
+        The night's record; it must hold every key of :data:`REQUIRED`. ``schema_version``, ``version``,
+        ``previous`` and ``created`` are set here.
+    expected_latest : int
+        The version the night started from (0 for the first night): the compare of the compare-and-swap.
+
+    Returns
+    -------
+    dict
+        The record as written.
+
+    Raises
+    ------
+    CurationConflict
+        ``LATEST`` is no longer ``expected_latest`` (another run published meanwhile), or another writer took
+        the version number first. Nothing is written then.
+    ValueError
+        A record missing required keys, or not plain JSON (NaN is refused).
+    """
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        raise ValueError(f"the curated record lacks {missing}: every version holds {list(REQUIRED)}")
+    os.makedirs(folder, exist_ok=True)
+    current = latest_version(folder)
+    if current != expected_latest:
+        raise CurationConflict(
+            f"{folder}: LATEST is v{current:04d} but this run started from v{expected_latest:04d}; another curate "
+            "run published meanwhile, so this run publishes nothing. Rerun to curate on top of the new version."
+        )
+    # the first number past LATEST and past any file a killed run left unreferenced: never overwrite
+    version = max([expected_latest, *versions(folder)]) + 1
+    out = {"schema_version": SCHEMA_VERSION, "version": version, "previous": expected_latest or None,
+           "created": now(), **record}
+    try:
+        data = (json.dumps(out, indent=1, allow_nan=False) + "\n").encode()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the curated record is not plain JSON ({exc}): convert arrays to lists, NaN to None")
+    try:
+        _create_exclusive(folder, os.path.basename(version_path(folder, version)), data)
+    except FileExistsError:
+        raise CurationConflict(f"{version_path(folder, version)} was created by another run while this one "
+                               "published; this run publishes nothing. Rerun to curate on top of it.") from None
+    if latest_version(folder) != expected_latest:  # the other writer's LATEST landed between our check and link
+        raise CurationConflict(f"{folder}: LATEST moved while v{version:04d} was written; that file stays "
+                               "unreferenced and the next night writes past it. Rerun.")
+    tmp = _write_temp(folder, LATEST, f"{version}\n".encode("ascii"))
+    os.replace(tmp, os.path.join(folder, LATEST))
+    _fsync_dir(folder)
+    return out
+
+
+def history(folder: str) -> list[dict[str, Any]]:
+    """Published versions from the first to ``LATEST``, following each record's ``previous`` link."""
+    out = []
+    record = read_version(folder)
+    while record is not None:
+        out.append(record)
+        record = read_version(folder, record["previous"]) if record.get("previous") else None
+    return out[::-1]
+
+
+# ------------------------------------------------------------------------------------------------ the lock
+def _process_started(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def read_lock(folder: str) -> dict[str, Any] | None:
+    """Who holds the lock (host, pid, started, owner, since), or None."""
+    try:
+        with open(os.path.join(folder, LOCK), "rb") as f:
+            return json.loads(f.read() or b"{}")
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError:
+        return {}
+
+
+def is_stale(holder: Mapping[str, Any]) -> bool:
+    """The lock's owner is gone: a process of this host that no longer runs (or a PID reused since)."""
+    if holder.get("host") != socket.gethostname():
+        return False  # another machine's process: we cannot tell, so we wait for it
+    started = _process_started(int(holder.get("pid", -1)))
+    return started is None or abs(started - float(holder.get("started") or 0)) > 1.0
+
+
+@contextlib.contextmanager
+def lock(folder: str, owner: str = "") -> Iterator[dict[str, Any]]:
+    """Hold the folder's exclusive lock for the ``with`` block; yields what was recorded in it.
+
+    Raises
+    ------
+    CurationLocked
+        Another live process holds it; the message names it and says how to clear a lock left by a dead
+        process of another machine.
+    """
+    os.makedirs(folder, exist_ok=True)
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_started(os.getpid()),
+          "owner": owner, "since": now(), "token": uuid.uuid4().hex}
+    data = json.dumps(me).encode()
+    for _ in range(3):
+        try:
+            _create_exclusive(folder, LOCK, data)
+            break
+        except FileExistsError:
+            holder = read_lock(folder)
+            if holder is None:
+                continue  # released between our create and our read
+            if holder and not is_stale(holder):
+                raise CurationLocked(
+                    f"{folder} is locked by another curate run ({holder.get('owner') or 'unnamed'}, pid "
+                    f"{holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}): two runs may not "
+                    f"curate the same set at once. Wait for it to finish; if that process is gone for good, delete "
+                    f"{os.path.join(folder, LOCK)}."
+                ) from None
+            _break_stale(folder, holder)
+    else:
+        raise CurationLocked(f"{folder}: could not take the lock after 3 tries (other runs keep taking it)")
+    try:
+        yield me
+    finally:
+        if (read_lock(folder) or {}).get("token") == me["token"]:
+            os.unlink(os.path.join(folder, LOCK))
+
+
+def _break_stale(folder: str, holder: Mapping[str, Any]) -> None:
+    """Move a stale lock aside; if what we moved was not the stale one (another run took over first), put it back."""
+    aside = os.path.join(folder, f".{LOCK}.stale.{uuid.uuid4().hex}")
+    try:
+        os.rename(os.path.join(folder, LOCK), aside)
+    except FileNotFoundError:
+        return
+    with open(aside, "rb") as f:
+        moved = json.loads(f.read() or b"{}")
+    if moved.get("token") != holder.get("token"):
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, os.path.join(folder, LOCK))
+    os.unlink(aside)
