@@ -234,6 +234,14 @@ def read_manifest(store_url: str, name: str, version: int | None = None, *,
     return manifest
 
 
+def manifest_path(store_url: str, name: str, version: int, *,
+                  storage_options: Mapping[str, Any] | None = None) -> str:
+    """Where version ``version`` of selection ``name`` lives (a local path, or the fsspec path in its bucket)."""
+    folder = _Folder(store_url, storage_options)
+    path = folder.path(check_name(name), f"v{int(version):04d}.json")
+    return path if folder.local else f"{store_url.split('://', 1)[0]}://{path.lstrip('/')}"
+
+
 def list_manifests(store_url: str, *, storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One summary per manifest of the store (name, version, key, regime, objective, k, value, created), by name
     then version."""
@@ -247,7 +255,7 @@ def list_manifests(store_url: str, *, storage_options: Mapping[str, Any] | None 
             out.append({"name": name, "version": version, "key": m.get("key"), "regime": m.get("regime"),
                         "objective": m.get("objective"), "k": len(m.get("picks", {}).get("ids", [])),
                         "value": m.get("value"), "created": m.get("created"),
-                        "path": folder.path(name, f"v{version:04d}.json")})
+                        "path": manifest_path(store_url, name, version, storage_options=storage_options)})
     return out
 
 
