@@ -43,7 +43,8 @@ def _select_input(input: str, k: Optional[int], objective: str, optimizer: str, 
             raise typer.Exit(2) from None
     idx, gains, values = (np.asarray(a) for a in (sel.indices, sel.gains, sel.values))
     if show:
-        table = Table(title=f"{sel.objective} {sel.params} — {sel.optimizer}/{sel.method}, n={X.shape[0]}, m={X.shape[1]}")
+        table = Table(title=f"{sel.objective} {sel.params} — {sel.optimizer}/{sel.method}, "
+                            f"n={X.shape[0]}, m={X.shape[1]}")
         for col in ("step", "index", "gain", "value"):
             table.add_column(col, justify="right")
         for step in range(min(show, k)):

@@ -32,14 +32,18 @@ def digits_store(digits_template, tmp_path):
     return url
 
 
-def manifest_files(url: str) -> dict[str, bytes]:
-    """Every file under the store's ``selections/`` folder: relative path → bytes."""
+def manifest_files(url: str, published: bool = False) -> dict[str, bytes]:
+    """Every file under the store's ``selections/`` folder (only ``NAME/vNNNN.json`` with ``published``):
+    relative path → bytes."""
     import os
+    import re
 
     root = os.path.join(url, "selections")
     out = {}
     for dirpath, _, files in os.walk(root):
         for f in files:
+            if published and not re.fullmatch(r"v\d{4,}\.json", f):
+                continue
             path = os.path.join(dirpath, f)
             out[os.path.relpath(path, root)] = open(path, "rb").read()
     return out
