@@ -135,6 +135,7 @@ def test_a_worker_killed_mid_map_does_not_rerun_finished_jobs(digits_store, dask
                 killed = (worker, pid, len(held[worker]))
             time.sleep(0.05)
         runner.join(timeout=300)
+        client.wait_for_workers(2, timeout=180)  # the nanny's replacement is up before other tests (or teardown) run
     assert killed is not None, "no worker held a finished job while others ran: the test could not kill one"
     assert "result" in box, "the flow did not finish after the worker was killed"
     states = _task_runs(box["result"]["flow_run_id"])
