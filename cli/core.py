@@ -1,18 +1,16 @@
-"""Commands that need only the core library: ``select --input`` (one process, no Prefect), ``score``, ``objectives``."""
+"""Commands that need only the core library: ``score`` and ``objectives`` (``select`` lives in :mod:`cli.select`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.params import load_matrix, parse_params
+from cli.params import load_matrix
 
 console = Console()
 
@@ -33,56 +31,6 @@ def objectives_cmd() -> None:
     console.print(table)
 
 
-def select_cmd(
-    input: str = typer.Option(..., "--input", "-i",
-                              help="Embeddings: a Zarr embedding store, a .npy file, a .npz with X (and y), or 'digits'."),
-    objective: str = typer.Option("vendi", help="Objective name (see `worth objectives`)."),
-    k: int = typer.Option(..., "--k", "-k", help="Number of items to select."),
-    optimizer: str = typer.Option("greedy", help="greedy, lazy or stochastic."),
-    method: str = typer.Option("auto", help="Gain method: auto, oracle, secular, secular-portable, closed-form."),
-    param: list[str] = typer.Option([], "--param", "-p", help="Objective parameter KEY=VALUE (repeatable)."),
-    normalize: bool = typer.Option(True, help="L2-normalise rows first."),
-    seed: Optional[int] = typer.Option(None, help="Seed of the stochastic optimiser."),
-    force: bool = typer.Option(False, help="Allow lazy greedy on a non-submodular objective."),
-    out: Optional[Path] = typer.Option(None, help="Write the selection as JSON here."),
-    show: int = typer.Option(25, help="Rows of the pick table to print (0: none)."),
-) -> None:
-    """Greedily select K items maximising OBJECTIVE; print the picks, gains and values."""
-    from worth import select
-
-    X, _ = load_matrix(input)
-    with Progress(TextColumn("[bold]selecting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("select", total=k)
-        try:
-            sel = select(X, k, objective, optimizer, method, normalize=normalize, seed=seed, force=force,
-                         progress=lambda step, total: bar.update(task, completed=step), **parse_params(param))
-        except ValueError as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(2) from None
-    idx, gains, values = (np.asarray(a) for a in (sel.indices, sel.gains, sel.values))
-    if show:
-        table = Table(title=f"{sel.objective} {sel.params} — {sel.optimizer}/{sel.method}, n={X.shape[0]}, m={X.shape[1]}")
-        for col in ("step", "index", "gain", "value"):
-            table.add_column(col, justify="right")
-        for step in range(min(show, k)):
-            table.add_row(str(step + 1), str(idx[step]), f"{gains[step]:.6g}", f"{values[step]:.6g}")
-        if k > show:
-            table.add_row("…", "…", "…", "…")
-            table.add_row(str(k), str(idx[-1]), f"{gains[-1]:.6g}", f"{values[-1]:.6g}")
-        console.print(table)
-    console.print(
-        f"selected {k} of {X.shape[0]}: {sel.objective} = {sel.value:.6g}; "
-        f"{sel.timings['evaluations']} gain evaluations in {sel.timings['total']:.2f} s"
-    )
-    if out:
-        out.write_text(json.dumps({
-            "objective": sel.objective, "params": sel.params, "optimizer": sel.optimizer, "method": sel.method,
-            "indices": idx.tolist(), "gains": gains.tolist(), "values": values.tolist(), "timings": sel.timings,
-        }, indent=2))
-        console.print(f"wrote {out}")
-
-
 def score_cmd(
     input: str = typer.Option(..., "--input", "-i", help="Embeddings: a .npy file, a .npz with X, or 'digits'."),
     indices: Path = typer.Option(..., help="A JSON selection (from `worth select --out`) or a .npy of indices."),
@@ -101,5 +49,4 @@ def score_cmd(
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the ``worth`` app."""
     app.command("objectives")(objectives_cmd)
-    app.command("select")(select_cmd)
     app.command("score")(score_cmd)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from cli import core, curate, services, store
+from cli import core, curate, select, services, store
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Appraise training data and select the subsets worth training on.",
 )
-for group in (core, store, curate):
+for group in (core, select, store, curate):
     group.register(app)
 app.add_typer(services.app, name="services")
 

@@ -346,6 +346,11 @@ class EmbeddingStore:
         done = self.chunks_done()
         return [c for c in range(self.n_chunks) if done[c] < self.chunk_bounds(c)[1] - self.chunk_bounds(c)[0]]
 
+    def finished_mask(self) -> np.ndarray:
+        """Boolean mask over the :attr:`n` rows: True where the row's embedding is final (per ``chunks_done``)."""
+        rows = np.arange(self.n, dtype=np.int64)
+        return rows % self.chunk_rows < np.repeat(self.chunks_done(), self.chunk_rows)[: self.n]
+
     @property
     def is_complete(self) -> bool:
         """True when every row of the store has its embedding."""
@@ -505,6 +510,33 @@ class EmbeddingStore:
         """Bytes the store occupies in its storage (all arrays, compressed, plus metadata)."""
         return int(sum(self._group[name].nbytes_stored() for name in
                        ("embeddings", "labels", "ids", "split", "chunks_done")))
+
+    # ------------------------------------------------------------------ per-item costs
+    def cost_names(self) -> list[str]:
+        """Names of the per-item cost arrays stored with the pool (see :meth:`write_costs`)."""
+        return sorted(self._group["costs"].array_keys()) if "costs" in self._group else []
+
+    def write_costs(self, name: str, values: Sequence[float]) -> None:
+        """Store one cost per row under ``costs/<name>`` (tokens, pixels, training steps): what a selection
+        budget is spent in. Replaces an earlier array of that name; single writer only."""
+        self._require_writable()
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (self.n,):
+            raise ValueError(f"costs {name!r} must hold one value per row: shape ({self.n},), got {values.shape}")
+        if not (np.isfinite(values).all() and (values > 0).all()):
+            raise ValueError(f"costs {name!r} must be positive and finite for every row")
+        group = self._group.require_group("costs")
+        arr = group.create_array(name, shape=(self.n,), chunks=(self.chunk_rows,), dtype="float64",
+                                 overwrite=True)
+        arr[:] = values
+
+    def costs(self, name: str, index=None) -> np.ndarray:
+        """The cost array ``name`` (all rows, or ``index``)."""
+        if name not in self.cost_names():
+            raise ValueError(f"store {self.url!r} has no cost array {name!r} (it has: {self.cost_names() or 'none'}); "
+                             "write one with EmbeddingStore.write_costs")
+        a = np.asarray(self._group["costs"][name][: self.n], dtype=np.float64)
+        return a if index is None else a[index]
 
     def class_counts(self) -> dict[int, int]:
         labels, counts = np.unique(self.labels(), return_counts=True)

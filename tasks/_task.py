@@ -65,6 +65,17 @@ class TaskRunCache(CachePolicy):
 TASK_RUN_CACHE = TaskRunCache()
 
 
+def worker_threads() -> int | None:
+    """Threads of the Dask worker running us (None outside Dask): torch and BLAS inside a task should use no more,
+    or two workers on two cores oversubscribe them."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().state.nthreads
+    except (ImportError, ValueError):
+        return None
+
+
 def worth_task(fn: Callable[..., Any], *, name: str, io: bool = True, cache: bool = True,
                task_run_name: str | None = None, retries: int = 2, retry_delay_seconds: float = 2) -> Task:
     """Wrap a library function as a project task.

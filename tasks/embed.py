@@ -13,19 +13,9 @@ from typing import Any
 
 from storage import embedding as _embedding
 from storage.store import EmbeddingStore
-from tasks._task import worth_task
+from tasks._task import worker_threads, worth_task
 from worth.data.encoders import resolve_encoder, set_torch_threads
 from worth.data.sources import resolve_source
-
-
-def _worker_threads() -> int | None:
-    """Threads of the Dask worker running us (None outside Dask): torch should use no more."""
-    try:
-        from distributed import get_worker
-
-        return get_worker().state.nthreads
-    except (ImportError, ValueError):
-        return None
 
 
 def _plan_store(url: str, source_ref: Any, encoder_ref: Any, chunk_rows: int, dtype: str, codec: str,
@@ -38,7 +28,7 @@ def _embed_shard(url: str, source_ref: Any, encoder_ref: Any, chunks: list[int],
                  storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     encoder = resolve_encoder(encoder_ref)
     if encoder.uses_torch:
-        set_torch_threads(_worker_threads())
+        set_torch_threads(worker_threads())
     return _embedding.embed_chunks(url, resolve_source(source_ref), encoder, chunks, storage_options=storage_options)
 
 

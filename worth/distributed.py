@@ -27,6 +27,55 @@ from .registry import entries
 from .validation import check_k, prepare_rows
 
 
+def partition(n: int, parts: int, seed: int | None = 0) -> list[np.ndarray]:
+    """GreeDi's random partition of ``range(n)`` into ``parts`` parts (sorted row indices each).
+
+    A seeded permutation split into near-equal parts: the same ``(n, parts, seed)`` gives the same parts on any
+    machine, which is how a distributed run (one task per part) reproduces :func:`distributed_greedy`.
+    """
+    if isinstance(parts, bool) or not isinstance(parts, (int, np.integer)) or parts < 1:
+        raise ValueError(f"parts={parts!r} must be a positive integer number of parts, e.g. parts=8.")
+    if parts > n:
+        raise ValueError(f"parts={parts} exceeds the number of rows ({n}); pass parts <= {n}.")
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(c) for c in np.array_split(order, parts)]
+
+
+def merge_parts(X, k: int, part_solutions: list, *, objective: str = "vendi", optimizer: str = "greedy",
+                seed: int | None = 0, normalize: bool = True, labels: Any = None, **options: Any) -> Selection:
+    """GreeDi's final round over the parts' solutions (indices into ``X``, one array per part).
+
+    The greedy over the union of the part solutions, with the whole of ``X`` as ground set (only the candidates
+    are restricted); when some part's own solution is worth more, the greedy over that part's picks instead.
+    ``info`` gets ``parts``, ``round`` (``"union"`` or ``"part"``) and ``part_values``. Arguments as in
+    :func:`distributed_greedy`.
+    """
+    xp = namespace(X)
+    X64 = prepare_rows(X, xp, normalize=normalize)
+    spec = entries().get(objective)
+    params = {key: v for key, v in options.items() if spec is not None and key in spec.defaults}
+    costs = options.pop("costs", None)
+    host_labels = None if labels is None else (to_numpy(labels) if hasattr(labels, "shape") else np.asarray(labels))
+    host_costs = None if costs is None else (to_numpy(costs) if hasattr(costs, "shape") else np.asarray(costs))
+    solutions = [np.asarray(p, dtype=np.int64) for p in part_solutions]
+
+    def on_pool(cands: np.ndarray) -> Selection:
+        """The greedy over ``cands`` with the whole pool as ground set (true gains and values)."""
+        kk = None if k is None else min(k, cands.size)
+        return select(X64, kk, objective, optimizer, normalize=False, seed=seed, labels=host_labels,
+                      costs=host_costs, candidates=np.sort(cands), **options)
+
+    result = on_pool(np.concatenate(solutions) if solutions else np.zeros(0, dtype=np.int64))
+    winner, part_values = "union", []
+    if len(solutions) > 1:
+        part_values = [score(X64, p, objective, normalize=False, labels=host_labels, **params) for p in solutions]
+        best = int(np.argmax(part_values))
+        if part_values[best] > result.value + 1e-12 * max(1.0, abs(result.value)):
+            result, winner = on_pool(solutions[best]), "part"
+    result.info.update(parts=len(solutions), round=winner, part_values=part_values)
+    return result
+
+
 def distributed_greedy(X, k: int, *, parts: int, objective: str = "vendi", optimizer: str = "greedy",
                        seed: int | None = 0, normalize: bool = True, labels: Any = None, **options: Any) -> Selection:
     """Select ``k`` rows of ``X`` by GreeDi over ``parts`` random parts (see the module docstring).
@@ -41,13 +90,13 @@ def distributed_greedy(X, k: int, *, parts: int, objective: str = "vendi", optim
         As in :func:`worth.select` (objective parameters, ``quotas``, ``costs``/``budget``, ``method``, ...).
         ``init=`` and ``target=`` are not supported here yet.
     seed : int or None
-        Seed of the random partition (and of the ``stochastic`` optimiser).
+        Seed of the random partition (:func:`partition`) and of the ``stochastic`` optimiser.
 
     Returns
     -------
     Selection
         Indices into ``X``; ``info`` adds ``parts``, ``round`` (``"union"`` or ``"part"``: which solution
-        won) and ``part_values``.
+        won) and ``part_values`` (see :func:`merge_parts`).
     """
     for bad in ("init", "target"):
         if options.get(bad) is not None:
@@ -56,17 +105,13 @@ def distributed_greedy(X, k: int, *, parts: int, objective: str = "vendi", optim
         raise ValueError(f"parts={parts!r} must be a positive integer number of parts, e.g. parts=8.")
     xp = namespace(X)
     X64 = prepare_rows(X, xp, normalize=normalize)
-    spec = entries().get(objective)
-    params = {key: v for key, v in options.items() if spec is not None and key in spec.defaults}
     n = X64.shape[0]
     if parts > n:
         raise ValueError(f"parts={parts} exceeds the number of rows ({n}); pass parts <= {n}.")
     if k is not None:
         check_k(k, n)
     t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    chunks = [np.sort(c) for c in np.array_split(order, parts)]
+    chunks = partition(n, parts, seed)
     costs = options.pop("costs", None)
     host_labels = None if labels is None else (to_numpy(labels) if hasattr(labels, "shape") else np.asarray(labels))
     host_costs = None if costs is None else (to_numpy(costs) if hasattr(costs, "shape") else np.asarray(costs))
@@ -77,28 +122,12 @@ def distributed_greedy(X, k: int, *, parts: int, objective: str = "vendi", optim
                       labels=None if host_labels is None else host_labels[rows],
                       costs=None if host_costs is None else host_costs[rows], **options)
 
-    union: list[int] = []
     part_solutions = []
     for rows in chunks:
         kk = None if k is None else min(k, rows.size)
         sel = run(rows, kk)
-        picked = rows[to_numpy(sel.indices).astype(np.int64)]
-        part_solutions.append(picked)
-        union.extend(picked.tolist())
-
-    def on_pool(cands: np.ndarray) -> Selection:
-        """The greedy over ``cands`` with the whole pool as ground set (true gains and values)."""
-        kk = None if k is None else min(k, cands.size)
-        return select(X64, kk, objective, optimizer, normalize=False, seed=seed, labels=host_labels,
-                      costs=host_costs, candidates=np.sort(cands), **options)
-
-    result = on_pool(np.asarray(union, dtype=np.int64))
-    winner, part_values = "union", []
-    if parts > 1:
-        part_values = [score(X64, p, objective, normalize=False, labels=host_labels, **params) for p in part_solutions]
-        best = int(np.argmax(part_values))
-        if part_values[best] > result.value + 1e-12 * max(1.0, abs(result.value)):
-            result, winner = on_pool(part_solutions[best]), "part"
+        part_solutions.append(rows[to_numpy(sel.indices).astype(np.int64)])
+    result = merge_parts(X64, k, part_solutions, objective=objective, optimizer=optimizer, seed=seed,
+                         normalize=False, labels=host_labels, costs=host_costs, **options)
     result.timings["total"] = time.perf_counter() - t0
-    result.info.update(parts=int(parts), round=winner, part_values=part_values)
     return result

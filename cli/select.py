@@ -1,0 +1,202 @@
+"""Commands of selection: ``select`` (one process with ``--input``, the select flow with ``--store``) and
+``selections`` (list a store's manifests, export one as sorted ids)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from cli.params import parse_params
+
+
+def _error(message: str) -> typer.Exit:
+    """One line on stderr, exit status 2 (bad input), no traceback."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _select_input(input: str, k: Optional[int], objective: str, optimizer: str, method: str, param: list[str],
+                  normalize: bool, seed: Optional[int], force: bool, out: Optional[Path], show: int) -> None:
+    """``--input``: the selection in this process, no Prefect (the table, the summary line, ``--out`` JSON)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from cli.core import console
+    from cli.params import load_matrix
+    from worth import select
+
+    if k is None:
+        raise typer.BadParameter("--k is required with --input (the number of items to select)", param_hint="--k")
+    X, _ = load_matrix(input)
+    with Progress(TextColumn("[bold]selecting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("select", total=k)
+        try:
+            sel = select(X, k, objective, optimizer, method, normalize=normalize, seed=seed, force=force,
+                         progress=lambda step, total: bar.update(task, completed=step), **parse_params(param))
+        except ValueError as err:
+            console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(2) from None
+    idx, gains, values = (np.asarray(a) for a in (sel.indices, sel.gains, sel.values))
+    if show:
+        table = Table(title=f"{sel.objective} {sel.params} — {sel.optimizer}/{sel.method}, "
+                            f"n={X.shape[0]}, m={X.shape[1]}")
+        for col in ("step", "index", "gain", "value"):
+            table.add_column(col, justify="right")
+        for step in range(min(show, k)):
+            table.add_row(str(step + 1), str(idx[step]), f"{gains[step]:.6g}", f"{values[step]:.6g}")
+        if k > show:
+            table.add_row("…", "…", "…", "…")
+            table.add_row(str(k), str(idx[-1]), f"{gains[-1]:.6g}", f"{values[-1]:.6g}")
+        console.print(table)
+    console.print(
+        f"selected {k} of {X.shape[0]}: {sel.objective} = {sel.value:.6g}; "
+        f"{sel.timings['evaluations']} gain evaluations in {sel.timings['total']:.2f} s"
+    )
+    if out:
+        out.write_text(json.dumps({
+            "objective": sel.objective, "params": sel.params, "optimizer": sel.optimizer, "method": sel.method,
+            "indices": idx.tolist(), "gains": gains.tolist(), "values": values.tolist(), "timings": sel.timings,
+        }, indent=2))
+        console.print(f"wrote {out}")
+
+
+def _quotas(text: Optional[str]):
+    """``--quotas 5`` (every class) or ``--quotas '{"0": 5, "3": 2}'``."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, bool) or not isinstance(value, (int, dict)):
+        raise typer.BadParameter(f"{text!r}: give one count for every class (5) or a JSON object {{\"0\": 5}}",
+                                 param_hint="--quotas")
+    return value
+
+
+def select_cmd(
+    input: Optional[str] = typer.Option(None, "--input", "-i", help="Embeddings: a Zarr embedding store, a .npy "
+                                        "file, a .npz with X (and y), or 'digits'. One process, no Prefect."),
+    store: Optional[str] = typer.Option(None, "--store", "-s", help="An embedding store (path or fsspec URL): run "
+                                        "the select flow and keep the result as a versioned manifest in it."),
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="--store: the selection's name (its manifests: "
+                                       "selections/NAME/vNNNN.json)."),
+    specs: Optional[Path] = typer.Option(None, "--specs", help="--store: a JSON list of selection specs (fields of "
+                                         "flows.select.SelectionSpec), all scheduled in one run; instead of --name."),
+    objective: str = typer.Option("vendi", help="Objective name (see `worth objectives`)."),
+    k: Optional[int] = typer.Option(None, "--k", "-k", help="Number of items to select."),
+    optimizer: str = typer.Option("greedy", help="greedy, lazy or stochastic."),
+    method: str = typer.Option("auto", help="Gain method: auto, oracle, secular, secular-portable, closed-form."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Objective parameter KEY=VALUE (repeatable)."),
+    normalize: bool = typer.Option(True, help="--input: L2-normalise rows first."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the stochastic optimiser (--store: and of the sharded "
+                                       "partition; default 0)."),
+    force: bool = typer.Option(False, help="--input: allow lazy greedy on a non-submodular objective."),
+    out: Optional[Path] = typer.Option(None, help="--input: write the selection as JSON here."),
+    show: int = typer.Option(25, help="--input: rows of the pick table to print (0: none)."),
+    regime: str = typer.Option("fixed", help="--store: fixed, balanced, per-class or sharded."),
+    parts: Optional[int] = typer.Option(None, "--parts", help="--store: GreeDi parts of the sharded regime."),
+    quotas: Optional[str] = typer.Option(None, "--quotas", help="--store: picks per class: N, or JSON {label: N}."),
+    budget: Optional[float] = typer.Option(None, "--budget", help="--store: total cost the picks may spend."),
+    costs: Optional[str] = typer.Option(None, "--costs", help="--store: name of the store's cost array."),
+    split: str = typer.Option("train", "--split", help="--store: select among this split's rows ('all': every row)."),
+    init: Optional[str] = typer.Option(None, "--init", help="--store: condition on a manifest NAME[@vN]."),
+    target: Optional[str] = typer.Option(None, "--target", help="--store: a .npy of query embeddings (mutual "
+                                         "information with them)."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="--store: select among the finished rows of "
+                                       "a store still being written."),
+    storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help="fsspec option KEY=VALUE."),
+    runner: str = typer.Option("dask", "--runner", help="--store: dask (a LocalCluster, or --scheduler), threads "
+                               "(Prefect, jobs in this process), or inline (no Prefect)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Dask worker processes; threads: jobs at "
+                                          "once."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler."),
+) -> None:
+    """Greedily select items maximising OBJECTIVE: --input FILE in this process, or --store S --name N through the
+    select flow (a versioned manifest in the store)."""
+    if (input is None) == (store is None):
+        raise _error("give exactly one of --input FILE (one process) or --store STORE (the select flow)")
+    if input is not None:
+        _select_input(input, k, objective, optimizer, method, param, normalize, seed, force, out, show)
+        return
+    from pydantic import ValidationError
+
+    from infra.dask import launch_target
+
+    if (name is None) == (specs is None):
+        raise _error("with --store give exactly one of --name NAME (one selection) or --specs FILE (a JSON list)")
+    try:
+        target_kw = launch_target(runner, workers=workers, scheduler=scheduler)
+        from flows.select import SelectionSpec, SelectOptions
+
+        if specs is not None:
+            spec_list = [SelectionSpec.model_validate(s) for s in json.loads(specs.read_text())]
+        else:
+            spec_list = [SelectionSpec(name=name, objective=objective, params=parse_params(param), k=k,
+                                       budget=budget, costs=costs, optimizer=optimizer, method=method,
+                                       seed=0 if seed is None else seed, split=None if split == "all" else split,
+                                       init=init, target=target, regime=regime, parts=parts,
+                                       quotas=_quotas(quotas))]
+        options = SelectOptions(store=store, storage_options=parse_params(storage_option, "--storage-option"),
+                                selections=spec_list, allow_partial=allow_partial)
+        if runner == "inline":
+            from flows.select import select_inline
+
+            result = select_inline(options)
+        else:
+            from flows.select import run_select
+
+            result = run_select(options, **target_kw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise _error(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
+        raise _error(str(exc).splitlines()[0]) from None
+    for e in result["manifests"]:
+        how = "wrote" if e["status"] == "written" else "exists (same job key, skipped):"
+        typer.echo(f"{e['name']} v{e['version']}: {how} {e['path']}  ({e['regime']}, {e['objective']} = "
+                   f"{e['value']:.6g}, k = {e['k']})")
+
+
+def selections_cmd(
+    store: str = typer.Option(..., "--store", "-s", help="The embedding store (path or fsspec URL)."),
+    export: Optional[str] = typer.Option(None, "--export", help="Write the sorted ids of manifest NAME[@vN]."),
+    format: Optional[str] = typer.Option(None, "--format", help="npy or txt (default: the suffix of --out)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where --export writes the ids."),
+    storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help="fsspec option KEY=VALUE."),
+) -> None:
+    """List the selection manifests of a store (name, version, objective, k, value, created), or export one."""
+    from storage import manifest as mf
+
+    so = parse_params(storage_option, "--storage-option") or None
+    try:
+        if export is not None:
+            if out is None:
+                raise ValueError("--export needs --out FILE (the ids file to write)")
+            man = mf.read_manifest(store, export, storage_options=so)
+            path = mf.export_ids(man, str(out), format)
+            typer.echo(f"wrote {len(man['picks']['ids'])} ids of {man['name']}@v{man['version']} to {path}")
+            return
+        rows = mf.list_manifests(store, storage_options=so)
+    except (ValueError, FileNotFoundError) as exc:
+        raise _error(str(exc).splitlines()[0]) from None
+    if not rows:
+        typer.echo(f"no selections in {store} yet: make one with `worth select --store {store} --name NAME --k K`")
+        return
+    header = ("name", "version", "regime", "objective", "k", "value", "created")
+    table = [header] + [(r["name"], f"v{r['version']}", str(r["regime"]), str(r["objective"]), str(r["k"]),
+                         f"{r['value']:.6g}" if r["value"] is not None else "-", str(r["created"])) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to the ``worth`` app."""
+    app.command("select")(select_cmd)
+    app.command("selections")(selections_cmd)

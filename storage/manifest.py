@@ -1,0 +1,289 @@
+"""Selection manifests: what a selection picked, kept with the embedding store, versioned, never overwritten.
+
+Layout (beside the Zarr arrays, inside the store's folder or prefix)::
+
+    <store>/selections/<NAME>/v0001.json
+    <store>/selections/<NAME>/v0002.json      a later selection of the same name (other data, k, params ...)
+
+A manifest is plain JSON (schema in ``docs/manifests.md``, :data:`SCHEMA_VERSION`): readable with nothing but a
+JSON parser, which is how training jobs consume it (DataComp hands subsets to training as id lists;
+:func:`export_ids` writes exactly that). The picks are JSON lists too: at ImageNet scale (128,117 picks) a
+manifest is about 10 MB, so no sibling array files are needed.
+
+Writes are atomic and exclusive:
+
+* local paths: the JSON goes to a temporary file in the same folder, is flushed to disk, and is published with
+  ``link(2)``. Like ``open(O_CREAT | O_EXCL)`` the link fails when the name exists, but unlike an exclusive create
+  followed by writes, a reader never sees a half-written file: the name appears with its full content or not at
+  all. A process killed before the link leaves only a hidden temporary file, which readers ignore.
+* fsspec URLs (``s3://``, ``gs://``, ``memory://``): the JSON is written in one ``put`` with mode ``"xb"``
+  (exclusive create; on S3 a conditional ``If-None-Match`` write, so a whole object appears or none). A
+  filesystem that refuses mode ``"x"`` gets a temporary key, a check that the version is still free, and a move:
+  there a window between the check and the move remains, so keep one writer per store (the select flow writes
+  every manifest from its own process).
+
+A writer that finds its version taken (another run won the race) writes the next version instead: nothing is
+ever overwritten. Manifest names must be safe path components (:func:`check_name`).
+
+This module knows nothing of ``worth`` or Prefect: the select flow builds the record, this module keeps it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from storage.store import EmbeddingStore, _is_local, _local_path
+
+SCHEMA_VERSION = 1
+SELECTIONS = "selections"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_VERSION_FILE = re.compile(r"^v(\d{4,})\.json$")
+EXPORT_FORMATS = ("npy", "txt")
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second (the manifests' ``created``)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def check_name(name: Any) -> str:
+    """Return ``name`` if it is a safe selection name, else raise ``ValueError`` saying what is allowed.
+
+    A name becomes a folder of the store, so it must be one path component: letters, digits, ``.``, ``_`` and
+    ``-``, starting with a letter or digit, at most 128 characters (no ``/``, no ``..``, no spaces).
+    """
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise ValueError(
+            f"selection name {name!r} is not a safe path component: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit (e.g. 'vendi-k500'), at most 128 characters"
+        )
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``"NAME"`` → ``(NAME, None)`` (the latest version); ``"NAME@v3"`` or ``"NAME@3"`` → ``(NAME, 3)``."""
+    name, sep, version = str(ref).partition("@")
+    check_name(name)
+    if not sep:
+        return name, None
+    digits = version[1:] if version[:1] in ("v", "V") else version
+    if not digits.isdigit() or int(digits) < 1:
+        raise ValueError(f"manifest reference {ref!r}: write NAME or NAME@vN with a version N >= 1, e.g. {name}@v2")
+    return name, int(digits)
+
+
+def store_fingerprint(store: EmbeddingStore) -> str:
+    """A digest of what a selection over ``store`` depends on: its identity, size and finished rows.
+
+    Hashes the attributes fixed at creation (schema, dimension, dtype, chunk size, codec, normalisation, encoder
+    identity, source, classes, creation time), the row count ``n`` and the completed-chunk record. Appending
+    items or finishing chunks changes it; listing or writing manifests does not. Rows are not read, so it costs
+    one small read even for a store of millions of rows.
+    """
+    meta = store.attrs
+    fixed = {k: meta.get(k) for k in ("schema_version", "dim", "dtype", "chunk_rows", "codec", "normalize",
+                                      "encoder", "source", "classes", "created_at")}
+    h = hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode())
+    h.update(f"n={store.n}".encode())
+    h.update(np.ascontiguousarray(store.chunks_done(), dtype="<i8").tobytes())
+    return "sha256:" + h.hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------------------------- file access
+class _Folder:
+    """The ``selections/`` folder of one store, local or fsspec, with the few operations manifests need."""
+
+    def __init__(self, store_url: str, storage_options: Mapping[str, Any] | None = None):
+        if not isinstance(store_url, str) or not store_url:
+            raise ValueError(f"store={store_url!r}: give the store's local path or fsspec URL")
+        self.local = _is_local(store_url)
+        if self.local:
+            if storage_options:
+                raise ValueError("storage_options only apply to fsspec URLs (s3://...), not to a local store path")
+            self.fs = None
+            self.root = os.path.join(_local_path(store_url), SELECTIONS)
+        else:
+            import fsspec
+
+            self.fs, path = fsspec.core.url_to_fs(store_url, **dict(storage_options or {}))
+            self.root = path.rstrip("/") + "/" + SELECTIONS
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts) if self.local else "/".join((self.root, *parts))
+
+    def listdir(self, path: str) -> list[str]:
+        if self.local:
+            return sorted(os.listdir(path)) if os.path.isdir(path) else []
+        if not self.fs.exists(path):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False))
+
+    def read(self, path: str) -> bytes:
+        if self.local:
+            with open(path, "rb") as f:
+                return f.read()
+        return self.fs.cat_file(path)
+
+    def versions(self, name: str) -> list[int]:
+        return sorted(int(m.group(1)) for f in self.listdir(self.path(name)) if (m := _VERSION_FILE.match(f)))
+
+    def create_exclusive(self, path: str, data: bytes) -> None:
+        """Publish ``data`` at ``path`` atomically; ``FileExistsError`` if something is there already."""
+        if self.local:
+            folder = os.path.dirname(path)
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)  # fails with EEXIST, like O_EXCL, and publishes the full content at once
+            finally:
+                os.unlink(tmp)
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return
+        try:
+            with self.fs.open(path, "xb") as f:
+                f.write(data)
+        except (ValueError, NotImplementedError):  # this filesystem has no exclusive create: temp key + move
+            tmp = f"{path.rsplit('/', 1)[0]}/.{path.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
+            self.fs.pipe_file(tmp, data)
+            try:
+                if self.fs.exists(path):
+                    raise FileExistsError(path) from None
+                self.fs.mv(tmp, path)
+            finally:
+                if self.fs.exists(tmp):
+                    self.fs.rm_file(tmp)
+
+
+def _encode(record: Mapping[str, Any]) -> bytes:
+    return (json.dumps(record, indent=1, sort_keys=False, allow_nan=False) + "\n").encode()
+
+
+# --------------------------------------------------------------------------------------------- public API
+def write_manifest(store_url: str, name: str, record: Mapping[str, Any], *,
+                   storage_options: Mapping[str, Any] | None = None, max_tries: int = 100) -> dict[str, Any]:
+    """Write ``record`` as the next version of selection ``name``; return the manifest as written.
+
+    ``name``, ``version`` and ``schema_version`` are set here (the version is the first free one, so a run that
+    loses a race to another writer takes the next). Existing versions are never touched.
+
+    Raises
+    ------
+    ValueError
+        On an unsafe name, or a record that is not JSON (NaN and infinities are refused: ``null`` them first).
+    """
+    check_name(name)
+    folder = _Folder(store_url, storage_options)
+    version = (folder.versions(name) or [0])[-1] + 1
+    for _ in range(max_tries):
+        out = {"schema_version": SCHEMA_VERSION, "name": name, "version": version, **record}
+        try:
+            data = _encode(out)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"manifest {name!r} is not plain JSON ({exc}): convert arrays to lists, NaN to None")
+        try:
+            folder.create_exclusive(folder.path(name, f"v{version:04d}.json"), data)
+        except FileExistsError:
+            version += 1
+            continue
+        return out
+    raise RuntimeError(f"could not find a free version of {name!r} after {max_tries} tries: too many writers")
+
+
+def read_manifest(store_url: str, name: str, version: int | None = None, *,
+                  storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest ``name`` at ``version`` (default: the latest). ``name`` may be ``NAME@vN``."""
+    ref_name, ref_version = parse_ref(name)
+    if ref_version is not None and version is not None and ref_version != version:
+        raise ValueError(f"name={name!r} and version={version} disagree: give the version once")
+    version = version if version is not None else ref_version
+    folder = _Folder(store_url, storage_options)
+    versions = folder.versions(ref_name)
+    if not versions:
+        known = ", ".join(sorted({m["name"] for m in list_manifests(store_url, storage_options=storage_options)}))
+        raise ValueError(
+            f"no selection named {ref_name!r} in {store_url!r} (selections there: {known or 'none'}); "
+            "list them with `worth selections --store STORE`"
+        )
+    if version is None:
+        version = versions[-1]
+    elif version not in versions:
+        raise ValueError(f"selection {ref_name!r} has versions {versions}, not {version}: pick one of them")
+    manifest = json.loads(folder.read(folder.path(ref_name, f"v{version:04d}.json")))
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(
+            f"manifest {ref_name}@v{version} has schema version {manifest.get('schema_version')!r}; this worth "
+            f"reads version {SCHEMA_VERSION}"
+        )
+    return manifest
+
+
+def manifest_path(store_url: str, name: str, version: int, *,
+                  storage_options: Mapping[str, Any] | None = None) -> str:
+    """Where version ``version`` of selection ``name`` lives (a local path, or the fsspec path in its bucket)."""
+    folder = _Folder(store_url, storage_options)
+    path = folder.path(check_name(name), f"v{int(version):04d}.json")
+    return path if folder.local else f"{store_url.split('://', 1)[0]}://{path.lstrip('/')}"
+
+
+def list_manifests(store_url: str, *, storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One summary per manifest of the store (name, version, key, regime, objective, k, value, created), by name
+    then version."""
+    folder = _Folder(store_url, storage_options)
+    out = []
+    for name in folder.listdir(folder.root):
+        if not _NAME.match(name):
+            continue
+        for version in folder.versions(name):
+            m = json.loads(folder.read(folder.path(name, f"v{version:04d}.json")))
+            out.append({"name": name, "version": version, "key": m.get("key"), "regime": m.get("regime"),
+                        "objective": m.get("objective"), "k": len(m.get("picks", {}).get("ids", [])),
+                        "value": m.get("value"), "created": m.get("created"),
+                        "path": manifest_path(store_url, name, version, storage_options=storage_options)})
+    return out
+
+
+def find_by_key(store_url: str, key: str, *, storage_options: Mapping[str, Any] | None = None) -> dict | None:
+    """The latest manifest whose job key is ``key`` (any name), or None: how a rerun finds finished jobs."""
+    hits = [m for m in list_manifests(store_url, storage_options=storage_options) if m["key"] == key]
+    if not hits:
+        return None
+    last = max(hits, key=lambda m: (m["created"] or "", m["name"], m["version"]))
+    return read_manifest(store_url, last["name"], last["version"], storage_options=storage_options)
+
+
+def sorted_ids(manifest: Mapping[str, Any]) -> list[str]:
+    """The picked item ids of a manifest, sorted (the order carries no meaning for training)."""
+    return sorted(str(i) for i in manifest["picks"]["ids"])
+
+
+def export_ids(manifest: Mapping[str, Any], path: str, fmt: str | None = None) -> str:
+    """Write the manifest's sorted ids to ``path``: ``npy`` (a NumPy array of str, no pickle) or ``txt`` (one
+    per line). ``fmt`` defaults to the file's suffix. Returns the path written."""
+    fmt = fmt or os.path.splitext(str(path))[1].lstrip(".")
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format={fmt!r}: choose one of {', '.join(EXPORT_FORMATS)} (or name the file .npy/.txt)")
+    ids = sorted_ids(manifest)
+    if fmt == "npy":
+        with open(path, "wb") as f:  # np.save on a path would append .npy to any other suffix
+            np.save(f, np.asarray(ids, dtype=str), allow_pickle=False)
+    else:
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(f"{i}\n" for i in ids)
+    return str(path)
