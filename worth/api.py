@@ -93,6 +93,7 @@ def select(
     init: Any = None,
     target: Any = None,
     candidates: Any = None,
+    evaluation: str = "auto",
     **params: Any,
 ) -> Selection:
     """Greedily select ``k`` rows of ``X`` that maximise an objective, under the regime's constraints.
@@ -113,10 +114,10 @@ def select(
         ``block_size=``, ``precision=``; scaling law: ``b=``, ``alpha=``, ``offset=``, ``per_class=``).
     optimizer : {"greedy", "lazy", "stochastic"}
         ``lazy`` is exact only for submodular objectives and is refused for the others unless ``force=True``.
-        ``greedy`` on ``vendi`` (``q ≤ 1``) over rows of equal norm evaluates lazily on a submodular key with
-        the same picks (:mod:`worth.statkey`; ``Selection.info["evaluation"]`` says so).
+        ``greedy`` makes the picks of naive greedy, but evaluates lazily wherever that is exact (see
+        ``evaluation``).
     method : {"auto", "oracle", "secular", "secular-portable", "closed-form", "quadrature", "sherman-morrison"}
-        How marginal gains are computed (see :mod:`worth.gains`): the root methods are exact to rounding,
+        How marginal gains are computed (see :mod:`worth.spectral.state`): the root methods are exact to rounding,
         the quadrature routes to ``rtol``. ``auto``: closed form for ``logdet``, Sherman–Morrison where the
         quadrature rule represents the objective, exact roots otherwise. Spectral objectives only: facility
         location reports ``"dense"`` or ``"knn"`` (set by ``neighbors=``), the scaling law ``"counts"``.
@@ -152,6 +153,18 @@ def select(
         Only these rows may be picked; the objective is still that of the whole pool (facility location
         covers every row). GreeDi's final round (:func:`worth.distributed_greedy`) runs this way.
 
+    evaluation : {"auto", "full"}
+        How ``optimizer="greedy"`` evaluates gains. ``"auto"``: lazily wherever that makes naive greedy's
+        picks — on every objective whose registry entry is submodular (conditioned on ``init=`` too, and the
+        mutual information of facility location with ``target=``; not the mutual information of a spectral
+        objective, which is not submodular in general), and on ``vendi`` (``q ≤ 1``) over rows of equal norm
+        through the entropy key (:mod:`worth.spectral.statkey`; not under a knapsack); every candidate at
+        every step otherwise. ``"full"``: every feasible candidate at every step (the reference the tests
+        compare with). ``Selection.info["evaluation"]`` says which ran: ``"lazy"``, ``"lazy-key"``,
+        ``"full"``, ``"lazy-forced"`` (``optimizer="lazy", force=True`` on a non-submodular objective: not
+        exact) or ``"sampled"`` (stochastic). ``method="auto"`` resolves for the evaluation that runs
+        (projected quadrature when lazy, Sherman–Morrison when full), so near-ties within ``rtol`` may be
+        broken differently than by ``"full"``; with an exact method the picks are identical.
     Returns
     -------
     Selection
@@ -166,6 +179,13 @@ def select(
             "(stale gains are not upper bounds, so it can silently diverge from greedy); "
             "pass optimizer='greedy', or force=True to run it anyway."
         )
+    if evaluation not in EVALUATIONS:
+        raise ValueError(
+            f"evaluation={evaluation!r} is unknown; pass 'auto' (lazy wherever it gives greedy's picks) or "
+            "'full' (every candidate at every step)."
+        )
+    if evaluation == "full" and optimizer != "greedy":
+        raise ValueError(f"evaluation='full' applies to optimizer='greedy', not {optimizer!r}; drop evaluation=.")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive integer, e.g. batch_size=1024.")
     xp = namespace(X)
@@ -174,14 +194,9 @@ def select(
     regime = Regime(X64, xp, k, obj, normalize=normalize, labels=labels, quotas=quotas, costs=costs,
                     budget=budget, init=init, target=target, candidates=candidates)
     k = regime.k
-    # Greedy on the Vendi Score (q ≤ 1) over equal-norm rows: exact with lazy evaluations (worth.statkey);
-    # with init= too (the conditioned state's gains are the state's). Not under a knapsack: cost-benefit
-    # ratios are not invariant under a monotone transform of the gains.
-    sign = None
-    if optimizer == "greedy" and target is None and costs is None:
-        sign = key_sign(obj, to_numpy(row_norms2(X64, xp)))
+    evaluation, sign = _evaluation(evaluation, optimizer, obj, target, costs, X64, xp)
     if isinstance(obj, SpectralObjective):
-        resolved = resolve_method(method, obj, xp, "lazy" if sign else optimizer)
+        resolved = resolve_method(method, obj, xp, "lazy" if evaluation.startswith("lazy") else optimizer)
     else:
         if method != "auto":
             raise ValueError(
@@ -207,18 +222,17 @@ def select(
         regime.rows = None
         del X64
     base = model.base if hasattr(model, "base") else None
-    run = OPTIMIZERS[optimizer]
+    run = OPTIMIZERS["lazy" if evaluation.startswith("lazy") else optimizer]
     if sign is not None:
-        model, run = StatisticKey(model, state, sign), OPTIMIZERS["lazy"]
+        model = StatisticKey(model, state, sign)
     trace, singleton = run_constrained(run, model, k, available=regime.available,
                                        constraint=regime.constraint, progress=progress, epsilon=epsilon,
                                        seed=seed)
     total = time.perf_counter() - t0
-    info = {"init_value": base, "init": int(regime.init.size)}
+    info = {"init_value": base, "init": int(regime.init.size), "evaluation": evaluation}
     if isinstance(model, StatisticKey):
         # The optimiser saw keys; the gains are the objective's own (differences of its values, f(∅) = 0).
         trace.gains = list(np.diff(np.asarray(trace.values, dtype=np.float64), prepend=0.0))
-        info["evaluation"] = "lazy on the statistic's key (exact greedy: equal-norm rows; see worth.statkey)"
     if regime.constraint is not None:
         info.update(regime.constraint.summary(trace.indices), singleton=singleton)
     return Selection(
@@ -239,6 +253,32 @@ def select(
         else {},
         info=info,
     )
+
+
+EVALUATIONS = ("auto", "full")
+
+
+def _evaluation(evaluation: str, optimizer: str, obj, target, costs, X64, xp) -> tuple[str, int | None]:
+    """The evaluation the run uses (see :func:`select`'s ``evaluation``) and the statistic key's sign, if any.
+
+    Lazy evaluation makes naive greedy's picks when stale gains are upper bounds of fresh ones: on a
+    submodular objective (a knapsack's gain per cost stays one), or on keys that order the candidates like
+    the gains and never grow (:mod:`worth.spectral.statkey`). The tie rule is the same in both optimisers.
+    """
+    if optimizer == "stochastic":
+        return "sampled", None
+    exact = is_submodular(obj, target)
+    if optimizer == "lazy":
+        return ("lazy" if exact else "lazy-forced"), None
+    if evaluation == "full":
+        return "full", None
+    if exact:
+        return "lazy", None
+    if target is None and costs is None:  # cost ratios are not invariant under a monotone map of the gains
+        sign = key_sign(obj, to_numpy(row_norms2(X64, xp)))
+        if sign is not None:
+            return "lazy-key", sign
+    return "full", None
 
 
 def score(X, indices, objective: str = "vendi", *, normalize: bool = True, labels: Any = None, init: Any = None,
