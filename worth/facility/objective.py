@@ -62,6 +62,7 @@ import numpy as np
 
 from .._array import is_numpy, to_numpy
 from ..objectives import Objective
+from ..optimizers import State
 from .knn import knn_graph
 from .pool import one_blas_thread
 from .similarity import _RBF, BLOCK_ELEMENTS, _column
@@ -121,7 +122,7 @@ class FacilityLocation(Objective):
         return state.value
 
 
-class FacilityState:
+class FacilityState(State):
     """Greedy state of facility location over the rows of ``X`` (ground set = candidates = every row).
 
     Parameters
