@@ -8,17 +8,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._array import device, from_numpy, namespace, row_norms2, to_numpy
+from ._array import from_numpy, namespace, to_numpy
+from .conditional import MutualInformation
 from .constraints import run_constrained
-from .spectral.methods import resolve_method
-from .spectral.state import SpectralState
 from .objectives import SpectralObjective
+from .optimizers import OPTIMIZERS, check_epsilon
+from .regime import Regime, conditional_value, floor_bound, is_submodular, state_factory
 from .registry import get_objective
-from .optimizers import OPTIMIZERS
-from .regime import Regime, conditional_value, is_submodular
+from .spectral.methods import resolve_method
 from .spectral.statkey import StatisticKey, key_sign
-from .validation import check_indices, prepare_rows
-
+from .threads import pick_phase, run_threads
+from .validation import (check_count, check_in_memory, check_indices, check_unit_norms,
+                         prepare_rows)
 
 @dataclass
 class Selection:
@@ -46,7 +47,10 @@ class Selection:
         ``error_bound``; absolute for ``t log t`` objectives, ``error_bound_abs``), steps that fell back to
         exact roots, Sherman–Morrison steps and their measured drift; for dense facility location on NumPy
         the cost drivers of its maintained gains (``list_length``, ``unsettled_rows``, ``pairs_on_demand``
-        against ``pairs_first_pass``; see :mod:`worth.facility.lists`).
+        against ``pairs_first_pass``; see :mod:`worth.facility.lists`). Spectral objectives: ``floor_bound_abs``,
+        how far the last value may lie from the exact one because eigenvalues below
+        ``64·m·ε·λ_max`` count as 0 (``select`` and ``score`` share that floor; large where ``φ'`` is
+        unbounded at 0 and ``C_S`` has eigenvalues near it; :func:`worth.regime.floor_bound`).
     info : dict
         The regime: ``init`` (rows conditioned on) and ``init_value`` (``f(A)``; ``values`` and ``gains`` are
         relative to it); with constraints ``class_counts``, ``budget``, ``spent`` and ``singleton`` (True
@@ -95,6 +99,8 @@ def select(
     init: Any = None,
     target: Any = None,
     candidates: Any = None,
+    evaluation: str = "auto",
+    threads: int | None = None,
     **params: Any,
 ) -> Selection:
     """Greedily select ``k`` rows of ``X`` that maximise an objective, under the regime's constraints.
@@ -115,10 +121,10 @@ def select(
         ``block_size=``, ``precision=``; scaling law: ``b=``, ``alpha=``, ``offset=``, ``per_class=``).
     optimizer : {"greedy", "lazy", "stochastic"}
         ``lazy`` is exact only for submodular objectives and is refused for the others unless ``force=True``.
-        ``greedy`` on ``vendi`` (``q ≤ 1``) over rows of equal norm evaluates lazily on a submodular key with
-        the same picks (:mod:`worth.statkey`; ``Selection.info["evaluation"]`` says so).
+        ``greedy`` makes the picks of naive greedy, but evaluates lazily wherever that is exact (see
+        ``evaluation``).
     method : {"auto", "oracle", "secular", "secular-portable", "closed-form", "quadrature", "sherman-morrison"}
-        How marginal gains are computed (see :mod:`worth.gains`): the root methods are exact to rounding,
+        How marginal gains are computed (see :mod:`worth.spectral.state`): the root methods are exact to rounding,
         the quadrature routes to ``rtol``. ``auto``: closed form for ``logdet``, Sherman–Morrison where the
         quadrature rule represents the objective, exact roots otherwise. Spectral objectives only: facility
         location reports ``"dense"`` or ``"knn"`` (set by ``neighbors=``), the scaling law ``"counts"``.
@@ -153,76 +159,63 @@ def select(
     candidates : indices, optional
         Only these rows may be picked; the objective is still that of the whole pool (facility location
         covers every row). GreeDi's final round (:func:`worth.distributed_greedy`) runs this way.
-
+    evaluation : {"auto", "full"}
+        How ``optimizer="greedy"`` evaluates gains. ``"auto"``: lazily wherever that makes naive greedy's
+        picks — on every objective whose registry entry is submodular (conditioned on ``init=`` too, and the
+        mutual information of facility location with ``target=``; not the mutual information of a spectral
+        objective, which is not submodular in general), and on ``vendi`` (``q ≤ 1``) over rows of equal norm
+        through the entropy key (:mod:`worth.spectral.statkey`; not under a knapsack); every candidate at
+        every step otherwise. ``"full"``: every feasible candidate at every step (the reference the tests
+        compare with). ``Selection.info["evaluation"]`` says which ran: ``"lazy"``, ``"lazy-key"``,
+        ``"full"``, ``"lazy-forced"`` (``optimizer="lazy", force=True`` on a non-submodular objective: not
+        exact) or ``"sampled"`` (stochastic). ``method="auto"`` resolves for the evaluation that runs
+        (projected quadrature when lazy, Sherman–Morrison when full), so near-ties within ``rtol`` may be
+        broken differently than by ``"full"``; with an exact method the picks are identical.
+    threads : int, optional
+        ``None``: the greedy steps run BLAS on one thread (numba's gain kernels and facility location's task
+        pool use the cores; BLAS threads beside them cost more than they give: see :mod:`worth.threads`), the
+        setup keeps BLAS's own count. ``t``: the whole run uses at most ``t`` threads (numba, BLAS and the
+        task pool) — what a Dask task sets to its worker's share of the cores.
     Returns
     -------
     Selection
     """
+    # Every input check first: nothing is built before the last one passed.
     obj = get_objective(objective, **params)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer={optimizer!r} is unknown; pass one of {sorted(OPTIMIZERS)}.")
-    if optimizer == "lazy" and not is_submodular(obj, target) and not force:
-        what = f"{objective!r}" if target is None else f"the mutual information of {objective!r} with target="
-        raise ValueError(
-            f"optimizer='lazy' is exact only for submodular objectives and {what} is not "
-            "(stale gains are not upper bounds, so it can silently diverge from greedy); "
-            "pass optimizer='greedy', or force=True to run it anyway."
-        )
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be a positive integer, e.g. batch_size=1024.")
+    _check_options(obj, optimizer, evaluation, target, force, batch_size, rtol, epsilon, threads)
+    check_in_memory(X)
     xp = namespace(X)
-    X64 = prepare_rows(X, xp, normalize=normalize)
-    n = X64.shape[0]
-    regime = Regime(X64, xp, k, obj, normalize=normalize, labels=labels, quotas=quotas, costs=costs,
-                    budget=budget, init=init, target=target, candidates=candidates)
-    k = regime.k
-    # Greedy on the Vendi Score (q ≤ 1) over equal-norm rows: exact with lazy evaluations (worth.statkey);
-    # with init= too (the conditioned state's gains are the state's). Not under a knapsack: cost-benefit
-    # ratios are not invariant under a monotone transform of the gains.
-    sign = None
-    if optimizer == "greedy" and target is None and costs is None:
-        sign = key_sign(obj, to_numpy(row_norms2(X64, xp)))
-    if isinstance(obj, SpectralObjective):
-        resolved = resolve_method(method, obj, xp, "lazy" if sign else optimizer)
-    else:
-        if method != "auto":
-            raise ValueError(
-                f"method={method!r} applies to spectral objectives; {obj.name!r} has its own "
-                "(facility location: neighbors= picks dense or kNN). Pass method='auto'."
-            )
-        resolved = obj.method
-    t0 = time.perf_counter()
-    if not (isinstance(rtol, float) and 0 < rtol < 1):
-        raise ValueError(f"rtol={rtol!r} must be a float in (0, 1), e.g. rtol=1e-8.")
-    if isinstance(obj, SpectralObjective):
-        def make(rows):
-            return SpectralState(rows, obj, resolved, xp, pool=n, batch_size=int(batch_size), rtol=rtol)
-    else:
-        def make(rows):
-            return obj.make_state(rows, xp, labels=regime.labels)
-    model, state = regime.model(make)
-    like = xp.empty((0,), dtype=X64.dtype, device=device(X64))  # the output's namespace and device, not a view
-    if regime.target_state_rows is None:
-        # The state holds what it needs (facility location: its own float32 copy and the norms); the
-        # prepared float64 rows (n·m·8 bytes: 205 MB at n = 100,000, m = 256) need not outlive it. Mutual
-        # information keeps them: it builds its states from them as it goes.
-        regime.rows = None
-        del X64
-    base = model.base if hasattr(model, "base") else None
-    run = OPTIMIZERS[optimizer]
-    if sign is not None:
-        model, run = StatisticKey(model, state, sign), OPTIMIZERS["lazy"]
-    trace, singleton = run_constrained(run, model, k, available=regime.available,
-                                       constraint=regime.constraint, progress=progress, epsilon=epsilon,
-                                       seed=seed)
-    total = time.perf_counter() - t0
-    info = {"init_value": base, "init": int(regime.init.size)}
+    regime = Regime(prepare_rows(X, xp, normalize=normalize), xp, k, obj, normalize=normalize, labels=labels,
+                    quotas=quotas, costs=costs, budget=budget, init=init, target=target, candidates=candidates)
+    if not normalize and obj.unit_diagonal:
+        check_unit_norms(regime.rows, xp, obj.name)
+    evaluation, sign = _evaluation(evaluation, optimizer, obj, target, costs, regime)
+    resolved = _resolve_method(method, obj, xp, "lazy" if evaluation.startswith("lazy") else optimizer)
+
+    with run_threads(threads):
+        t0 = time.perf_counter()
+        make = state_factory(obj, xp, method=resolved, pool=regime.n, batch_size=int(batch_size), rtol=rtol,
+                             labels=regime.labels)
+        model, state = regime.model(make)  # the regime releases its rows once the states hold what they need
+        start, base = _floor(obj, model), model.base
+        if sign is not None:
+            model = StatisticKey(model, state, sign)
+        with pick_phase():
+            trace, singleton = run_constrained(OPTIMIZERS["lazy" if evaluation.startswith("lazy") else optimizer],
+                                               model, regime.k, available=regime.available,
+                                               constraint=regime.constraint, progress=progress, epsilon=epsilon,
+                                               seed=seed)
+        total = time.perf_counter() - t0
+    info = {"init_value": base, "init": int(regime.init.size), "evaluation": evaluation}
     if isinstance(model, StatisticKey):
         # The optimiser saw keys; the gains are the objective's own (differences of its values, f(∅) = 0).
         trace.gains = list(np.diff(np.asarray(trace.values, dtype=np.float64), prepend=0.0))
-        info["evaluation"] = "lazy on the statistic's key (exact greedy: equal-norm rows; see worth.statkey)"
     if regime.constraint is not None:
         info.update(regime.constraint.summary(trace.indices), singleton=singleton)
+    diagnostics = dict(state.info) if resolved in ("quadrature", "sherman-morrison", "dense") else {}
+    if isinstance(obj, SpectralObjective):
+        diagnostics["floor_bound_abs"] = start + _floor(obj, model)
+    like = regime.like
     return Selection(
         indices=from_numpy(np.asarray(trace.indices, dtype=np.int64), xp, like),
         gains=from_numpy(np.asarray(trace.gains, dtype=np.float64), xp, like),
@@ -237,10 +230,85 @@ def select(
             "update": trace.seconds_update,
             "evaluations": trace.evaluations,
         },
-        diagnostics=dict(getattr(state, "info", {})) if resolved in ("quadrature", "sherman-morrison", "dense")
-        else {},
+        diagnostics=diagnostics,
         info=info,
     )
+
+
+def _check_options(obj, optimizer, evaluation, target, force, batch_size, rtol, epsilon, threads) -> None:
+    """The scalar options of :func:`select`, checked before any array is touched."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer={optimizer!r} is unknown; pass one of {sorted(OPTIMIZERS)}.")
+    if optimizer == "lazy" and not is_submodular(obj, target) and not force:
+        what = f"{obj.name!r}" if target is None else f"the mutual information of {obj.name!r} with target="
+        raise ValueError(
+            f"optimizer='lazy' is exact only for submodular objectives and {what} is not "
+            "(stale gains are not upper bounds, so it can silently diverge from greedy); "
+            "pass optimizer='greedy', or force=True to run it anyway."
+        )
+    if evaluation not in EVALUATIONS:
+        raise ValueError(
+            f"evaluation={evaluation!r} is unknown; pass 'auto' (lazy wherever it gives greedy's picks) or "
+            "'full' (every candidate at every step)."
+        )
+    if evaluation == "full" and optimizer != "greedy":
+        raise ValueError(f"evaluation='full' applies to optimizer='greedy', not {optimizer!r}; drop evaluation=.")
+    if optimizer == "stochastic":
+        check_epsilon(epsilon)
+    check_count(batch_size, "batch_size", what=" number of candidates per batch", example=1024)
+    if not (isinstance(rtol, float) and 0 < rtol < 1):
+        raise ValueError(f"rtol={rtol!r} must be a float in (0, 1), e.g. rtol=1e-8.")
+    if threads is not None:
+        check_count(threads, "threads", what=" number of threads (None: BLAS on one thread per pick)", example=1)
+
+
+def _resolve_method(method: str, obj, xp, optimizer: str) -> str:
+    """The concrete gain method: spectral objectives resolve ``auto`` for the evaluation that runs; the
+    others have their own (facility location ``dense``/``knn``, the scaling law ``counts``)."""
+    if isinstance(obj, SpectralObjective):
+        return resolve_method(method, obj, xp, optimizer)
+    if method != "auto":
+        raise ValueError(
+            f"method={method!r} applies to spectral objectives; {obj.name!r} has its own "
+            "(facility location: neighbors= picks dense or kNN). Pass method='auto'."
+        )
+    return obj.method
+
+
+def _floor(obj, model) -> float:
+    """Eigenvalue-floor bound of the model's current value (:func:`worth.regime.floor_bound`), 0 for the
+    objectives that are not spectral; mutual information adds the bounds of its two states."""
+    if not isinstance(obj, SpectralObjective):
+        return 0.0
+    inner = model.model if isinstance(model, StatisticKey) else model
+    states = [inner.S, inner.SQ] if isinstance(inner, MutualInformation) else [inner.state]
+    return sum(floor_bound(obj, st.lam, st.m, st.size, st.trace, st.pool) for st in states)
+
+
+EVALUATIONS = ("auto", "full")
+
+
+def _evaluation(evaluation: str, optimizer: str, obj, target, costs, regime: Regime) -> tuple[str, int | None]:
+    """The evaluation the run uses (see :func:`select`'s ``evaluation``) and the statistic key's sign, if any.
+
+    Lazy evaluation makes naive greedy's picks when stale gains are upper bounds of fresh ones: on a
+    submodular objective (a knapsack's gain per cost stays one), or on keys that order the candidates like
+    the gains and never grow (:mod:`worth.spectral.statkey`). The tie rule is the same in both optimisers.
+    """
+    if optimizer == "stochastic":
+        return "sampled", None
+    exact = is_submodular(obj, target)
+    if optimizer == "lazy":
+        return ("lazy" if exact else "lazy-forced"), None
+    if evaluation == "full":
+        return "full", None
+    if exact:
+        return "lazy", None
+    if target is None and costs is None:  # cost ratios are not invariant under a monotone map of the gains
+        sign = key_sign(obj, regime.row_norms2())
+        if sign is not None:
+            return "lazy-key", sign
+    return "full", None
 
 
 def score(X, indices, objective: str = "vendi", *, normalize: bool = True, labels: Any = None, init: Any = None,
@@ -259,4 +327,6 @@ def score(X, indices, objective: str = "vendi", *, normalize: bool = True, label
     xp = namespace(X)
     X64 = prepare_rows(X, xp, normalize=normalize)
     idx = check_indices(indices, X64.shape[0], name="indices", allow_repeats=True)
+    if not normalize and obj.unit_diagonal:
+        check_unit_norms(X64, xp, obj.name)
     return conditional_value(obj, X64, idx, xp, normalize=normalize, labels=labels, init=init, target=target)

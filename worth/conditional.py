@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._array import from_numpy, to_numpy
+from .optimizers import GainModel, State
 from .validation import check_indices, prepare_rows
 
 
@@ -60,16 +61,16 @@ def prepare_target(target, X64, xp, *, normalize: bool):
     )
 
 
-class Conditioned:
+class Conditioned(GainModel):
     """A state started from ``init``; gains unchanged, value reported as ``f(S ∪ A) − f(A)``."""
 
-    def __init__(self, state, init: np.ndarray) -> None:
+    def __init__(self, state: State, init: np.ndarray) -> None:
         self.state = state
         self.n = state.n
         if init.size:
             state.start_from(init)
         self.base = float(state.value)
-        self.lazy_batch = getattr(state, "lazy_batch", 16)
+        self.lazy_batch = state.lazy_batch
 
     @property
     def value(self) -> float:
@@ -82,7 +83,7 @@ class Conditioned:
         self.state.add(index)
 
 
-class MutualInformation:
+class MutualInformation(GainModel):
     """``I(S; Q | A)`` from two states of one objective over the same rows (``S ∪ A`` and ``S ∪ Q ∪ A``).
 
     Parameters
@@ -106,7 +107,7 @@ class MutualInformation:
         self.SQ.start_from(np.unique(np.concatenate([init, target_rows])))
         self.base_S = float(self.S.value)
         self.base_SQ = float(self.SQ.value)
-        self.lazy_batch = getattr(self.S, "lazy_batch", 16)
+        self.lazy_batch = self.S.lazy_batch
 
     @property
     def value(self) -> float:

@@ -28,6 +28,7 @@ import numpy as np
 
 from ._array import to_numpy
 from .optimizers import Trace, Unconstrained
+from .validation import check_count
 
 
 def check_labels(labels, n: int) -> np.ndarray:
@@ -105,10 +106,7 @@ class Feasibility:
                     "class; pass k, the number of items to select."
                 )
             k = count_limit
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k={k!r} must be a positive integer number of items, e.g. k=100.")
-        if k > n:
-            raise ValueError(f"k={k} exceeds the number of candidate rows ({n}); pass k <= {n}.")
+        check_count(k, "k", maximum=n, what=" number of items", limit=f"the number of candidate rows ({n})")
         if self.group is not None and k > self.capacity and budget is None:
             raise ValueError(
                 f"k={k} exceeds what the quotas allow ({self.capacity} items: min(quota, class size) summed); "
@@ -142,8 +140,7 @@ class Feasibility:
                         f"quotas has a quota for class {c!r}, which is not in labels (classes: {shown}); "
                         "use the label values exactly as they appear in labels."
                     )
-                if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 0:
-                    raise ValueError(f"quotas[{c!r}]={q!r} must be a non-negative integer count.")
+                check_count(q, f"quotas[{c!r}]", minimum=0, what=" count", example=10)
                 limit[int(np.searchsorted(classes, np.asarray(key, dtype=classes.dtype)))] = int(q)
             bounded = len(quotas) == classes.size
         else:
@@ -198,12 +195,13 @@ class Feasibility:
         return out
 
 
-def run_constrained(optimizer, model, k: int, *, available: np.ndarray, constraint, **options) -> tuple[Trace, bool]:
+def run_constrained(optimizer, model, k: int, *, available: np.ndarray, constraint: Feasibility | None,
+                    **options) -> tuple[Trace, bool]:
     """Run ``optimizer`` under ``constraint``; with a knapsack, apply the best-singleton fix.
 
     Returns the trace and whether the best single item replaced the greedy set.
     """
-    if constraint is None or getattr(constraint, "costs", None) is None:
+    if constraint is None or constraint.costs is None:
         return optimizer(model, k, available=available, constraint=constraint or Unconstrained(), **options), False
     feasible = available.copy()
     constraint.prune(feasible)

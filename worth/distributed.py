@@ -23,8 +23,9 @@ import numpy as np
 
 from ._array import from_numpy, namespace, to_numpy
 from .api import Selection, score, select
+from .constraints import Feasibility, check_costs, check_labels
 from .registry import entries
-from .validation import check_k, prepare_rows
+from .validation import check_count, check_in_memory, prepare_rows
 
 
 def partition(n: int, parts: int, seed: int | None = 0) -> list[np.ndarray]:
@@ -101,33 +102,60 @@ def distributed_greedy(X, k: int, *, parts: int, objective: str = "vendi", optim
     for bad in ("init", "target"):
         if options.get(bad) is not None:
             raise ValueError(f"{bad}= is not supported by distributed_greedy yet; use worth.select for it.")
-    if isinstance(parts, bool) or not isinstance(parts, (int, np.integer)) or parts < 1:
-        raise ValueError(f"parts={parts!r} must be a positive integer number of parts, e.g. parts=8.")
+    check_count(parts, "parts", what=" number of parts", example=8)
+    check_in_memory(X)
     xp = namespace(X)
     X64 = prepare_rows(X, xp, normalize=normalize)
     n = X64.shape[0]
-    if parts > n:
-        raise ValueError(f"parts={parts} exceeds the number of rows ({n}); pass parts <= {n}.")
+    check_count(parts, "parts", maximum=n, limit=f"the number of rows ({n})")
     if k is not None:
-        check_k(k, n)
+        check_count(k, "k", maximum=n, what=" number of items", limit=f"the number of items (n_samples={n})")
+    costs = options.pop("costs", None)
+    quotas = options.pop("quotas", None)
+    host_labels = None if labels is None else check_labels(labels, n)
+    host_costs = None if costs is None else check_costs(costs, n)
+    if quotas is not None or costs is not None or options.get("budget") is not None:  # the pool's regime, up front
+        Feasibility(n, k, labels=host_labels, quotas=quotas, costs=host_costs, budget=options.get("budget"))
+    pool_classes = 0 if host_labels is None else int(np.unique(host_labels).size)
     t0 = time.perf_counter()
     chunks = partition(n, parts, seed)
-    costs = options.pop("costs", None)
-    host_labels = None if labels is None else (to_numpy(labels) if hasattr(labels, "shape") else np.asarray(labels))
-    host_costs = None if costs is None else (to_numpy(costs) if hasattr(costs, "shape") else np.asarray(costs))
 
-    def run(rows: np.ndarray, kk) -> Selection:
+    def run(rows: np.ndarray, kk) -> np.ndarray:
+        """The part's picks (pool rows); quotas for classes the part lacks are dropped, ``k`` capped to fit."""
+        part_labels = None if host_labels is None else host_labels[rows]
+        part_quotas, kk = _part_quotas(quotas, part_labels, kk, pool_classes)
+        if kk == 0:
+            return np.zeros(0, dtype=np.int64)
         sub = xp.take(X64, from_numpy(rows, xp, X64), axis=0)
-        return select(sub, kk, objective, optimizer, normalize=False, seed=seed,
-                      labels=None if host_labels is None else host_labels[rows],
-                      costs=None if host_costs is None else host_costs[rows], **options)
+        sel = select(sub, kk, objective, optimizer, normalize=False, seed=seed, labels=part_labels,
+                     quotas=part_quotas, costs=None if host_costs is None else host_costs[rows], **options)
+        return rows[to_numpy(sel.indices).astype(np.int64)]
 
     part_solutions = []
     for rows in chunks:
-        kk = None if k is None else min(k, rows.size)
-        sel = run(rows, kk)
-        part_solutions.append(rows[to_numpy(sel.indices).astype(np.int64)])
+        part_solutions.append(run(rows, None if k is None else min(k, rows.size)))
     result = merge_parts(X64, k, part_solutions, objective=objective, optimizer=optimizer, seed=seed,
-                         normalize=False, labels=host_labels, costs=host_costs, **options)
+                         normalize=False, labels=host_labels, quotas=quotas, costs=host_costs, **options)
     result.timings["total"] = time.perf_counter() - t0
     return result
+
+
+def _part_quotas(quotas, labels, k, pool_classes: int):
+    """Quotas and count limit for one part: a part may lack a class that has a quota (a rare class, split at
+    random), and its classes may hold fewer rows than the quotas allow; the pool's quotas still bind the
+    final round.
+
+    Returns ``(quotas, k)``: a quota dict restricted to the classes present, and ``k`` capped at what the
+    part can hold under them.
+    """
+    if quotas is None:
+        return None, k
+    classes, sizes = np.unique(labels, return_counts=True)
+    present = classes.tolist()
+    if isinstance(quotas, dict):
+        quotas = {c: q for c, q in quotas.items() if (c.item() if hasattr(c, "item") else c) in present}
+    else:  # "balanced": the pool's per-class limit, for the classes present (a part may have fewer classes)
+        quotas = {c: -(-k // pool_classes) for c in present}
+    limits = np.array([quotas.get(c, size) for c, size in zip(present, sizes)], dtype=np.int64)
+    capacity = int(np.sum(np.minimum(limits, sizes)))
+    return quotas, None if k is None else min(k, capacity)

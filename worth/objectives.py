@@ -70,11 +70,15 @@ class Objective:
     target_keeps_submodularity : bool
         The mutual information ``I(S; Q) = f(S) + f(Q) − f(S ∪ Q)`` with a target is submodular too (facility
         location: it is facility location on truncated similarities), so lazy greedy stays exact on it.
+    unit_diagonal : bool
+        Defined on a kernel with unit diagonal (the Vendi Score): rows far from unit norm are refused when the
+        caller turns normalisation off, instead of giving a meaningless value.
     """
 
     name: ClassVar[str] = ""
     content_aware: ClassVar[bool] = True
     target_keeps_submodularity: ClassVar[bool] = False
+    unit_diagonal: ClassVar[bool] = False
     properties: Properties
 
     def __init__(self, **params: Any) -> None:

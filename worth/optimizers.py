@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from types import MappingProxyType
+from typing import Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -24,9 +25,21 @@ TIE_RTOL = 1e-9
 
 
 class GainModel(Protocol):
-    """What an optimiser needs from an objective's state."""
+    """What an optimiser needs from an objective's state (or from a model composed of states).
+
+    Implementations subclass it to inherit the defaults of the members that have one.
+    """
 
     n: int
+    """Number of rows a candidate index may refer to."""
+
+    lazy_batch: int = 16
+    """Stale candidates :func:`lazy` refreshes first per step (a model whose gain calls carry a fixed cost,
+    such as facility location's GEMM against unsettled rows, asks for more per call)."""
+
+    base: float | None = None
+    """Value of the set the run starts from (``init=``), which ``value`` is relative to; ``None`` where it is
+    not one objective value (mutual information)."""
 
     def gains(self, candidates: np.ndarray) -> np.ndarray:
         """Marginal gains of ``candidates`` (host int64 array) given the current set."""
@@ -37,6 +50,17 @@ class GainModel(Protocol):
     @property
     def value(self) -> float:
         """Objective value of the current set."""
+
+
+class State(GainModel, Protocol):
+    """An objective's own greedy state, as :func:`worth.regime.state_factory` builds it: a gain model that can
+    be set to a given set at once and reports diagnostics about its gains."""
+
+    info: Mapping[str, object] = MappingProxyType({})
+    """What the gain method reports about its accuracy and cost (``Selection.diagnostics``)."""
+
+    def start_from(self, indices: np.ndarray) -> None:
+        """Set the state to the set ``indices`` (one pass, not one :meth:`add` per row where avoidable)."""
 
 
 @dataclass
@@ -166,7 +190,7 @@ def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh:
     """
     trace = Trace()
     n = model.n
-    refresh = int(refresh or getattr(model, "lazy_batch", 16))
+    refresh = int(refresh or model.lazy_batch)
     available, constraint = _start(model, available, constraint)
     gains = np.zeros(n)
     bounds = np.full(n, -np.inf)
@@ -218,6 +242,12 @@ def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh:
     return trace
 
 
+def check_epsilon(epsilon) -> None:
+    """``epsilon`` of :func:`stochastic`: a number in ``(0, 1)``."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 < epsilon < 1:
+        raise ValueError(f"epsilon={epsilon!r} must lie in (0, 1); pass e.g. epsilon=0.01.")
+
+
 def stochastic(model: GainModel, k: int, *, progress: Progress | None = None, epsilon: float = 0.01,
                seed: int | None = None, available: np.ndarray | None = None,
                constraint: Constraint | None = None, **_: object) -> Trace:
@@ -226,8 +256,7 @@ def stochastic(model: GainModel, k: int, *, progress: Progress | None = None, ep
     Within ``1 − 1/e − ε`` of the optimum in expectation for monotone submodular objectives (under a
     cardinality constraint; with others it is a heuristic). Samples are drawn from the feasible rows.
     """
-    if not 0 < epsilon < 1:
-        raise ValueError(f"epsilon={epsilon!r} must lie in (0, 1); pass e.g. epsilon=0.01.")
+    check_epsilon(epsilon)
     rng = np.random.default_rng(seed)
     sample = max(1, math.ceil(model.n / k * math.log(1 / epsilon)))
 

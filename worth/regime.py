@@ -12,11 +12,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._array import from_numpy
+from ._array import device, from_numpy, row_norms2, to_numpy
 from .conditional import Conditioned, MutualInformation, check_init, prepare_target, stack_rows
 from .constraints import Feasibility, check_labels
 from .objectives import Objective, SpectralObjective, snap_eigenvalues
-from .validation import check_indices, check_k
+from .optimizers import GainModel, State
+from .spectral.state import SpectralState
+from .validation import check_count, check_indices
 
 
 def is_submodular(obj: Objective, target) -> bool:
@@ -50,6 +52,7 @@ class Regime:
                  budget=None, init=None, target=None, candidates=None) -> None:
         n = X64.shape[0]
         self.n = n
+        self.xp = xp
         self.obj = obj
         self.labels = None if labels is None else check_labels(labels, n)
         self.init = np.zeros(0, dtype=np.int64) if init is None else check_init(init, n)
@@ -77,11 +80,8 @@ class Regime:
         if constrained:
             self.constraint = Feasibility(n, k, labels=self.labels, quotas=quotas, costs=costs, budget=budget)
             self.k = min(self.constraint.k, n_cand) if (costs is not None or k is None) else self.constraint.k
-            if self.k > n_cand:
-                raise ValueError(
-                    f"k={self.k} exceeds the {n_cand} rows left as candidates after init=/target=; "
-                    f"pass k <= {n_cand}."
-                )
+            check_count(self.k, "k", maximum=n_cand, what=" number of items",
+                        limit=f"the {n_cand} rows left as candidates after init=/target=")
         else:
             self.constraint = None
             if k is None:
@@ -89,14 +89,11 @@ class Regime:
                     "k=None means 'no count limit', which needs a budget= (with costs=) or quotas for every "
                     "class; pass k, the number of items to select."
                 )
-            self.k = check_k(k, n_cand) if n_cand == n else self._check_k_left(k, n_cand)
-
-    @staticmethod
-    def _check_k_left(k, n_cand: int) -> int:
-        try:
-            return check_k(k, n_cand)
-        except ValueError as err:
-            raise ValueError(f"{err} (rows in init=/target=, or outside candidates=, are not candidates)") from None
+            limit = (f"the number of items (n_samples={n})" if n_cand == n else
+                     f"the {n_cand} rows left as candidates (rows in init=/target=, or outside candidates=, "
+                     "are not candidates)")
+            self.k = check_count(k, "k", maximum=n_cand, what=" number of items", limit=limit)
+        self.like = xp.empty((0,), dtype=X64.dtype, device=device(X64))  # the output's namespace and device
 
     @property
     def target_state_rows(self) -> np.ndarray | None:
@@ -107,17 +104,36 @@ class Regime:
             return np.arange(self.n, self.rows.shape[0], dtype=np.int64)
         return None
 
-    def model(self, make: Callable[[Any], Any]):
+    def model(self, make: Callable[[Any], State]) -> tuple[GainModel, State]:
         """The gain model: ``make(rows)`` builds an empty state of the objective over ``rows``.
 
-        Returns ``(model, state)`` where ``state`` is the (first) underlying objective state.
+        Returns ``(model, state)`` where ``state`` is the (first) underlying objective state. The prepared
+        rows (n·m·8 bytes: 205 MB at n = 100,000, m = 256) are released here unless mutual information still
+        needs them: each state holds what it needs (facility location: its own float32 copy and the norms).
         """
         q = self.target_state_rows
         if q is None:
             state = make(self.rows)
+            self.rows = None
             return Conditioned(state, self.init), state
         mi = MutualInformation(lambda: make(self.rows), self.n, q, self.init)
         return mi, mi.S
+
+    def row_norms2(self) -> np.ndarray:
+        """Squared norms of the pool rows (host), before :meth:`model` releases them."""
+        return to_numpy(row_norms2(self.rows, self.xp))[:self.n]
+
+
+def state_factory(obj: Objective, xp, *, method: str, pool: int, batch_size: int, rtol: float,
+                  labels=None) -> Callable[[Any], State]:
+    """How a run builds an empty state of ``obj`` over some rows: the one place that knows each kind of state.
+
+    Spectral objectives share :class:`~worth.spectral.state.SpectralState` (with the resolved gain
+    ``method``); the others build their own (``obj.make_state``: facility location, the scaling law).
+    """
+    if isinstance(obj, SpectralObjective):
+        return lambda rows: SpectralState(rows, obj, method, xp, pool=pool, batch_size=batch_size, rtol=rtol)
+    return lambda rows: obj.make_state(rows, xp, labels=labels)
 
 
 def spectral_value(obj: SpectralObjective, X64, idx: np.ndarray, xp, pool: int) -> float:
@@ -127,8 +143,34 @@ def spectral_value(obj: SpectralObjective, X64, idx: np.ndarray, xp, pool: int) 
     m = X64.shape[1]
     rows = xp.take(X64, from_numpy(idx, xp, X64), axis=0)
     gram = rows @ rows.T if idx.size <= m else rows.T @ rows
-    eig = snap_eigenvalues(xp.linalg.eigvalsh(gram), gram.shape[0], xp)
+    eig = snap_eigenvalues(xp.linalg.eigvalsh(gram), m, xp)  # the greedy state's floor (m, whichever Gram)
     return float(obj.value_from_eigenvalues(eig, int(idx.size), pool, xp))
+
+
+def floor_bound(obj: SpectralObjective, eigenvalues, m: int, size: int, trace: float, pool: int) -> float:
+    """How far a value computed from ``eigenvalues`` may lie from the exact one because of the eigenvalue floor.
+
+    Eigenvalues of ``C_S`` are resolved only to ``τ = 64·m·ε·λ_max`` (the backward error of ``eigh``; the
+    rank-one updates between two refreshes accumulate less), and below it ``select`` and ``score`` alike set
+    them to 0 (:func:`~worth.objectives.snap_eigenvalues`). So each of the ``min(|S|, m)`` eigenvalues that
+    may be non-zero is known within ``τ``, and ``Σ φ(λ)`` within ``Σ_j max(|φ(λ_j − τ) − φ(λ_j)|,
+    |φ(λ_j + τ) − φ(λ_j)|)`` (``λ_j − τ`` clipped at 0; the largest change over the interval is at an end
+    because every registered ``φ`` is concave or convex), mapped through the objective's ``combine``. Where
+    ``φ'`` is bounded at 0 (log-det, hybrid) this is rounding-sized; where it is not (``t^α``, ``t log t``)
+    eigenvalues near the floor make it up to ``min(|S|, m)·φ(τ)``: that is where exactness ends (see
+    docs/exactness.md).
+    """
+    lam = np.maximum(np.asarray(to_numpy(eigenvalues), dtype=np.float64), 0.0)
+    if size == 0 or lam.size == 0 or lam.max() == 0:
+        return 0.0
+    tau = 64 * m * float(np.finfo(np.float64).eps) * float(lam.max())
+    lam = np.concatenate([np.zeros(max(0, min(size, m) - lam.size)), lam])
+    phi = obj.phi(lam, np)
+    change = np.maximum(np.abs(obj.phi(np.maximum(lam - tau, 0.0), np) - phi), np.abs(obj.phi(lam + tau, np) - phi))
+    bound = float(np.sum(change))
+    s = float(np.sum(obj.phi(snap_eigenvalues(lam, m, np), np)))
+    now = float(obj.combine(s, size, trace, pool))
+    return max(abs(float(obj.combine(s + d, size, trace, pool)) - now) for d in (-bound, bound))
 
 
 def value(obj: Objective, rows, idx: np.ndarray, xp, *, pool: int, labels=None) -> float:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .objectives import Objective
+from .optimizers import State
 
 
 class ScalingLaw(Objective):
@@ -56,7 +57,7 @@ class ScalingLaw(Objective):
         return float(np.sum(self.curve(counts)))
 
 
-class ScalingState:
+class ScalingState(State):
     """Greedy state: the count of selected rows per group. Gains depend on the group only."""
 
     def __init__(self, objective: ScalingLaw, groups: np.ndarray) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from ._array import namespace
 from .registry import get_objective
 from .regime import value
-from .validation import prepare_rows
+from .validation import check_count, prepare_rows
 
 
 def submodularity_ratio(X, objective: str, *, samples: int = 200, max_size: int = 4, seed: int | None = 0,
@@ -45,10 +45,8 @@ def submodularity_ratio(X, objective: str, *, samples: int = 200, max_size: int 
         this γ is an optimistic estimate of the bound, not a guarantee.
     """
     obj = get_objective(objective, **params)
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-        raise ValueError(f"samples={samples!r} must be a positive integer, e.g. samples=200.")
-    if isinstance(max_size, bool) or not isinstance(max_size, (int, np.integer)) or max_size < 2:
-        raise ValueError(f"max_size={max_size!r} must be an integer >= 2 (S needs two items to compare).")
+    check_count(samples, "samples", what=" number of sampled pairs", example=200)
+    check_count(max_size, "max_size", minimum=2, what=" (S needs two items to compare)", example=8)
     xp = namespace(X)
     X64 = prepare_rows(X, xp, normalize=normalize)
     n = X64.shape[0]

@@ -18,8 +18,10 @@ def prepare_rows(X, xp, *, normalize: bool, name: str = "X"):
     Raises
     ------
     ValueError
-        If ``X`` is not 2-D, is empty, holds NaN/inf, or (with ``normalize=True``) has all-zero rows.
+        If ``X`` is a lazy (Dask) array, an ``np.matrix`` or a masked array, is not 2-D, is empty, holds
+        NaN/inf, or (with ``normalize=True``) has all-zero rows.
     """
+    check_in_memory(X, name)
     if not hasattr(X, "shape"):
         X = np.asarray(X)
         xp = np
@@ -52,19 +54,89 @@ def prepare_rows(X, xp, *, normalize: bool, name: str = "X"):
     return X64
 
 
-def check_k(k, n: int, name: str = "k") -> int:
-    """``k`` as an int in ``[1, n]``."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"{name}={k!r} must be an integer number of items, e.g. {name}=100.")
-    if k <= 0:
-        raise ValueError(f"{name}={k} must be at least 1.")
-    if k > n:
-        raise ValueError(f"{name}={k} exceeds the number of items (n_samples={n}); pass {name} <= {n}.")
-    return int(k)
+def check_in_memory(X, name: str = "X") -> None:
+    """Refuse array types whose semantics the core would silently get wrong, before any work.
+
+    Dask arrays: the spectral core needs ``eigh``, which ``dask.array.linalg`` lacks, and a gain pass per pick
+    would recompute the task graph; detected by the type's module, so the library never imports Dask.
+    ``np.matrix``: ``*`` and reductions keep two dimensions. Masked arrays: the mask would be ignored.
+    """
+    kind = type(X)
+    if kind.__module__.split(".")[0] == "dask":
+        raise ValueError(
+            f"{name} is a Dask array ({kind.__name__}); worth selects in memory: call {name}.compute() first, "
+            "or run the select flow, which reads a store in chunks."
+        )
+    if isinstance(X, np.matrix):
+        raise ValueError(f"{name} is an np.matrix; pass a plain array: np.asarray({name}).")
+    if isinstance(X, np.ma.MaskedArray):
+        raise ValueError(
+            f"{name} is a masked array, and the mask would be ignored; drop the masked rows "
+            f"({name}[~np.ma.getmaskarray({name}).any(axis=1)].data) or fill them ({name}.filled(...))."
+        )
+
+
+UNIT_NORM_ATOL = 1e-3
+"""How far from 1 a squared row norm may be where the objective needs a unit-diagonal kernel (float16 rows
+normalised elsewhere are within ~1e-3; raw encoder outputs are off by far more)."""
+
+
+def check_unit_norms(X64, xp, objective: str, name: str = "X") -> None:
+    """Refuse rows far from unit norm for an objective defined on a kernel with unit diagonal.
+
+    The Vendi Score is the exponential of the entropy of ``ρ = K/|S|``, a density matrix only when
+    ``k(x, x) = ‖x‖² = 1``; on raw rows it is a number of no meaning (on rows of norm 10 every value
+    underflows to 0 and greedy picks rows 0, 1, 2, …).
+    """
+    n2 = to_numpy(row_norms2(X64, xp))
+    off = np.abs(n2 - 1.0)
+    if off.size and off.max() > UNIT_NORM_ATOL:
+        worst = int(np.argmax(off))
+        raise ValueError(
+            f"objective={objective!r} is defined on a kernel with unit diagonal (k(x, x) = ‖x‖² = 1), but rows "
+            f"of {name} have squared norms from {n2.min():.3g} to {n2.max():.3g} (row {worst}: {n2[worst]:.3g}); "
+            "pass normalize=True (the default), or L2-normalise the rows yourself."
+        )
+
+
+def check_count(value, name: str, *, minimum: int = 1, maximum: int | None = None, what: str = "",
+                example: int = 100, limit: str = "") -> int:
+    """``value`` as an int in ``[minimum, maximum]``: the one check of every count argument of the library.
+
+    Parameters
+    ----------
+    value
+        What the caller passed (``bool`` is refused: ``True`` is not a count).
+    name : str
+        The argument's name as the caller wrote it (``"k"``, ``"batch_size"``, ``"quotas[3]"``).
+    minimum, maximum : int
+        Allowed range (``maximum=None``: unbounded).
+    what : str
+        What is counted, after "integer" (``" number of items"``).
+    example : int
+        A sensible value for the message.
+    limit : str
+        What ``maximum`` is, with its value (``"the number of items (n_samples=10)"``).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}={value!r} must be an integer{what}, e.g. {name}={example}.")
+    if value < minimum:
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+        raise ValueError(f"{name}={value} must be {kind}{what}, e.g. {name}={example}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}={value} exceeds {limit}; pass {name} <= {maximum}.")
+    return int(value)
 
 
 def check_indices(indices, n: int, *, name: str = "indices", allow_repeats: bool = False) -> np.ndarray:
     """Indices as a host int64 array, each in ``[0, n)``."""
+    check_in_memory(indices, name)
+    if not hasattr(indices, "shape") and (isinstance(indices, (str, bytes)) or not np.iterable(indices)):
+        example = f"[{indices!r}]" if isinstance(indices, int) else "[0, 5, 9]"
+        raise ValueError(
+            f"{name}={indices!r} is not a sequence of row numbers; pass a list or 1-D integer array, "
+            f"e.g. {name}={example}."
+        )
     idx = to_numpy(indices) if hasattr(indices, "shape") else np.asarray(list(indices))
     if idx.size == 0:
         return np.zeros(0, dtype=np.int64)

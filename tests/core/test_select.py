@@ -38,7 +38,7 @@ def test_greedy_picks_identical_across_methods(name, kind):
 @pytest.mark.parametrize("name", SUBMODULAR)
 def test_lazy_equals_greedy_on_submodular(name, kind):
     X = make_instance(kind, n=60, m=8, seed=6)
-    greedy = worth.select(X, 20, name, "greedy")
+    greedy = worth.select(X, 20, name, "greedy", evaluation="full")
     lazy = worth.select(X, 20, name, "lazy")
     np.testing.assert_array_equal(lazy.indices, greedy.indices)
     np.testing.assert_allclose(lazy.values, greedy.values, rtol=1e-12)
@@ -89,7 +89,7 @@ def test_stochastic_is_seeded_and_close_to_greedy():
     c = worth.select(X, 40, "logdet", "stochastic", seed=4, epsilon=0.05)
     np.testing.assert_array_equal(a.indices, b.indices)
     assert not np.array_equal(a.indices, c.indices)
-    greedy = worth.select(X, 40, "logdet")
+    greedy = worth.select(X, 40, "logdet", evaluation="full")
     assert a.value <= greedy.value + 1e-9
     assert a.value >= 0.9 * greedy.value
     assert a.timings["evaluations"] < greedy.timings["evaluations"]
@@ -110,8 +110,9 @@ def test_same_selection_on_every_namespace(xp, name):
     sel = worth.select(Xx, 9, name)
     assert type(sel.indices) is type(Xx)
     assert sel.indices.dtype == xp.int64
-    # vendi: greedy runs lazily on the entropy key (worth.spectral.statkey), so auto picks the lazy method
-    assert sel.method == {"vendi": "quadrature", "power": "sherman-morrison", "logdet": "closed-form"}[name]
+    # greedy runs lazily (power: submodular; vendi: on the entropy key, worth.spectral.statkey), so auto
+    # picks the lazy method
+    assert sel.method == {"vendi": "quadrature", "power": "quadrature", "logdet": "closed-form"}[name]
     np.testing.assert_array_equal(to_numpy(sel.indices), to_numpy(ref.indices))
     np.testing.assert_allclose(to_numpy(sel.values), to_numpy(ref.values), rtol=1e-10)
     assert worth.score(Xx, sel.indices, name) == pytest.approx(ref.value, rel=1e-10)

@@ -16,8 +16,8 @@ CHUNK_ROWS = 256
 @pytest.fixture(scope="session")
 def digits_template(tmp_path_factory):
     from storage import embed_into_store
-    from worth.encoders import get_encoder
-    from worth.sources import load_source
+    from worth.data.encoders import get_encoder
+    from worth.data.sources import load_source
 
     url = str(tmp_path_factory.mktemp("template") / "digits.zarr")
     embed_into_store(url, load_source("digits"), get_encoder("pixels", dim=16, seed=3), chunk_rows=CHUNK_ROWS)

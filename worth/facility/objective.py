@@ -62,6 +62,8 @@ import numpy as np
 
 from .._array import is_numpy, to_numpy
 from ..objectives import Objective
+from ..optimizers import State
+from ..validation import check_count
 from .knn import knn_graph
 from .pool import one_blas_thread
 from .similarity import _RBF, BLOCK_ELEMENTS, _column
@@ -122,7 +124,7 @@ class FacilityLocation(Objective):
         return state.value
 
 
-class FacilityState:
+class FacilityState(State):
     """Greedy state of facility location over the rows of ``X`` (ground set = candidates = every row).
 
     Parameters
@@ -166,8 +168,8 @@ class FacilityState:
         self.cur = self.xp.zeros((self.n,), dtype=self.xp.float64)
         self.graph = knn_graph(Xh, min(p["neighbors"], self.n), self) if self.sparse else None
         self.maintained = _MAINTAINED and self.host and not self.sparse
-        if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
-            raise ValueError(f"top_k={top_k!r} must be a positive integer, e.g. top_k=128.")
+        if top_k is not None:
+            check_count(top_k, "top_k", what=" list length", example=128)
         top_k = _TOP_K if top_k is None else top_k
         self.top_k = None if top_k is None else min(self.n, int(top_k))
         kind = _RBF if self.similarity == "rbf" else 0

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-_CONTROLLER = None
+from ..threads import available, blas_threads
 
 
 def one_blas_thread():
@@ -24,21 +24,15 @@ def one_blas_thread():
     two (a GEMM, then a reduction, per block) makes them fight for the cores, and on a busy machine a
     run took twice as long as with single-threaded GEMMs.
     """
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController  # a dependency of scikit-learn
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+    return blas_threads(1)
 
 
-_EXECUTOR: ThreadPoolExecutor | None = None
+_EXECUTORS: dict[int, ThreadPoolExecutor] = {}  # by worker count (worth.select(threads=) may cap it)
 _LOCAL = threading.local()
 
 
 def _forget_executor() -> None:
-    global _EXECUTOR
-    _EXECUTOR = None
+    _EXECUTORS.clear()
 
 
 # A forked child inherits the pool object but not its threads (tasks would wait forever): it starts its own.
@@ -55,10 +49,7 @@ def _scratch(shape: tuple[int, int], dtype) -> np.ndarray:
 
 
 def _threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return available()
 
 
 def _map(fn, items: list) -> None:
@@ -67,12 +58,12 @@ def _map(fn, items: list) -> None:
     Threads rather than numba's parallel regions: a task is a GEMM followed by its reduction, and OpenBLAS's
     and OpenMP's spinning worker pools fight over the cores when they alternate.
     """
-    global _EXECUTOR
-    if len(items) <= 1 or _threads() == 1:
+    workers = _threads()
+    if len(items) <= 1 or workers == 1:
         for it in items:
             fn(it)
         return
-    if _EXECUTOR is None:
-        _EXECUTOR = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="worth-fl")
-    for _ in _EXECUTOR.map(fn, items):  # re-raises a task's exception here
+    if workers not in _EXECUTORS:
+        _EXECUTORS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worth-fl")
+    for _ in _EXECUTORS[workers].map(fn, items):  # re-raises a task's exception here
         pass

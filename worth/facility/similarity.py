@@ -20,7 +20,7 @@ _FAST = {"reassoc", "nsz", "arcp", "contract"}
 
 # -- compiled kernels (NumPy path) --------------------------------------------------------------------
 # ``_sim`` is inlined into its callers and takes their flags: the kernels whose similarities are stored in
-# or compared with the lists (worth.facility_lists) are compiled without fast-math, so that every one of
+# or compared with the lists (worth.facility.lists) are compiled without fast-math, so that every one of
 # them computes a similarity from its inner product bit for bit the same way.
 
 @numba.njit(cache=True, error_model="numpy", inline="always")

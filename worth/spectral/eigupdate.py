@@ -114,6 +114,8 @@ def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray) -> tuple[np.n
             d = np.concatenate([[0.0], d])
             z = np.concatenate([[math.sqrt(rho2)], z])
     K = d.size
+    if K == 0:  # x = 0 added to C = 0: nothing to merge, the spectrum stays empty
+        return d, basis
     d = d.copy()
     z = z.copy()
     copied = basis is not U

@@ -29,6 +29,7 @@ class Vendi(SpectralObjective):
     """Vendi Score ``exp(H_q)`` of ``ρ = C_S/|S|``; ``q = 1`` is the Shannon form, else Rényi."""
 
     name = "vendi"
+    unit_diagonal = True
 
     def phi(self, t, xp):
         q = self.params["q"]

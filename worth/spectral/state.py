@@ -20,13 +20,14 @@ import numpy as np
 
 from .._array import is_numpy, row_norms2, to_numpy
 from ..objectives import SpectralObjective, snap_eigenvalues
+from ..optimizers import State
 from .eigupdate import rank_one_update, zero_weight_floor
 from .methods import METHODS, check_method
 
 _EPS = float(np.finfo(np.float64).eps)
 
 
-class SpectralState:
+class SpectralState(State):
     """Greedy state for a spectral objective over the rows of ``X``.
 
     Parameters
@@ -132,7 +133,9 @@ class SpectralState:
         """Adopt the eigenpairs ``(lam, U)`` of ``C``: the statistic, the poles and their grouping."""
         xp = self.xp
         self.lam, self.U = lam, U
-        self.stat = float(xp.sum(self.objective.phi(lam, xp))) if self.size else 0.0
+        # The value's eigenvalue floor is score()'s (snap_eigenvalues with m): updated eigenvalues below it
+        # stay poles of the gains, but add no mass to the value (see worth.regime.floor_bound).
+        self.stat = float(xp.sum(self.objective.phi(snap_eigenvalues(lam, self.m, xp), xp))) if self.size else 0.0
         # Merge (numerically) equal eigenvalues: one pole per cluster, weights summed by a 0/1 matrix.
         lam_np = to_numpy(lam)
         tol = 64 * self.m * _EPS * (lam_np.max() if lam_np.size else 1.0)

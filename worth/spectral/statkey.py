@@ -62,7 +62,7 @@ class StatisticKey:
         self.state = state
         self.sign = float(sign)
         self.n = model.n
-        self.lazy_batch = getattr(model, "lazy_batch", 16)
+        self.lazy_batch = model.lazy_batch
 
     @property
     def value(self) -> float:
