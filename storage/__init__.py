@@ -4,17 +4,22 @@
 :mod:`storage.embedding` plans rows and embeds chunks into it. Local paths and fsspec URLs (``s3://``) alike.
 """
 
-from storage.embedding import EmbedPlan, embed_chunks, embed_into_store, plan, shards, summary_markdown
+from storage.embedding import EmbedPlan, embed_chunks, embed_into_store, plan, repair, shards, summary_markdown
+from storage.integrity import ChunkDamage, StoreDamagedError, VerifyReport
 from storage.store import DEFAULT_CHUNK_ROWS, EmbeddingStore, StoreMismatchError, zarr_store
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
     "EmbedPlan",
     "EmbeddingStore",
+    "ChunkDamage",
+    "StoreDamagedError",
     "StoreMismatchError",
+    "VerifyReport",
     "embed_chunks",
     "embed_into_store",
     "plan",
+    "repair",
     "shards",
     "summary_markdown",
     "zarr_store",
