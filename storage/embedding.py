@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from storage.integrity import ChunkDamage, StoreDamagedError, digest_values
+from storage.lock import writer_lock
 from storage.store import DEFAULT_CHUNK_ROWS, EmbeddingStore
 
 
@@ -260,15 +261,20 @@ def shards(chunks: Sequence[int], chunks_per_shard: int = 1) -> list[list[int]]:
 def embed_into_store(url: str, source, encoder, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, dtype: str = "float32",
                      codec: str = "zstd", storage_options: Mapping[str, Any] | None = None,
                      progress=None) -> dict[str, Any]:
-    """Plan and embed serially in this process (no Prefect, no Dask). ``progress(rows)`` is called per chunk."""
+    """Plan and embed serially in this process (no Prefect, no Dask), holding the store's writer lock.
+
+    ``progress(rows)`` is called per chunk.
+    """
     t0 = time.perf_counter()
-    p = plan(url, source, encoder, chunk_rows=chunk_rows, dtype=dtype, codec=codec, storage_options=storage_options)
-    rows = 0
-    for chunk in p.pending_chunks:
-        res = embed_chunks(url, source, encoder, [chunk], storage_options=storage_options)
-        rows += res["rows"]
-        if progress is not None:
-            progress(res["rows"])
+    with writer_lock(url, storage_options):
+        p = plan(url, source, encoder, chunk_rows=chunk_rows, dtype=dtype, codec=codec,
+                 storage_options=storage_options)
+        rows = 0
+        for chunk in p.pending_chunks:
+            res = embed_chunks(url, source, encoder, [chunk], storage_options=storage_options)
+            rows += res["rows"]
+            if progress is not None:
+                progress(res["rows"])
     seconds = time.perf_counter() - t0
     return {"plan": p, "rows": rows, "seconds": seconds}
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -92,6 +93,9 @@ def zarr_store(url: str, *, storage_options: Mapping[str, Any] | None = None, re
     if _is_local(url):
         if storage_options:
             raise ValueError("storage_options only apply to fsspec URLs (s3://...), not to a local store path")
+        if os.path.isfile(_local_path(url)):
+            raise ValueError(f"store={url!r} is a file, not a store: choose another path (a new directory is "
+                             "created there), or the directory of a store made by `worth embed`")
         return zarr.storage.LocalStore(_local_path(url), read_only=read_only)
     return zarr.storage.FsspecStore.from_url(url, storage_options=dict(storage_options or {}), read_only=read_only)
 
