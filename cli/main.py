@@ -35,10 +35,11 @@ class OneLineErrors(TyperGroup):
             if _debug["on"]:
                 raise
             hint = f"{exc.ctx.command_path} --help" if getattr(exc, "ctx", None) else "worth --help"
-            fix = "" if isinstance(exc, click.BadParameter) else f" (see `{hint}`)"
+            named = isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter)
+            fix = "" if named else f" (see `{hint}`)"  # a bad value's message names its fix; others get the help
             typer.echo(f"error: {_one_line(exc.format_message())}{fix}", err=True)
             rv = exc.exit_code
-        except click.Abort:
+        except typer.Abort:
             typer.echo("error: aborted", err=True)
             rv = 1
         except EXPECTED as exc:

@@ -104,7 +104,7 @@ def _read_npy(path: Path) -> np.ndarray:
             why = ("holds Python objects (an object array), not numbers; save a numeric array"
                    if magic == b"\x93NUMPY" else "is not a NumPy file (no .npy header); write it with numpy.save")
             raise typer.BadParameter(f"{name} {why}.", param_hint="--input") from None
-        raise typer.BadParameter(f"{name} is not a readable .npy file ({exc}); write it again with numpy.save.",
+        raise typer.BadParameter(f"{name} is truncated or damaged ({exc}); write it again with numpy.save.",
                                  param_hint="--input") from None
     except (EOFError, OSError, zipfile.BadZipFile) as exc:
         raise typer.BadParameter(f"{name} is truncated or damaged ({type(exc).__name__}: {exc}); write it again.",

@@ -131,18 +131,17 @@ embed_flow = flow(_embed, name="embed", description="Embed a source into a resum
 def run_embed(options: EmbedOptions, spec=None, *, task_runner=None) -> dict[str, Any]:
     """Run the embed flow on the cluster of ``spec`` (an :class:`infra.dask.ClusterSpec`) or on ``task_runner``.
 
-    With a Dask cluster it first makes sure one Prefect API serves the run (:func:`infra.dask.prefect_api`),
-    so workers do not start servers of their own. With neither, Prefect's default thread runner is used.
+    It first makes sure one Prefect API serves the run (:func:`infra.dask.prefect_api`): Dask workers then do
+    not start servers of their own, and a temporary server dies with this process even on kill -9. With neither
+    ``spec`` nor ``task_runner``, Prefect's default thread runner is used.
     """
     from infra.dask import prefect_api, task_runner as runner_for
 
     if spec is not None and task_runner is not None:
         raise ValueError("give spec (a ClusterSpec) or task_runner, not both")
-    if spec is None and task_runner is None:
-        return embed_flow(options)
-    if spec is None:  # a runner in this process: Prefect's own (ephemeral or configured) server is enough
-        return embed_flow.with_options(task_runner=task_runner)(options)
-    with prefect_api():
+    with prefect_api():  # one server, never orphaned by a kill -9 (Prefect's own ephemeral one would be)
+        if spec is None and task_runner is None:
+            return embed_flow(options)
         return embed_flow.with_options(task_runner=task_runner or runner_for(spec))(options)
 
 

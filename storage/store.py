@@ -403,7 +403,9 @@ class EmbeddingStore:
             if not 0 <= rows <= self.chunk_rows or rows > len(values):
                 return f"its digest is unreadable (covers {rows} rows)"
             if digest_values(values[:rows]) != int(digest[1]):
-                return "its values differ from the digest recorded when it was written (chunk file missing or altered)"
+                if not self._chunk_exists(name, chunk):
+                    return "its chunk file is missing"
+                return "its values differ from the digest recorded when it was written (chunk file altered)"
             return None
         if name == "embeddings" and done and not np.isfinite(values[:done]).all():
             return "rows recorded as embedded read as NaN (chunk file missing?)"
@@ -421,7 +423,7 @@ class EmbeddingStore:
         try:
             values = np.asarray(arr[lo: min(stop, arr.shape[0])])
         except Exception as exc:
-            raise self._damaged(name, chunk, f"cannot be decoded ({exc})") from None
+            raise self._damaged(name, chunk, self._undecodable(name, chunk, exc)) from None
         problem = self._check_chunk(name, chunk, values, d, None if done is None else int(done[chunk]))
         if problem:
             raise self._damaged(name, chunk, problem)
@@ -496,7 +498,7 @@ class EmbeddingStore:
                 try:
                     values = np.asarray(arr[lo: min(stop, arr.shape[0])])
                 except Exception as exc:
-                    damaged.append(ChunkDamage(name, chunk, (lo, hi), f"cannot be decoded ({_short(exc)})"))
+                    damaged.append(ChunkDamage(name, chunk, (lo, hi), self._undecodable(name, chunk, exc)))
                     continue
                 problem = self._check_chunk(name, chunk, values, d, int(done[chunk]))
                 if problem:
@@ -534,12 +536,31 @@ class EmbeddingStore:
             return
         self._group.create_array(name, shape=_array_shape(name, self._meta, self.n), **specs[name])
 
-    def _drop_chunk(self, name: str, chunk: int) -> None:
-        """Delete one chunk object (it then reads as fill values), so a rewrite never decodes the damaged one."""
+    def _chunk_key(self, name: str, chunk: int) -> tuple[Any, str]:
+        """``(zarr store, key)`` of row-chunk ``chunk`` of array ``name``."""
         arr = self._array(name)
         key = "/".join(filter(None, [arr.store_path.path, arr.metadata.encode_chunk_key(
             (chunk,) + (0,) * (arr.ndim - 1))]))
-        zarr.core.sync.sync(arr.store_path.store.delete(key))
+        return arr.store_path.store, key
+
+    def _chunk_exists(self, name: str, chunk: int) -> bool:
+        zstore, key = self._chunk_key(name, chunk)
+        return bool(zarr.core.sync.sync(zstore.exists(key)))
+
+    def _undecodable(self, name: str, chunk: int, exc: BaseException) -> str:
+        zstore, key = self._chunk_key(name, chunk)
+        try:
+            size = zarr.core.sync.sync(zstore.getsize(key))
+        except (OSError, FileNotFoundError):
+            size = None
+        if size == 0:
+            return "its chunk file is empty (0 bytes)"
+        return f"its chunk file cannot be decoded: truncated or overwritten ({_short(exc)})"
+
+    def _drop_chunk(self, name: str, chunk: int) -> None:
+        """Delete one chunk object (it then reads as fill values), so a rewrite never decodes the damaged one."""
+        zstore, key = self._chunk_key(name, chunk)
+        zarr.core.sync.sync(zstore.delete(key))
 
     def reset_chunk(self, chunk: int) -> None:
         """Mark embedding chunk ``chunk`` unfinished and drop its rows, so the next embed run writes it afresh."""
