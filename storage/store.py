@@ -358,20 +358,29 @@ class EmbeddingStore:
         lo = chunk * self.chunk_rows
         return lo, min(lo + self.chunk_rows, self.n)
 
-    def _digests(self, name: str) -> np.ndarray | None:
-        """``(n_chunks, 2)`` ``[rows, hash]`` of array ``name`` (rows −1: none recorded), or None without digests."""
+    def _digests(self, name: str, c0: int, c1: int) -> np.ndarray | None:
+        """``(c1 - c0, 2)`` ``[rows, hash]`` of chunks ``c0..c1-1`` of ``name`` (rows −1: none recorded), or None
+        in a store without digests. Reads only those chunks' digests (one small object each)."""
         if not self.has_digests:
             return None
         arr = self._array(digest_name(name))
         try:
-            d = np.asarray(arr[: self.n_chunks], dtype=np.int64)
+            d = np.asarray(arr[c0:c1], dtype=np.int64).reshape(-1, 2)
         except Exception as exc:  # a digest chunk that does not decode: find which one
-            bad = next(c for c in range(self.n_chunks) if not _decodes(arr, c))
-            raise StoreDamagedError(
-                f"store {self.url!r} is damaged: {digest_name(name)} chunk {bad} cannot be decoded ({exc}); "
-                "rerun `worth embed` with the same source and store to repair it"
-            ) from None
-        return np.pad(d, ((0, self.n_chunks - len(d)), (0, 0)), constant_values=NOT_RECORDED)
+            bad = next(c for c in range(c0, c1) if not _decodes(arr, c))
+            raise self._damaged(digest_name(name), bad, f"cannot be decoded ({_short(exc)})") from None
+        return np.pad(d, ((0, c1 - c0 - len(d)), (0, 0)), constant_values=NOT_RECORDED)
+
+    def _done(self, c0: int, c1: int) -> np.ndarray:
+        """Rows final in chunks ``c0..c1-1`` (reads only those chunks of ``chunks_done``)."""
+        if c1 <= c0:
+            return np.zeros(0, dtype=np.int64)
+        arr = self._array("chunks_done")
+        try:
+            return np.asarray(arr[c0:c1], dtype=np.int64)
+        except Exception as exc:
+            bad = next(c for c in range(c0, c1) if not _decodes(arr, c))
+            raise self._damaged("chunks_done", bad, f"cannot be decoded ({_short(exc)})") from None
 
     def array_raw(self, name: str) -> zarr.Array:
         """The Zarr array ``name`` itself, unchecked (repair reads rows past :attr:`n` with it)."""
@@ -413,18 +422,17 @@ class EmbeddingStore:
             return "some ids read as empty (chunk file missing?)"
         return None
 
-    def _chunk_values(self, name: str, chunk: int, digests: np.ndarray | None = None,
-                      done: np.ndarray | None = None) -> np.ndarray:
-        """Decoded rows of one chunk within :attr:`n`, checked against its digest; raises StoreDamagedError."""
+    def _chunk_values(self, name: str, chunk: int, d: np.ndarray | None = None, done: int | None = None) -> np.ndarray:
+        """Decoded rows of one chunk within :attr:`n`, checked against its digest ``d`` (``[rows, hash]``) and,
+        for embeddings, its ``done`` rows; raises StoreDamagedError."""
         lo, hi = self._rows_of(chunk)
         arr = self._array(name)
-        d = None if digests is None else digests[chunk]
         stop = max(hi, lo + int(d[0])) if d is not None and 0 < d[0] <= self.chunk_rows else hi
         try:
             values = np.asarray(arr[lo: min(stop, arr.shape[0])])
         except Exception as exc:
             raise self._damaged(name, chunk, self._undecodable(name, chunk, exc)) from None
-        problem = self._check_chunk(name, chunk, values, d, None if done is None else int(done[chunk]))
+        problem = self._check_chunk(name, chunk, values, d, done)
         if problem:
             raise self._damaged(name, chunk, problem)
         return values[: hi - lo]
@@ -438,12 +446,15 @@ class EmbeddingStore:
         c = self.chunk_rows
         if stop <= start:
             return np.asarray(self._array(name)[0:0])
-        digests = self._digests(name)
-        done = self.chunks_done() if name == "embeddings" else None
+        c0, c1 = start // c, (stop - 1) // c + 1
+        digests = self._digests(name, c0, c1)
+        done = self._done(c0, c1) if name == "embeddings" else None
         parts = []
-        for chunk in range(start // c, (stop - 1) // c + 1):
+        for chunk in range(c0, c1):
             lo = chunk * c
-            parts.append(self._chunk_values(name, chunk, digests, done)[max(start - lo, 0): stop - lo])
+            values = self._chunk_values(name, chunk, None if digests is None else digests[chunk - c0],
+                                        None if done is None else int(done[chunk - c0]))
+            parts.append(values[max(start - lo, 0): stop - lo])
         return np.concatenate(parts)
 
     def verify(self) -> VerifyReport:
@@ -637,14 +648,7 @@ class EmbeddingStore:
 
     def chunks_done(self) -> np.ndarray:
         """Rows already final in each chunk (length :attr:`n_chunks`)."""
-        if self.n_chunks == 0:
-            return np.zeros(0, dtype=np.int64)
-        arr = self._array("chunks_done")
-        try:
-            return np.asarray(arr[: self.n_chunks], dtype=np.int64)
-        except Exception as exc:
-            bad = next(c for c in range(self.n_chunks) if not _decodes(arr, c))
-            raise self._damaged("chunks_done", bad, f"cannot be decoded ({_short(exc)})") from None
+        return self._done(0, self.n_chunks)
 
     def rows_done(self) -> int:
         """Number of rows whose embeddings are final."""
@@ -715,7 +719,7 @@ class EmbeddingStore:
         """
         self._require_writable()
         lo, hi = self.chunk_bounds(chunk)
-        done = int(self.chunks_done()[chunk])
+        done = int(self._done(chunk, chunk + 1)[0])
         rows = np.asarray(rows)
         if rows.ndim != 2 or rows.shape[1] != self.dim:
             raise ValueError(f"rows must be (k, {self.dim}), got shape {rows.shape}: the store's dimension is fixed")
@@ -782,12 +786,14 @@ class EmbeddingStore:
         if idx.size == 0:
             return np.zeros((0, self.dim), dtype=self.dtype)
         # whole chunks are what Zarr decodes anyway: read each touched chunk once, checked against its digest
-        digests, done = self._digests("embeddings"), self.chunks_done()
         out = np.empty((idx.size, self.dim), dtype=self.dtype)
         chunk_of = idx // self.chunk_rows
-        for chunk in np.unique(chunk_of):
+        for chunk in np.unique(chunk_of).tolist():
             sel = chunk_of == chunk
-            out[sel] = self._chunk_values("embeddings", int(chunk), digests, done)[idx[sel] - chunk * self.chunk_rows]
+            d = self._digests("embeddings", chunk, chunk + 1)
+            values = self._chunk_values("embeddings", chunk, None if d is None else d[0],
+                                        int(self._done(chunk, chunk + 1)[0]))
+            out[sel] = values[idx[sel] - chunk * self.chunk_rows]
         return out
 
     def rows_of_class(self, label: int, *, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
