@@ -24,6 +24,13 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _message(exc: BaseException) -> str:
+    """The text of an error; for ``OSError(errno, text)`` without a file name, the text without "[Errno N]"."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is None and len(exc.args) == 2:
+        return exc.strerror
+    return str(exc)
+
+
 class OneLineErrors(TyperGroup):
     """The command group whose ``main`` turns expected exceptions into one line and an exit code."""
 
@@ -45,7 +52,7 @@ class OneLineErrors(TyperGroup):
         except EXPECTED as exc:
             if _debug["on"]:
                 raise
-            typer.echo(f"error: {_one_line(exc) or type(exc).__name__}", err=True)
+            typer.echo(f"error: {_one_line(_message(exc)) or type(exc).__name__}", err=True)
             rv = 1
         except Exception as exc:  # a bug, not bad input: still one line, with the way to the traceback
             if _debug["on"]:

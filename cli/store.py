@@ -17,7 +17,7 @@ def _watch(url: str, storage_options: dict, total: int, stop: threading.Event, s
 
     from storage.store import EmbeddingStore
 
-    with tqdm(total=total, unit="item", desc="embedding", dynamic_ncols=True) as bar:
+    with tqdm(total=total, unit="item", desc="embedding", dynamic_ncols=True, disable=None) as bar:  # TTY only
         while True:
             finished = stop.wait(0.5)
             try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import socket
@@ -78,7 +79,11 @@ class _LocalFile:
         self.path = path[len("file://"):] if path.startswith("file://") else path
 
     def create(self, data: bytes) -> bool:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        parent = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except FileExistsError:  # a file where a folder of the path should be
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -169,6 +174,15 @@ def _acquire(url: str, storage_options: Mapping[str, Any] | None, command: str):
         msg = (f"cannot write the store {url!r}: {exc.strerror or exc} ({path}); choose a --store path on a "
                "writable filesystem with free space")
         raise (type(exc)(exc.errno, msg) if exc.errno else type(exc)(msg)) from exc
+    except (StoreLockedError, ValueError):
+        raise
+    except Exception as exc:  # object-store clients raise their own types (botocore's NoCredentialsError ...)
+        if _is_local(url):
+            raise
+        raise ConnectionError(
+            f"cannot reach the store {url!r} ({type(exc).__name__}: {exc}); check the URL, the credentials "
+            "(environment, or --storage-option key=... secret=...) and --storage-option endpoint_url=..."
+        ) from exc
     return file, mine["token"]
 
 
