@@ -438,8 +438,8 @@ class EmbeddingStore:
         return values[: hi - lo]
 
     def _damaged(self, name: str, chunk: int, problem: str) -> StoreDamagedError:
-        report = VerifyReport(self.url, self.n, self.n_chunks, (ChunkDamage(name, chunk, self._rows_of(chunk), problem),))
-        return report.error()
+        damage = ChunkDamage(name, chunk, self._rows_of(chunk), problem)
+        return VerifyReport(self.url, self.n, self.n_chunks, (damage,)).error()
 
     def _read_range(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` of array ``name``, decoded chunk by chunk, each checked against its digest."""
