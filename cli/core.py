@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.params import load_matrix
+from cli.params import load_input, load_selection, parse_params
 
 console = Console()
 
@@ -32,18 +31,42 @@ def objectives_cmd() -> None:
 
 
 def score_cmd(
-    input: str = typer.Option(..., "--input", "-i", help="Embeddings: a .npy file, a .npz with X, or 'digits'."),
-    indices: Path = typer.Option(..., help="A JSON selection (from `worth select --out`) or a .npy of indices."),
-    objective: list[str] = typer.Option(["vendi"], help="Objective(s) to score (repeatable)."),
-    normalize: bool = typer.Option(True, help="L2-normalise rows first."),
+    input: str = typer.Option(..., "--input", "-i",
+                              help="Embeddings: a Zarr embedding store, a .npy file, a .npz with X, or 'digits'."),
+    indices: Path = typer.Option(..., help="A JSON selection (from `worth select --out`) or a .npy of row numbers."),
+    objective: Optional[list[str]] = typer.Option(
+        None, help="Objective(s) to score (repeatable; default: the selection's own, else vendi)."),
+    param: list[str] = typer.Option([], "--param", "-p",
+                                    help="Objective parameter KEY=VALUE (repeatable); overrides the selection's."),
+    normalize: Optional[bool] = typer.Option(None, help="L2-normalise rows first (default: as the selection "
+                                             "recorded, else yes)."),
 ) -> None:
-    """Score a given subset with one or more objectives (exact eigendecomposition)."""
-    from worth import score
+    """Score a given subset with one or more objectives (exact eigendecomposition).
 
-    X, _ = load_matrix(input)
-    idx = json.loads(indices.read_text())["indices"] if indices.suffix == ".json" else np.load(indices)
-    for name in objective:
-        console.print(f"{name}: {score(X, np.asarray(idx, dtype=np.int64), name, normalize=normalize):.10g}")
+    A selection JSON brings its objective and parameters: scoring it again gives the value `select` reported.
+    """
+    from worth import objectives, score
+
+    names = objectives()
+    for name in objective or []:
+        if name not in names:
+            raise typer.BadParameter(f"{name!r} is not an objective; choose from {', '.join(names)}.",
+                                     param_hint="--objective")
+    overrides = parse_params(param)
+    inputs = load_input(input)
+    sel = load_selection(indices, inputs.X.shape[0])
+    normalize = normalize if normalize is not None else sel.normalize if sel.normalize is not None else True
+    for name in objective or [sel.objective or "vendi"]:
+        if name not in names:
+            raise typer.BadParameter(f"{indices} names objective {name!r}, which is not known; pass --objective.",
+                                     param_hint="--indices")
+        params = {**(sel.params or {} if name == sel.objective else {}), **overrides}
+        try:
+            value = score(inputs.X, sel.indices, name, normalize=normalize, labels=inputs.labels, **params)
+        except ValueError as err:  # parameters the objective refuses: the library's message names the fix
+            raise typer.BadParameter(str(err), param_hint="--param") from None
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        console.print(f"{name}{f' ({shown})' if shown else ''}: {value:.10g}")
 
 
 def register(app: typer.Typer) -> None:

@@ -20,27 +20,34 @@ def _error(message: str) -> typer.Exit:
 
 
 def _select_input(input: str, k: Optional[int], objective: str, optimizer: str, method: str, param: list[str],
-                  normalize: bool, seed: Optional[int], force: bool, out: Optional[Path], show: int) -> None:
-    """``--input``: the selection in this process, no Prefect (the table, the summary line, ``--out`` JSON)."""
+                  normalize: bool, seed: Optional[int], force: bool, out: Optional[Path], show: int,
+                  labels: Optional[str], quotas: Optional[str]) -> None:
+    """``--input``: the selection in this process, no Prefect (the table, the summary line, ``--out`` JSON).
+
+    Everything the run needs is checked before it starts — the output path, the input, labels and quotas — so a
+    bad argument never costs a finished selection.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from cli.core import console
-    from cli.params import load_matrix
+    from cli.params import check_output_path, load_input, parse_quotas, resolve_labels
     from worth import select
 
     if k is None:
         raise typer.BadParameter("--k is required with --input (the number of items to select)", param_hint="--k")
-    X, _ = load_matrix(input)
+    out = check_output_path(out)
+    params = parse_params(param)
+    inputs = load_input(input)
+    y = resolve_labels(inputs, labels)
+    quota = parse_quotas(quotas, y)
+    X = inputs.X
     with Progress(TextColumn("[bold]selecting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("select", total=k)
-        try:
-            sel = select(X, k, objective, optimizer, method, normalize=normalize, seed=seed, force=force,
-                         progress=lambda step, total: bar.update(task, completed=step), **parse_params(param))
-        except ValueError as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(2) from None
+        sel = select(X, k, objective, optimizer, method, normalize=normalize, seed=seed, force=force,
+                     labels=y if quota is not None or objective == "scaling-law" else None, quotas=quota,
+                     progress=lambda step, total: bar.update(task, completed=step), **params)
     idx, gains, values = (np.asarray(a) for a in (sel.indices, sel.gains, sel.values))
     if show:
         table = Table(title=f"{sel.objective} {sel.params} — {sel.optimizer}/{sel.method}, "
@@ -58,10 +65,12 @@ def _select_input(input: str, k: Optional[int], objective: str, optimizer: str, 
         f"{sel.timings['evaluations']} gain evaluations in {sel.timings['total']:.2f} s"
     )
     if out:
-        out.write_text(json.dumps({
-            "objective": sel.objective, "params": sel.params, "optimizer": sel.optimizer, "method": sel.method,
-            "indices": idx.tolist(), "gains": gains.tolist(), "values": values.tolist(), "timings": sel.timings,
-        }, indent=2))
+        record = {"objective": sel.objective, "params": sel.params, "optimizer": sel.optimizer, "method": sel.method,
+                  "normalize": normalize, "indices": idx.tolist(), "gains": gains.tolist(),
+                  "values": values.tolist(), "timings": sel.timings}
+        if inputs.ids is not None:  # a store's items by their ids, not only row positions
+            record["ids"] = [str(i) for i in np.asarray(inputs.ids)[idx]]
+        out.write_text(json.dumps(record, indent=2))
         console.print(f"wrote {out}")
 
 
@@ -101,7 +110,10 @@ def select_cmd(
     show: int = typer.Option(25, help="--input: rows of the pick table to print (0: none)."),
     regime: str = typer.Option("fixed", help="--store: fixed, balanced, per-class or sharded."),
     parts: Optional[int] = typer.Option(None, "--parts", help="--store: GreeDi parts of the sharded regime."),
-    quotas: Optional[str] = typer.Option(None, "--quotas", help="--store: picks per class: N, or JSON {label: N}."),
+    quotas: Optional[str] = typer.Option(None, "--quotas", help="Picks per class. --input: balanced, CLASS=COUNT "
+                                         "pairs (0=10,1=5) or JSON; --store: N (every class) or JSON {label: N}."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="--input: the classes for --quotas: input (the "
+                                         "input's own: a store's labels, a .npz's y; default), none, or FILE.npy."),
     budget: Optional[float] = typer.Option(None, "--budget", help="--store: total cost the picks may spend."),
     costs: Optional[str] = typer.Option(None, "--costs", help="--store: name of the store's cost array."),
     split: str = typer.Option("train", "--split", help="--store: select among this split's rows ('all': every row)."),
@@ -122,7 +134,8 @@ def select_cmd(
     if (input is None) == (store is None):
         raise _error("give exactly one of --input FILE (one process) or --store STORE (the select flow)")
     if input is not None:
-        _select_input(input, k, objective, optimizer, method, param, normalize, seed, force, out, show)
+        _select_input(input, k, objective, optimizer, method, param, normalize, seed, force, out, show, labels,
+                      quotas)
         return
     from pydantic import ValidationError
 

@@ -17,7 +17,7 @@ def _watch(url: str, storage_options: dict, total: int, stop: threading.Event, s
 
     from storage.store import EmbeddingStore
 
-    with tqdm(total=total, unit="item", desc="embedding", dynamic_ncols=True) as bar:
+    with tqdm(total=total, unit="item", desc="embedding", dynamic_ncols=True, disable=None) as bar:  # TTY only
         while True:
             finished = stop.wait(0.5)
             try:
@@ -54,8 +54,7 @@ def embed_command(
 ) -> None:
     """Embed SOURCE into a resumable Zarr store: reruns finish what a killed run left and append new items."""
     from infra.dask import launch_target
-    from storage.embedding import embed_into_store, plan, summary_markdown
-    from storage.store import EmbeddingStore
+    from storage.lock import writer_lock
     from worth.data.encoders import get_encoder
     from worth.data.sources import load_source
 
@@ -69,10 +68,31 @@ def embed_command(
     try:
         src = load_source(source, limit=limit, **src_params)
         enc = get_encoder(encoder, normalize=not no_normalize, **enc_params)
-        todo = plan(store, src, enc, chunk_rows=chunk_rows, dtype=dtype, storage_options=so or None, dry_run=True)
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.BadParameter(str(exc), param_hint="SOURCE / --encoder") from None
+    # The lock is the run's first write: a second run, a read-only or full filesystem, or a path that is a file
+    # fail here, in one line, before any server or cluster starts. The flow takes it again (re-entrant).
+    with writer_lock(store, so or None, command=f"worth embed {source} --store {store}"):
+        _embed_locked(store, source, encoder, src, enc, so, chunk_rows, dtype, limit, enc_params, src_params,
+                      no_normalize, runner, target)
+
+
+def _embed_locked(store, source, encoder, src, enc, so, chunk_rows, dtype, limit, enc_params, src_params,
+                  no_normalize, runner, target) -> None:
+    """The embed command once it holds the store's writer lock."""
+    from storage.embedding import embed_into_store, plan, summary_markdown
+    from storage.integrity import StoreDamagedError
+    from storage.store import EmbeddingStore
+
+    try:
+        todo = plan(store, src, enc, chunk_rows=chunk_rows, dtype=dtype, storage_options=so or None, dry_run=True)
+    except StoreDamagedError:
+        raise
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--store") from None
+    if todo.damaged:
+        typer.echo(f"{store}: {len(todo.damaged)} damaged chunk(s) found; repairing: "
+                   + "; ".join(str(d) for d in todo.damaged[:3]), err=True)
     if todo.nothing_to_do:
         typer.echo(f"{store}: complete, {todo.n:,} items of {source!r} by {encoder!r}; nothing to do.")
         return
@@ -94,13 +114,9 @@ def embed_command(
                                    source_params=src_params, limit=limit, chunk_rows=chunk_rows, dtype=dtype,
                                    normalize=not no_normalize, storage_options=so)
             result = run_embed(options, **target)
-    except ValueError as exc:
+    finally:
         stop.set()
         watcher.join()
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    stop.set()
-    watcher.join()
     typer.echo(summary_markdown(result, rows=result["rows_embedded"], seconds=result["seconds"]))
 
 
@@ -108,17 +124,24 @@ def info_command(
     store: str = typer.Option(..., "--store", "-s", help="store path or fsspec URL"),
     storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help="fsspec option KEY=VALUE"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    verify: bool = typer.Option(False, "--verify", help="check every chunk of every array against its digest; "
+                                "list the damaged ones and exit 1 if there are any"),
 ) -> None:
-    """Summarise an embedding store: size, encoder, source, classes, split, chunks done."""
+    """Summarise an embedding store: size, encoder, source, classes, split, chunks done (--verify: damage)."""
     from storage.embedding import summary_markdown
     from storage.store import EmbeddingStore
 
     so = parse_params(storage_option, "--storage-option")
     try:
-        s = EmbeddingStore.open(store, storage_options=so or None).summary()
+        st = EmbeddingStore.open(store, storage_options=so or None)
     except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.BadParameter(str(exc), param_hint="--store") from None
+    if verify:
+        report = st.verify()
+        typer.echo(report.text())
+        if not report.ok:
+            raise typer.Exit(1)
+    s = st.summary()
     if as_json:
         typer.echo(json.dumps(s, indent=2, default=str))
         return

@@ -1,6 +1,7 @@
 """The embed flow: a source's items → encoder → a resumable Zarr embedding store.
 
-The flow plans the store in its own process (creating it, or finding what an earlier run left undone, or the
+The flow takes the store's writer lock (:mod:`storage.lock`: a second run on the same store fails at once),
+plans the store in its own process (creating it, or finding what an earlier run left undone, or the
 new items to append), splits the unfinished chunks into shards of whole chunks, and runs one task per shard on
 whatever task runner it was launched with. Each shard writes only its own chunks, so shards run in parallel
 without sharing a chunk, and a killed run resumes where it stopped. A progress artifact moves as shards
@@ -27,6 +28,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage.embedding import shards, summary_markdown
+from storage.lock import writer_lock
 from storage.store import DEFAULT_CHUNK_ROWS
 from tasks.embed import embed_shard, plan_store, store_summary
 from worth.data.encoders import encoder_ref, get_encoder
@@ -86,6 +88,12 @@ def _embed(options: EmbedOptions) -> dict[str, Any]:
     source = load_source(options.source, limit=options.limit, **options.source_params)
     encoder = get_encoder(options.encoder, normalize=options.normalize, **options.encoder_params)
     so = options.storage_options or None
+    with writer_lock(options.store, so, command=f"embed flow {options.source} -> {options.store}"):
+        return _embed_locked(options, source, encoder, so, t0)
+
+
+def _embed_locked(options: EmbedOptions, source, encoder, so: dict[str, Any] | None, t0: float) -> dict[str, Any]:
+    """The flow's work while it holds the store's writer lock (one run per store)."""
     plan = plan_store(options.store, source, encoder, options.chunk_rows, options.dtype, options.codec, so)
     total = plan.pending_rows
     progress_id = create_progress_artifact(
@@ -123,18 +131,17 @@ embed_flow = flow(_embed, name="embed", description="Embed a source into a resum
 def run_embed(options: EmbedOptions, spec=None, *, task_runner=None) -> dict[str, Any]:
     """Run the embed flow on the cluster of ``spec`` (an :class:`infra.dask.ClusterSpec`) or on ``task_runner``.
 
-    With a Dask cluster it first makes sure one Prefect API serves the run (:func:`infra.dask.prefect_api`),
-    so workers do not start servers of their own. With neither, Prefect's default thread runner is used.
+    It first makes sure one Prefect API serves the run (:func:`infra.dask.prefect_api`): Dask workers then do
+    not start servers of their own, and a temporary server dies with this process even on kill -9. With neither
+    ``spec`` nor ``task_runner``, Prefect's default thread runner is used.
     """
     from infra.dask import prefect_api, task_runner as runner_for
 
     if spec is not None and task_runner is not None:
         raise ValueError("give spec (a ClusterSpec) or task_runner, not both")
-    if spec is None and task_runner is None:
-        return embed_flow(options)
-    if spec is None:  # a runner in this process: Prefect's own (ephemeral or configured) server is enough
-        return embed_flow.with_options(task_runner=task_runner)(options)
-    with prefect_api():
+    with prefect_api():  # one server, never orphaned by a kill -9 (Prefect's own ephemeral one would be)
+        if spec is None and task_runner is None:
+            return embed_flow(options)
         return embed_flow.with_options(task_runner=task_runner or runner_for(spec))(options)
 
 

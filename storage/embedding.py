@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from storage.integrity import ChunkDamage, StoreDamagedError, digest_values
+from storage.lock import writer_lock
 from storage.store import DEFAULT_CHUNK_ROWS, EmbeddingStore
 
 
@@ -35,10 +37,11 @@ class EmbedPlan:
     added: tuple[int, int]
     pending_chunks: list[int] = field(default_factory=list)
     pending_rows: int = 0
+    damaged: tuple[ChunkDamage, ...] = ()
 
     @property
     def nothing_to_do(self) -> bool:
-        return self.pending_rows == 0
+        return self.pending_rows == 0 and not self.damaged
 
 
 def _remap_labels(source, store_classes: list[str] | None) -> tuple[np.ndarray, list[str] | None]:
@@ -54,6 +57,101 @@ def _remap_labels(source, store_classes: list[str] | None) -> tuple[np.ndarray, 
     table = np.array([index[c] for c in source.classes], dtype=np.int64)
     labels = np.asarray(source.labels, dtype=np.int64)
     return np.where(labels >= 0, table[np.clip(labels, 0, None)], -1), classes
+
+
+def _cannot_rewrite(store: EmbeddingStore, name: str, chunk: int, source, why: str) -> StoreDamagedError:
+    lo = chunk * store.chunk_rows
+    return StoreDamagedError(
+        f"store {store.url!r} is damaged: {name} chunk {chunk} (rows {lo}..{min(lo + store.chunk_rows, store.n)}) "
+        f"cannot be rewritten from source {source.spec!r}: {why}; restore the chunk file from a backup, or rebuild "
+        "the store into a new path"
+    )
+
+
+def _rewrite_from_source(store: EmbeddingStore, source, damage: dict[str, set[int]], *, write: bool) -> None:
+    """Rewrite damaged ids/labels/split chunks from the source, each checked against its recorded digest.
+
+    Lost ids are the source's items that no sound ids chunk holds, in source order (the order :meth:`reserve`
+    wrote them); labels and split are the source's, looked up by id. A rewrite happens only when its values hash
+    to the digest recorded when the chunk was first written, so it restores exactly the old rows — or the store
+    is declared damaged with the rows named. Never appends: nothing here changes ``n``.
+    """
+    c = store.chunk_rows
+    planned: list[tuple[str, int, np.ndarray]] = []
+
+    def checked(name: str, chunk: int, values: np.ndarray) -> np.ndarray:
+        rec = store.recorded_digest(name, chunk)
+        if rec is None:
+            raise _cannot_rewrite(store, name, chunk, source, "no digest was recorded to check a rewrite against")
+        if len(values) != rec[0] or digest_values(values) != rec[1]:
+            raise _cannot_rewrite(store, name, chunk, source, "the source no longer holds the same items")
+        return values
+
+    ids_bad = sorted(damage.get("ids", ()))
+    ids_of: dict[int, np.ndarray] = {}
+    if ids_bad:
+        intact = set()
+        for chunk in range(store.n_chunks):
+            if chunk not in ids_bad:
+                intact.update(store.ids(slice(*store.chunk_bounds(chunk))).tolist())
+        candidates = [i for i in source.ids.tolist() if i not in intact]
+        pos = 0
+        for chunk in ids_bad:
+            rec = store.recorded_digest("ids", chunk)
+            rows = rec[0] if rec else 0
+            ids_of[chunk] = checked("ids", chunk, np.array(candidates[pos: pos + rows], dtype=str))
+            pos += rows
+            planned.append(("ids", chunk, ids_of[chunk]))
+    index = {s: i for i, s in enumerate(source.ids.tolist())}
+    labels, _ = _remap_labels(source, store.classes)
+    for name, column in (("labels", labels), ("split", np.asarray(source.split, dtype=str))):
+        for chunk in sorted(damage.get(name, ())):
+            rec = store.recorded_digest(name, chunk)
+            rows = rec[0] if rec else 0
+            ids = ids_of[chunk] if chunk in ids_of else store.ids(slice(*store.chunk_bounds(chunk)))[:rows]
+            if chunk not in ids_of and rows > len(ids):  # rows reserved past n by a killed run: read them raw
+                ids = np.asarray(np.asarray(store.array_raw("ids")[chunk * c: chunk * c + rows]).tolist(), dtype=str)
+            missing = [i for i in ids.tolist() if i not in index]
+            if missing:
+                raise _cannot_rewrite(store, name, chunk, source, f"it no longer has items {missing[:3]}")
+            pos = np.fromiter((index[i] for i in ids.tolist()), dtype=np.int64, count=len(ids))
+            planned.append((name, chunk, checked(name, chunk, column[pos])))
+    if write:
+        for name, chunk, values in planned:
+            store.rewrite_chunk(name, chunk, values)
+
+
+def repair(store: EmbeddingStore, source, *, write: bool = True) -> tuple[ChunkDamage, ...]:
+    """Find damage (:meth:`EmbeddingStore.verify`) and repair what can be repaired exactly; return what was found.
+
+    Lost array metadata is written again from the store's attributes; damaged embedding chunks (or their
+    bookkeeping) are dropped and marked unfinished, so the embed run that follows re-embeds them; damaged
+    ids/labels/split chunks are rewritten from ``source`` when it still holds those items (checked against the
+    recorded digests). Anything else raises :class:`StoreDamagedError` naming the rows. With ``write=False``
+    nothing is written: the same checks run, so a launcher learns before any work whether a run can repair.
+    """
+    report = store.verify()
+    if report.ok:
+        return ()
+    found = report.damaged
+    lost = [d.array for d in report.damaged if d.chunk is None]
+    if lost and not write:
+        return found
+    for name in lost:
+        store.restore_array(name)
+    if lost:
+        report = store.verify()
+        if any(d.chunk is None for d in report.damaged):
+            raise report.error()
+    meta: dict[str, set[int]] = {}
+    for d in report.damaged:
+        if not d.embeddings_only:
+            meta.setdefault(d.array.removesuffix("_digest"), set()).add(int(d.chunk))
+    _rewrite_from_source(store, source, meta, write=write)
+    if write:
+        for chunk in sorted({int(d.chunk) for d in report.damaged if d.embeddings_only}):
+            store.reset_chunk(chunk)
+    return found
 
 
 def probe_dim(source, encoder) -> int:
@@ -78,6 +176,11 @@ def plan(url: str, source, encoder, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, dty
         store = EmbeddingStore.open(url, storage_options=storage_options)
         store.check_compatible(encoder=encoder.identity(), dim=store.dim, dtype=dtype, normalize=encoder.normalize,
                                source_kind=source.kind, source_spec=source.spec)
+        damaged = repair(store, source, write=False)
+        if damaged:
+            chunks = sorted({int(d.chunk) for d in damaged if d.embeddings_only and d.chunk is not None})
+            rows = sum(min(c * store.chunk_rows + store.chunk_rows, store.n) - c * store.chunk_rows for c in chunks)
+            return EmbedPlan(url, store.n, store.dim, False, (store.n, store.n), chunks, rows, damaged)
         new = int((~np.isin(source.ids, store.ids())).sum())
         c = store.chunk_rows
         fresh = range(store.n // c, -(-(store.n + new) // c)) if new else range(0)
@@ -89,7 +192,10 @@ def plan(url: str, source, encoder, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, dty
         store = EmbeddingStore.open(url, mode="r+", storage_options=storage_options)
         store.check_compatible(encoder=encoder.identity(), dim=dim, dtype=dtype, normalize=encoder.normalize,
                                source_kind=source.kind, source_spec=source.spec)
+        damaged = repair(store, source)
+        store.ensure_digests()
     else:
+        damaged = ()
         store = EmbeddingStore.create(url, dim=dim, encoder=encoder.identity(), source=source.describe(),
                                       chunk_rows=chunk_rows, dtype=dtype, normalize=encoder.normalize,
                                       classes=source.classes, codec=codec, storage_options=storage_options)
@@ -98,7 +204,7 @@ def plan(url: str, source, encoder, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, dty
     added = store.reserve(source.ids[new_mask], labels[new_mask], source.split[new_mask], classes=classes,
                           source=source.describe() if new_mask.any() else None)
     pending = store.pending_chunks()
-    return EmbedPlan(url, store.n, store.dim, not exists, added, pending, store.n - store.rows_done())
+    return EmbedPlan(url, store.n, store.dim, not exists, added, pending, store.n - store.rows_done(), damaged)
 
 
 @lru_cache(maxsize=4)
@@ -132,6 +238,12 @@ def embed_chunks(url: str, source, encoder, chunks: Sequence[int], *,
             )
         positions = np.fromiter((index[i] for i in ids.tolist()), dtype=np.int64, count=len(ids))
         rows = encoder.encode(source.take(positions))
+        bad = ~np.isfinite(rows).all(axis=1)
+        if bad.any():
+            raise ValueError(
+                f"items {ids[bad][:3].tolist()} of source {source.spec!r} embed to NaN or inf ({int(bad.sum())} in "
+                f"rows {start}..{hi}): their values are not finite; drop or fix those items in the source"
+            )
         store.write_rows(int(chunk), start, rows)
         written += len(rows)
     return {"chunks": [int(c) for c in chunks], "rows": written, "seconds": time.perf_counter() - t0,
@@ -149,15 +261,20 @@ def shards(chunks: Sequence[int], chunks_per_shard: int = 1) -> list[list[int]]:
 def embed_into_store(url: str, source, encoder, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, dtype: str = "float32",
                      codec: str = "zstd", storage_options: Mapping[str, Any] | None = None,
                      progress=None) -> dict[str, Any]:
-    """Plan and embed serially in this process (no Prefect, no Dask). ``progress(rows)`` is called per chunk."""
+    """Plan and embed serially in this process (no Prefect, no Dask), holding the store's writer lock.
+
+    ``progress(rows)`` is called per chunk.
+    """
     t0 = time.perf_counter()
-    p = plan(url, source, encoder, chunk_rows=chunk_rows, dtype=dtype, codec=codec, storage_options=storage_options)
-    rows = 0
-    for chunk in p.pending_chunks:
-        res = embed_chunks(url, source, encoder, [chunk], storage_options=storage_options)
-        rows += res["rows"]
-        if progress is not None:
-            progress(res["rows"])
+    with writer_lock(url, storage_options):
+        p = plan(url, source, encoder, chunk_rows=chunk_rows, dtype=dtype, codec=codec,
+                 storage_options=storage_options)
+        rows = 0
+        for chunk in p.pending_chunks:
+            res = embed_chunks(url, source, encoder, [chunk], storage_options=storage_options)
+            rows += res["rows"]
+            if progress is not None:
+                progress(res["rows"])
     seconds = time.perf_counter() - t0
     return {"plan": p, "rows": rows, "seconds": seconds}
 

@@ -8,6 +8,8 @@ Layout (schema version 1)::
     <store>/ids                n, UTF-8 strings, stable item ids (the key for resume and append)
     <store>/split              n, UTF-8 strings ("train", "test", ...)
     <store>/chunks_done        one int64 per embedding chunk: how many leading rows of that chunk are final
+    <store>/<name>_digest      for embeddings, labels, ids, split: per chunk [rows, blake2b of those rows]
+                               (storage.integrity; stores written before digests existed lack them)
 
 Why this shape:
 
@@ -26,18 +28,25 @@ Why this shape:
   are kept exactly.
 
 Rows that are reserved but not yet embedded read as NaN, so a half-built store is readable and honest.
+Every read of rows checks the chunks it decodes against their digests and raises
+:class:`~storage.integrity.StoreDamagedError` naming the chunk, rather than returning altered rows.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import zarr
 import zarr.storage
+
+from storage.integrity import (
+    DIGEST_SCHEME, NOT_RECORDED, TRACKED, ChunkDamage, StoreDamagedError, VerifyReport, digest_name, digest_values,
+)
 
 SCHEMA_VERSION = 1
 ATTR_KEY = "worth"
@@ -84,6 +93,9 @@ def zarr_store(url: str, *, storage_options: Mapping[str, Any] | None = None, re
     if _is_local(url):
         if storage_options:
             raise ValueError("storage_options only apply to fsspec URLs (s3://...), not to a local store path")
+        if os.path.isfile(_local_path(url)):
+            raise ValueError(f"store={url!r} is a file, not a store: choose another path (a new directory is "
+                             "created there), or the directory of a store made by `worth embed`")
         return zarr.storage.LocalStore(_local_path(url), read_only=read_only)
     return zarr.storage.FsspecStore.from_url(url, storage_options=dict(storage_options or {}), read_only=read_only)
 
@@ -96,6 +108,58 @@ def _compressors(codec: str):
     if codec == "none":
         return None
     raise ValueError(f"codec={codec!r} is not one of {CODECS}")
+
+
+def _array_specs(meta: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every array of a store: ``create_array`` arguments but the shape, as functions of the store attributes.
+
+    One definition serves :meth:`EmbeddingStore.create` and the repair of an array whose metadata was lost, so
+    a re-created array reads its surviving chunk files exactly as before.
+    """
+    c, dim = int(meta["chunk_rows"]), int(meta["dim"])
+    specs = {
+        "embeddings": dict(chunks=(c, dim), dtype=meta["dtype"], fill_value=np.nan,
+                           compressors=_compressors(meta.get("codec", "zstd"))),
+        "labels": dict(chunks=(c,), dtype="int64", fill_value=-1),
+        "ids": dict(chunks=(c,), dtype=str, fill_value=""),
+        "split": dict(chunks=(c,), dtype=str, fill_value=""),
+        "chunks_done": dict(chunks=(1,), dtype="int64", fill_value=0),
+    }
+    if meta.get("digests"):
+        for name in TRACKED:
+            specs[digest_name(name)] = dict(chunks=(1, 2), dtype="int64", fill_value=NOT_RECORDED, compressors=None)
+    return specs
+
+
+def _array_shape(name: str, meta: Mapping[str, Any], n: int) -> tuple[int, ...]:
+    chunks = math.ceil(n / int(meta["chunk_rows"]))
+    if name == "embeddings":
+        return (n, int(meta["dim"]))
+    if name == "chunks_done":
+        return (chunks,)
+    if name.endswith("_digest"):
+        return (chunks, 2)
+    return (n,)
+
+
+def _has_array(group: zarr.Group, name: str) -> bool:
+    try:
+        group[name]
+    except KeyError:
+        return False
+    return True
+
+
+def _decodes(arr: zarr.Array, chunk: int) -> bool:
+    try:
+        arr[chunk]
+    except Exception:
+        return False
+    return True
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 class EmbeddingStore:
@@ -167,7 +231,7 @@ class EmbeddingStore:
             raise ValueError(f"chunk_rows={chunk_rows}: must be a positive number of rows (e.g. 16384)")
         if dtype not in DTYPES:
             raise ValueError(f"dtype={dtype!r}: choose one of {DTYPES}")
-        compressors = _compressors(codec)
+        _compressors(codec)
         zstore = zarr_store(url, storage_options=storage_options)
         try:
             group = zarr.open_group(zstore, mode="w-")
@@ -175,14 +239,6 @@ class EmbeddingStore:
             raise ValueError(
                 f"store={url!r} already exists: open it with EmbeddingStore.open, or choose a new path"
             ) from exc
-        group.create_array(
-            "embeddings", shape=(0, dim), chunks=(chunk_rows, dim), dtype=dtype, fill_value=np.nan,
-            compressors=compressors,
-        )
-        group.create_array("labels", shape=(0,), chunks=(chunk_rows,), dtype="int64", fill_value=-1)
-        group.create_array("ids", shape=(0,), chunks=(chunk_rows,), dtype=str, fill_value="")
-        group.create_array("split", shape=(0,), chunks=(chunk_rows,), dtype=str, fill_value="")
-        group.create_array("chunks_done", shape=(0,), chunks=(1,), dtype="int64", fill_value=0)
         meta = {
             "schema_version": SCHEMA_VERSION,
             "n": 0,
@@ -194,9 +250,12 @@ class EmbeddingStore:
             "encoder": dict(encoder),
             "source": dict(source),
             "classes": list(classes) if classes is not None else None,
+            "digests": DIGEST_SCHEME,
             "created_at": _now(),
             "updated_at": _now(),
         }
+        for name, spec in _array_specs(meta).items():
+            group.create_array(name, shape=_array_shape(name, meta, 0), **spec)
         group.attrs[ATTR_KEY] = meta
         return cls(group, url, storage_options)
 
@@ -278,7 +337,263 @@ class EmbeddingStore:
     @property
     def array(self) -> zarr.Array:
         """The raw ``embeddings`` Zarr array (its shape may run past :attr:`n` during an append)."""
-        return self._group["embeddings"]
+        return self._array("embeddings")
+
+    # ------------------------------------------------------------------ integrity
+    @property
+    def has_digests(self) -> bool:
+        """Whether this store records per-chunk digests (stores written before they existed do not)."""
+        return bool(self._meta.get("digests"))
+
+    def _array(self, name: str) -> zarr.Array:
+        try:
+            return self._group[name]
+        except KeyError:
+            raise StoreDamagedError(
+                f"store {self.url!r} is damaged: array {name!r} has no metadata ({name}/zarr.json is missing); "
+                "rerun `worth embed` with the same source and store to restore it, or rebuild the store"
+            ) from None
+
+    def _rows_of(self, chunk: int) -> tuple[int, int]:
+        lo = chunk * self.chunk_rows
+        return lo, min(lo + self.chunk_rows, self.n)
+
+    def _digests(self, name: str, c0: int, c1: int) -> np.ndarray | None:
+        """``(c1 - c0, 2)`` ``[rows, hash]`` of chunks ``c0..c1-1`` of ``name`` (rows −1: none recorded), or None
+        in a store without digests. Reads only those chunks' digests (one small object each)."""
+        if not self.has_digests:
+            return None
+        arr = self._array(digest_name(name))
+        try:
+            d = np.asarray(arr[c0:c1], dtype=np.int64).reshape(-1, 2)
+        except Exception as exc:  # a digest chunk that does not decode: find which one
+            bad = next(c for c in range(c0, c1) if not _decodes(arr, c))
+            raise self._damaged(digest_name(name), bad, f"cannot be decoded ({_short(exc)})") from None
+        return np.pad(d, ((0, c1 - c0 - len(d)), (0, 0)), constant_values=NOT_RECORDED)
+
+    def _done(self, c0: int, c1: int) -> np.ndarray:
+        """Rows final in chunks ``c0..c1-1`` (reads only those chunks of ``chunks_done``)."""
+        if c1 <= c0:
+            return np.zeros(0, dtype=np.int64)
+        arr = self._array("chunks_done")
+        try:
+            return np.asarray(arr[c0:c1], dtype=np.int64)
+        except Exception as exc:
+            bad = next(c for c in range(c0, c1) if not _decodes(arr, c))
+            raise self._damaged("chunks_done", bad, f"cannot be decoded ({_short(exc)})") from None
+
+    def array_raw(self, name: str) -> zarr.Array:
+        """The Zarr array ``name`` itself, unchecked (repair reads rows past :attr:`n` with it)."""
+        return self._array(name)
+
+    def recorded_digest(self, name: str, chunk: int) -> tuple[int, int] | None:
+        """``(rows, hash)`` recorded for ``chunk`` of ``name``, or None (none recorded, or unreadable)."""
+        if not self.has_digests or not _has_array(self._group, digest_name(name)):
+            return None
+        try:
+            rows, h = (int(v) for v in np.asarray(self._group[digest_name(name)][chunk]))
+        except Exception:
+            return None
+        return (rows, h) if 0 <= rows <= self.chunk_rows else None
+
+    def _record_digest(self, name: str, chunk: int, rows: int) -> None:
+        """Hash the first ``rows`` rows of ``chunk`` as they read back and record them (one writer per chunk)."""
+        if not self.has_digests:
+            return
+        lo = chunk * self.chunk_rows
+        values = np.asarray(self._array(name)[lo: lo + rows]) if rows else np.zeros(0)
+        self._array(digest_name(name))[chunk] = np.array([rows, digest_values(values)], dtype=np.int64)
+
+    def _check_chunk(self, name: str, chunk: int, values: np.ndarray, digest: np.ndarray | None,
+                     done: int | None = None) -> str | None:
+        """What is wrong with the decoded ``values`` of ``chunk`` (rows from its start), or None."""
+        if digest is not None and digest[0] != NOT_RECORDED:
+            rows = int(digest[0])
+            if not 0 <= rows <= self.chunk_rows or rows > len(values):
+                return f"its digest is unreadable (covers {rows} rows)"
+            if digest_values(values[:rows]) != int(digest[1]):
+                if not self._chunk_exists(name, chunk):
+                    return "its chunk file is missing"
+                return "its values differ from the digest recorded when it was written (chunk file altered)"
+            return None
+        if name == "embeddings" and done and not np.isfinite(values[:done]).all():
+            return "rows recorded as embedded read as NaN (chunk file missing?)"
+        if name == "ids" and (np.asarray(values) == "").any():
+            return "some ids read as empty (chunk file missing?)"
+        return None
+
+    def _chunk_values(self, name: str, chunk: int, d: np.ndarray | None = None, done: int | None = None) -> np.ndarray:
+        """Decoded rows of one chunk within :attr:`n`, checked against its digest ``d`` (``[rows, hash]``) and,
+        for embeddings, its ``done`` rows; raises StoreDamagedError."""
+        lo, hi = self._rows_of(chunk)
+        arr = self._array(name)
+        stop = max(hi, lo + int(d[0])) if d is not None and 0 < d[0] <= self.chunk_rows else hi
+        try:
+            values = np.asarray(arr[lo: min(stop, arr.shape[0])])
+        except Exception as exc:
+            raise self._damaged(name, chunk, self._undecodable(name, chunk, exc)) from None
+        problem = self._check_chunk(name, chunk, values, d, done)
+        if problem:
+            raise self._damaged(name, chunk, problem)
+        return values[: hi - lo]
+
+    def _damaged(self, name: str, chunk: int, problem: str) -> StoreDamagedError:
+        damage = ChunkDamage(name, chunk, self._rows_of(chunk), problem)
+        return VerifyReport(self.url, self.n, self.n_chunks, (damage,)).error()
+
+    def _read_range(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of array ``name``, decoded chunk by chunk, each checked against its digest."""
+        c = self.chunk_rows
+        if stop <= start:
+            return np.asarray(self._array(name)[0:0])
+        c0, c1 = start // c, (stop - 1) // c + 1
+        digests = self._digests(name, c0, c1)
+        done = self._done(c0, c1) if name == "embeddings" else None
+        parts = []
+        for chunk in range(c0, c1):
+            lo = chunk * c
+            values = self._chunk_values(name, chunk, None if digests is None else digests[chunk - c0],
+                                        None if done is None else int(done[chunk - c0]))
+            parts.append(values[max(start - lo, 0): stop - lo])
+        return np.concatenate(parts)
+
+    def verify(self) -> VerifyReport:
+        """Check every chunk of every array against its digest; report each damaged chunk by array and rows.
+
+        Decodes every chunk (a full read of the store). Finds deleted, truncated, zero-byte and garbage chunk
+        files and arrays whose ``zarr.json`` is gone. Chunks without a digest (older stores) are decoded and
+        checked for empty ids and NaN in finished rows; :attr:`VerifyReport.undigested` counts them.
+        """
+        damaged: list[ChunkDamage] = []
+        undigested: dict[str, int] = {}
+        everything = (0, self.n)
+        done = np.zeros(self.n_chunks, dtype=np.int64)
+        try:
+            bookkeeping = self._array("chunks_done")
+        except StoreDamagedError:
+            damaged.append(ChunkDamage("chunks_done", None, everything, "array metadata (zarr.json) is missing"))
+            bookkeeping = None
+        for chunk in range(self.n_chunks if bookkeeping is not None else 0):
+            lo, hi = self._rows_of(chunk)
+            try:
+                done[chunk] = int(bookkeeping[chunk])
+            except Exception as exc:
+                damaged.append(ChunkDamage("chunks_done", chunk, (lo, hi), f"cannot be decoded ({exc})"))
+                continue
+            if not 0 <= done[chunk] <= hi - lo:
+                damaged.append(ChunkDamage("chunks_done", chunk, (lo, hi), f"records {done[chunk]} rows done"))
+                done[chunk] = 0
+        for name in TRACKED:
+            names = [name] + ([digest_name(name)] if self.has_digests else [])
+            missing = [a for a in names if not _has_array(self._group, a)]
+            for a in missing:
+                damaged.append(ChunkDamage(a, None, everything, "array metadata (zarr.json) is missing"))
+            if name in missing:
+                continue
+            arr = self._array(name)
+            dig = None
+            if self.has_digests and not missing:
+                darr = self._array(digest_name(name))
+                dig = np.full((self.n_chunks, 2), NOT_RECORDED, dtype=np.int64)
+                for chunk in range(self.n_chunks):
+                    try:
+                        dig[chunk] = np.asarray(darr[chunk])
+                    except Exception as exc:
+                        damaged.append(ChunkDamage(digest_name(name), chunk, self._rows_of(chunk),
+                                                   f"cannot be decoded ({exc})"))
+            for chunk in range(self.n_chunks):
+                lo, hi = self._rows_of(chunk)
+                d = None if dig is None else dig[chunk]
+                rows = int(d[0]) if d is not None and d[0] != NOT_RECORDED else None
+                stop = max(hi, lo + rows) if rows is not None and 0 < rows <= self.chunk_rows else hi
+                try:
+                    values = np.asarray(arr[lo: min(stop, arr.shape[0])])
+                except Exception as exc:
+                    damaged.append(ChunkDamage(name, chunk, (lo, hi), self._undecodable(name, chunk, exc)))
+                    continue
+                problem = self._check_chunk(name, chunk, values, d, int(done[chunk]))
+                if problem:
+                    damaged.append(ChunkDamage(name, chunk, (lo, hi), problem))
+                elif rows is None and (name != "embeddings" or done[chunk]):
+                    undigested[name] = undigested.get(name, 0) + 1
+        return VerifyReport(self.url, self.n, self.n_chunks, tuple(damaged), undigested)
+
+    def check(self) -> None:
+        """Raise :class:`StoreDamagedError` (first damage, count, fix) unless :meth:`verify` finds none."""
+        report = self.verify()
+        if not report.ok:
+            raise report.error()
+
+    # ------------------------------------------------------------------ repair (single writer: the planner)
+    def ensure_digests(self) -> None:
+        """Start recording digests in a store written before they existed (its old chunks stay undigested)."""
+        self._require_writable()
+        if self.has_digests:
+            return
+        meta = dict(self._meta, digests=DIGEST_SCHEME)
+        for name in TRACKED:
+            self._group.create_array(digest_name(name), shape=_array_shape(digest_name(name), meta, self.n),
+                                     **_array_specs(meta)[digest_name(name)])
+        self._group.attrs[ATTR_KEY] = meta
+        self._meta = meta
+
+    def restore_array(self, name: str) -> None:
+        """Write the lost metadata of array ``name`` again; its surviving chunk files read as before."""
+        self._require_writable()
+        specs = _array_specs(self._meta)
+        if name not in specs:
+            raise ValueError(f"{name!r} is not an array of a worth store ({sorted(specs)})")
+        if _has_array(self._group, name):
+            return
+        self._group.create_array(name, shape=_array_shape(name, self._meta, self.n), **specs[name])
+
+    def _chunk_key(self, name: str, chunk: int) -> tuple[Any, str]:
+        """``(zarr store, key)`` of row-chunk ``chunk`` of array ``name``."""
+        arr = self._array(name)
+        key = "/".join(filter(None, [arr.store_path.path, arr.metadata.encode_chunk_key(
+            (chunk,) + (0,) * (arr.ndim - 1))]))
+        return arr.store_path.store, key
+
+    def _chunk_exists(self, name: str, chunk: int) -> bool:
+        zstore, key = self._chunk_key(name, chunk)
+        return bool(zarr.core.sync.sync(zstore.exists(key)))
+
+    def _undecodable(self, name: str, chunk: int, exc: BaseException) -> str:
+        zstore, key = self._chunk_key(name, chunk)
+        try:
+            size = zarr.core.sync.sync(zstore.getsize(key))
+        except (OSError, FileNotFoundError):
+            size = None
+        if size == 0:
+            return "its chunk file is empty (0 bytes)"
+        return f"its chunk file cannot be decoded: truncated or overwritten ({_short(exc)})"
+
+    def _drop_chunk(self, name: str, chunk: int) -> None:
+        """Delete one chunk object (it then reads as fill values), so a rewrite never decodes the damaged one."""
+        zstore, key = self._chunk_key(name, chunk)
+        zarr.core.sync.sync(zstore.delete(key))
+
+    def reset_chunk(self, chunk: int) -> None:
+        """Mark embedding chunk ``chunk`` unfinished and drop its rows, so the next embed run writes it afresh."""
+        self._require_writable()
+        self._drop_chunk("embeddings", chunk)
+        if self.has_digests:
+            self._drop_chunk(digest_name("embeddings"), chunk)
+            self._record_digest("embeddings", chunk, 0)
+        self._drop_chunk("chunks_done", chunk)
+
+    def rewrite_chunk(self, name: str, chunk: int, values: np.ndarray) -> None:
+        """Replace the leading rows of a damaged ``ids``/``labels``/``split`` chunk and record its digest."""
+        self._require_writable()
+        if name not in ("ids", "labels", "split"):
+            raise ValueError(f"name={name!r}: only ids, labels and split are rewritten; embeddings are re-embedded")
+        lo = chunk * self.chunk_rows
+        self._drop_chunk(name, chunk)
+        if self.has_digests:
+            self._drop_chunk(digest_name(name), chunk)
+        if len(values):
+            self._array(name)[lo: lo + len(values)] = values
+        self._record_digest(name, chunk, len(values))
 
     # ------------------------------------------------------------------ compatibility
     def check_compatible(self, *, encoder: Mapping[str, Any], dim: int, dtype: str, normalize: bool,
@@ -333,9 +648,7 @@ class EmbeddingStore:
 
     def chunks_done(self) -> np.ndarray:
         """Rows already final in each chunk (length :attr:`n_chunks`)."""
-        if self.n_chunks == 0:
-            return np.zeros(0, dtype=np.int64)
-        return np.asarray(self._group["chunks_done"][: self.n_chunks], dtype=np.int64)
+        return self._done(0, self.n_chunks)
 
     def rows_done(self) -> int:
         """Number of rows whose embeddings are final."""
@@ -373,25 +686,24 @@ class EmbeddingStore:
         if k and (ids == "").any():
             raise ValueError("ids must be non-empty strings: every item needs a stable id")
         old = self.n
-        if k and np.isin(ids, self.ids()).any():
-            dup = ids[np.isin(ids, self.ids())][:3].tolist()
+        held = self.ids()  # checked read: a lost ids chunk raises StoreDamagedError here, never appends beside it
+        if k and np.isin(ids, held).any():
+            dup = ids[np.isin(ids, held)][:3].tolist()
             raise ValueError(f"ids {dup} are already in the store: reserve only new items")
         if k and len(np.unique(ids)) != k:
             raise ValueError("ids must be unique: two items of the source share an id")
         new = old + k
         c = self.chunk_rows
-        self._group["embeddings"].resize((new, self.dim))
-        for name in ("labels", "ids", "split"):
-            self._group[name].resize((new,))
-        self._group["chunks_done"].resize((math.ceil(new / c),))
+        for name in _array_specs(self._meta):
+            self._array(name).resize(_array_shape(name, self._meta, new))
         if k:
             # chunk-aligned pieces, so that even these metadata writes never straddle two chunks needlessly
             lo = old
             while lo < new:
                 hi = min((lo // c + 1) * c, new)
-                self._group["ids"][lo:hi] = ids[lo - old: hi - old]
-                self._group["labels"][lo:hi] = labels[lo - old: hi - old]
-                self._group["split"][lo:hi] = split[lo - old: hi - old]
+                for name, values in (("ids", ids), ("labels", labels), ("split", split)):
+                    self._array(name)[lo:hi] = values[lo - old: hi - old]
+                    self._record_digest(name, lo // c, hi - (lo // c) * c)
                 lo = hi
         meta = dict(self._meta)
         meta["n"] = new
@@ -412,7 +724,7 @@ class EmbeddingStore:
         """
         self._require_writable()
         lo, hi = self.chunk_bounds(chunk)
-        done = int(self._group["chunks_done"][chunk])
+        done = int(self._done(chunk, chunk + 1)[0])
         rows = np.asarray(rows)
         if rows.ndim != 2 or rows.shape[1] != self.dim:
             raise ValueError(f"rows must be (k, {self.dim}), got shape {rows.shape}: the store's dimension is fixed")
@@ -426,16 +738,16 @@ class EmbeddingStore:
             raise ValueError(f"embeddings of rows {bad.tolist()} contain NaN or inf: the encoder failed on them")
         if len(rows) == 0:
             return
-        self._group["embeddings"][start:stop] = rows.astype(self.dtype)
-        self._group["chunks_done"][chunk] = stop - lo
+        self._array("embeddings")[start:stop] = rows.astype(self.dtype)
+        self._record_digest("embeddings", chunk, stop - lo)  # before the bookkeeping that vouches for the rows
+        self._array("chunks_done")[chunk] = stop - lo
 
     # ------------------------------------------------------------------ reading
     def _read1d(self, name: str, index) -> np.ndarray:
-        arr = self._group[name]
         if isinstance(index, slice):
             start, stop, step = index.indices(self.n)
-            return np.asarray(arr[start:stop])[::step] if stop > start else np.asarray(arr[0:0])
-        a = np.asarray(arr[: self.n])
+            return self._read_range(name, start, stop)[::step]
+        a = self._read_range(name, 0, self.n)
         return a if index is None else a[index]
 
     def ids(self, index=None) -> np.ndarray:
@@ -461,25 +773,33 @@ class EmbeddingStore:
 
     def to_numpy(self, *, dtype: str | None = None) -> np.ndarray:
         """All n rows as one NumPy array (rows not embedded yet are NaN)."""
-        a = np.asarray(self._group["embeddings"][: self.n])
+        a = self._read_range("embeddings", 0, self.n)
+        if a.size == 0:
+            a = np.zeros((0, self.dim), dtype=self.dtype)
         return a.astype(dtype) if dtype else a
 
     def rows(self, index) -> np.ndarray:
         """Rows by integer index (array-like) or slice; reads only the chunks that hold them."""
         if isinstance(index, slice):
             start, stop, step = index.indices(self.n)
-            return np.asarray(self._group["embeddings"][start:stop])[::step]
+            return self._read_range("embeddings", start, stop)[::step] if stop > start else \
+                np.zeros((0, self.dim), dtype=self.dtype)
         idx = np.asarray(index, dtype=np.int64).ravel()
         if idx.size and (idx.min() < -self.n or idx.max() >= self.n):
             raise IndexError(f"index out of range for a store of {self.n} rows")
         idx = np.where(idx < 0, idx + self.n, idx)
         if idx.size == 0:
             return np.zeros((0, self.dim), dtype=self.dtype)
-        order = np.argsort(idx, kind="stable")
-        out = np.asarray(self._group["embeddings"].get_orthogonal_selection((idx[order], slice(None))))
-        res = np.empty_like(out)
-        res[order] = out
-        return res
+        # whole chunks are what Zarr decodes anyway: read each touched chunk once, checked against its digest
+        out = np.empty((idx.size, self.dim), dtype=self.dtype)
+        chunk_of = idx // self.chunk_rows
+        for chunk in np.unique(chunk_of).tolist():
+            sel = chunk_of == chunk
+            d = self._digests("embeddings", chunk, chunk + 1)
+            values = self._chunk_values("embeddings", chunk, None if d is None else d[0],
+                                        int(self._done(chunk, chunk + 1)[0]))
+            out[sel] = values[idx[sel] - chunk * self.chunk_rows]
+        return out
 
     def rows_of_class(self, label: int, *, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(indices, rows)`` of one class (optionally within one split)."""
@@ -490,7 +810,7 @@ class EmbeddingStore:
         """A Dask array over the n rows, one block per Zarr chunk (reads lazily, where the chunks lie)."""
         import dask.array as da
 
-        return da.from_zarr(self._group["embeddings"])[: self.n]
+        return da.from_zarr(self._array("embeddings"))[: self.n]
 
     def to_array(self, xp: str = "numpy"):
         """All rows in the namespace ``xp``: "numpy", "cupy" (GPU) or "dask"."""
@@ -508,8 +828,7 @@ class EmbeddingStore:
 
     def nbytes_stored(self) -> int:
         """Bytes the store occupies in its storage (all arrays, compressed, plus metadata)."""
-        return int(sum(self._group[name].nbytes_stored() for name in
-                       ("embeddings", "labels", "ids", "split", "chunks_done")))
+        return int(sum(self._array(name).nbytes_stored() for name in _array_specs(self._meta)))
 
     # ------------------------------------------------------------------ per-item costs
     def cost_names(self) -> list[str]:

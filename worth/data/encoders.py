@@ -41,9 +41,15 @@ def _pkg_version(name: str) -> str:
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm; zero rows stay zero (they carry no direction to keep)."""
+    """Rows divided by their L2 norm; zero rows stay zero (they carry no direction to keep).
+
+    Rows with NaN or inf stay non-finite (NaN), so the writer that receives them can refuse them by item;
+    turning them into zero rows would hide a broken item as a valid embedding.
+    """
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    out = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    out[~np.isfinite(norms[:, 0])] = np.nan
+    return out
 
 
 def _device(device: str | None) -> str:

@@ -451,7 +451,11 @@ def _hf(name: str, split: str = "train", config: str | None = None, data_files: 
         import datasets
     except ImportError:
         raise ValueError("source='hf:...' needs the `datasets` package: pip install datasets") from None
-    ds = datasets.load_dataset(name, config, split=split, data_files=data_files)
+    try:
+        ds = datasets.load_dataset(name, config, split=split, data_files=data_files)
+    except ConnectionError as exc:  # offline, or the hub unreachable: say what to do instead of a traceback
+        raise ConnectionError(f"source='hf:{name}': {exc}; connect to the network (and unset HF_HUB_OFFLINE), "
+                              "or embed local files: hf:parquet with --source-param data_files=PATH") from None
     cols = ds.column_names
     image_column = image_column or next((c for c in ("image", "img") if c in cols), None)
     text_column = text_column or next((c for c in ("text", "sentence", "content") if c in cols), None)
