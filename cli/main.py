@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from cli import core, store
+from cli import core, store, study
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Appraise training data and select the subsets worth training on.",
 )
-for group in (core, store):
+for group in (core, store, study):
     group.register(app)
 
 
