@@ -45,10 +45,12 @@ def _runs(uri, experiment_id):
 
 
 @pytest.fixture(scope="module")
-def flow_run(digits_store, dask_task_runner, tmp_path_factory):
+def flow_run(digits_store, dask_cluster, tmp_path_factory):
+    from prefect_dask import DaskTaskRunner
+
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow-a') / 'mlflow.db'}"
     options = StudyOptions(store=digits_store, config_data=TINY, tracking_uri=uri, experiment="tiny")
-    result = study_flow.with_options(task_runner=dask_task_runner)(options)
+    result = study_flow.with_options(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))(options)
     return result, uri
 
 
@@ -150,15 +152,21 @@ def _finished_children(db: Path) -> int:
 
 
 @pytest.mark.slow
-def test_kill_9_then_rerun_ends_with_the_uninterrupted_runs(flow_run, digits_store, prefect_api, tmp_path):
+def test_kill_9_then_rerun_ends_with_the_uninterrupted_runs(flow_run, digits_store, dask_cluster, prefect_api, tmp_path):
+    """The CLI in a process of its own on the session cluster, killed once 3 subsets are FINISHED; the rerun
+    (in this process, same cluster) must end with the uninterrupted run's keys, one run each."""
+    from mlflow.entities import ViewType
+    from prefect_dask import DaskTaskRunner
+
     result, uri_a = flow_run
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
-    cmd = [sys.executable, "-m", "cli.main", "study", "--store", digits_store, "--config", str(Path(__file__).parent / "tiny.yaml"),
-           "--tracking-uri", uri, "--experiment", "tiny", "--out", str(tmp_path / "report")]
+    config = str(Path(__file__).parent / "tiny.yaml")
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([*cmd, "--runner", "threads"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "study", "--store", digits_store, "--config", config,
+                             "--tracking-uri", uri, "--experiment", "tiny", "--out", str(tmp_path / "report"),
+                             "--scheduler", dask_cluster.scheduler_address],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and proc.poll() is None and _finished_children(db) < 3:
@@ -169,18 +177,16 @@ def test_kill_9_then_rerun_ends_with_the_uninterrupted_runs(flow_run, digits_sto
     finally:
         if proc.poll() is None:
             proc.kill()
-    from mlflow.entities import ViewType
-
     client = _client(uri)
     exp = client.get_experiment_by_name("tiny")
     killed = {r.data.tags["worth.key"]: r for r in client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL)}
     finished = {k: r.info.run_id for k, r in killed.items() if r.info.status == "FINISHED"}
     assert 3 <= len(finished) < len(SPECS) and "RUNNING" in {r.info.status for r in killed.values()}
 
-    rerun = subprocess.run([*cmd, "--runner", "inline"], env=env, cwd=ROOT, capture_output=True, text=True,
-                           timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert f"{len(SPECS) - len(finished)} trained, {len(finished)} reused" in rerun.stdout
+    again = run_study(StudyOptions(store=digits_store, config=config, tracking_uri=uri, experiment="tiny",
+                                   out_dir=str(tmp_path / "report")),
+                      task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+    assert again["trained"] == len(SPECS) - len(finished) and again["reused"] == len(finished)
     runs = _runs(uri, exp.experiment_id)
     keys = [r.data.tags["worth.key"] for r in runs]
     uninterrupted = {r.data.tags["worth.key"] for r in _runs(uri_a, result["experiment_id"])}
@@ -192,6 +198,11 @@ def test_kill_9_then_rerun_ends_with_the_uninterrupted_runs(flow_run, digits_sto
         assert len(client.get_metric_history(run_id, "accuracy")) == 1
     cfg = StudyConfig.from_dict(TINY)
     assert set(keys) - {result["study_key"]} == {child_key(s, cfg, _pool(digits_store)) for s in SPECS}
+    # the same rows, scores and accuracies as the uninterrupted run (training is seeded, 1 thread per worker)
+    rows = {r["name"]: r for r in json.loads(Path(again["results"]).read_text())["rows"]}
+    ref = {r["name"]: r for r in json.loads(Path(result["results"]).read_text())["rows"]}
+    assert {n: (r["accuracy"], r["score.logdet"]) for n, r in rows.items()} == \
+        {n: (r["accuracy"], r["score.logdet"]) for n, r in ref.items()}
 
 
 def _pool(url):
