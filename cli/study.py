@@ -11,7 +11,8 @@ from cli.params import parse_params
 
 def study_command(
     store: str = typer.Option(..., "--store", "-s", help="a complete, labelled embedding store (from `worth embed`)"),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="a study.yaml (see study.yaml, study-quick.yaml)"),
+    config: Optional[str] = typer.Option(None, "--config", "-c",
+                                         help="a study.yaml (see study.yaml, study-quick.yaml)"),
     quick: bool = typer.Option(False, "--quick", help="the quick preset: a few minutes on digits"),
     holdout_fraction: Optional[float] = typer.Option(
         None, "--holdout-fraction", help="share of each class held out when the store has no test split "
@@ -61,6 +62,9 @@ def study_command(
         result = run_study(options, **target, on_result=line)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc).splitlines()[0])
+    except RuntimeError as exc:  # some subsets failed: the others are logged, a rerun retries the failed ones
+        typer.echo(f"error: {str(exc).splitlines()[0]}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"{result['subsets']} subsets: {result['trained']} trained, {result['reused']} reused from earlier "
                f"runs, in {result['seconds']:.1f} s")
     typer.echo(f"report: {result['report']}")

@@ -391,7 +391,9 @@ def conduct(options: StudyOptions, runtime, on_result=None) -> dict[str, Any]:
 
     table = [rows[s.key] for s in plan.specs]
     out = aggregate(table, cfg, plan.out_dir, title=f"Appraisal study of {options.store}")
-    tracker.log_metrics(parent_id, correlation_metrics(out["tables"]["correlation"]))
+    parent = known.get(plan.key)
+    if todo or parent is None or not parent.finished:  # a finished study rerun with nothing new logs nothing twice
+        tracker.log_metrics(parent_id, correlation_metrics(out["tables"]["correlation"]))
     figures = [p for v in out["figures"].values() for p in (v if isinstance(v, list) else [v])]
     tracker.log_files(parent_id, [out["report"], out["results"], *figures])
     tracker.finish(parent_id)

@@ -12,7 +12,8 @@ return small dicts and the flow logs them as they arrive. Facts behind the choic
   whatever the working directory happens to be. A tracking server (``http://...``) keeps its own
   ``--artifacts-destination``.
 * **Resume without duplicates.** Every run carries a deterministic ``worth.key`` tag. :meth:`Tracker.runs_by_key`
-  reads every run of the experiment once (deleted ones included, so a key is never given to a second run). A FINISHED run is reused as it is; any other (a process killed inside a run leaves it RUNNING for
+  reads every run of the experiment once (deleted ones included, so a key is never given to a second run).
+  A FINISHED run is reused as it is; any other (a process killed inside a run leaves it RUNNING for
   good) is reopened by its id and logged into again.
 
 The client API (:class:`mlflow.tracking.MlflowClient`) is used throughout instead of ``mlflow.start_run``: no

@@ -45,7 +45,8 @@ def stores(tmp_path_factory):
 
 CASES = [
     ("unlabelled", {}, "has no labels"),
-    ("imbalanced", {"config_data": {**SMALL, "k": [40], "regimes": ["balanced"]}}, "k=40 in the balanced regime needs 20"),
+    ("imbalanced", {"config_data": {**SMALL, "k": [40], "regimes": ["balanced"]}},
+     "k=40 in the balanced regime needs 20"),
     ("imbalanced", {"config_data": {**SMALL, "k": [500]}}, "exceeds the pool"),
     ("recorded", {"holdout_fraction": 0.0}, "holdout_fraction=0.0 must lie in (0, 0.9]"),
     ("recorded", {"holdout_fraction": 0.95}, "holdout_fraction=0.95 must lie in (0, 0.9]"),

@@ -80,7 +80,8 @@ def test_parent_and_a_child_per_subset_with_every_metric_and_artifact(flow_run, 
     assert named["logdet-k20-balanced-s0"].data.params["optimizer"] == "greedy"
     assert named["random-k20-fixed-s2"].data.params["objective"] == "random"
     # fixed and budget select alike: one realisation, the same scores
-    assert named["logdet-k20-fixed-s0"].data.metrics["score.logdet"] == named["logdet-k20-budget-s0"].data.metrics["score.logdet"]
+    fixed, budget = named["logdet-k20-fixed-s0"].data.metrics, named["logdet-k20-budget-s0"].data.metrics
+    assert fixed["score.logdet"] == budget["score.logdet"]
 
     pm = parent[0].data.metrics
     for obj in ("logdet", "facility-location"):
@@ -139,7 +140,9 @@ def test_rerun_reuses_every_finished_run_and_logs_nothing_twice(flow_run, digits
     assert {r.info.run_id: r.data.tags["worth.key"] for r in after} == before
     child = next(r for r in after if r.info.run_name == "facility-location-k20-fixed-s0")
     assert len(_client(uri).get_metric_history(child.info.run_id, "accuracy")) == 1
-    assert json.loads(Path(again["results"]).read_text())["rows"] == json.loads(Path(result["results"]).read_text())["rows"]
+    assert len(_client(uri).get_metric_history(result["parent_run_id"], "spearman.logdet.balanced")) == 1
+    rows = json.loads(Path(again["results"]).read_text())["rows"]
+    assert rows == json.loads(Path(result["results"]).read_text())["rows"]
 
 
 def _finished_children(db: Path) -> int:
@@ -152,7 +155,8 @@ def _finished_children(db: Path) -> int:
 
 
 @pytest.mark.slow
-def test_kill_9_then_rerun_ends_with_the_uninterrupted_runs(flow_run, digits_store, dask_cluster, prefect_api, tmp_path):
+def test_kill_9_then_rerun_ends_with_the_uninterrupted_runs(flow_run, digits_store, dask_cluster, prefect_api,
+                                                            tmp_path):
     """The CLI in a process of its own on the session cluster, killed once 3 subsets are FINISHED; the rerun
     (in this process, same cluster) must end with the uninterrupted run's keys, one run each."""
     from mlflow.entities import ViewType
