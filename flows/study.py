@@ -8,13 +8,14 @@ pool (or, in the balanced regime, a class) cannot serve, a tracking store with n
 The flow then records the held-out split with the store (once), opens the study's MLflow experiment (creating
 the tracking database in this process, before any worker starts), and maps the subsets over the task
 runner: one realisation per distinct subset (``fixed`` and ``budget`` select alike), its scores, and one training
-per spec. Only this process writes to MLflow, one child run per subset as its result arrives; a Prefect
-progress artifact moves meanwhile. At the end the tables, figures and ``report.md`` are written
+per spec. Only this process writes to MLflow: each subset's child run is opened, logged and finished as its
+result arrives; a Prefect progress artifact moves meanwhile. At the end the tables, figures and ``report.md`` are written
 (:func:`worth.appraisal.aggregate`) and logged to the parent run, and the report becomes a markdown artifact.
 
 Resume: every run is tagged with a deterministic key (:func:`child_key`: the subset spec, the training
-settings and the pool's identity). A rerun reuses FINISHED children's metrics (no retraining), reopens
-unfinished ones by run id and retrains only those, and never creates a second run for a key.
+settings and the pool's identity). A rerun reuses FINISHED children's metrics (no retraining), retrains the
+rest — reopening by run id a run left unfinished (killed while being logged, or FAILED) — and never creates a
+second run for a key.
 
 Launch::
 
@@ -350,18 +351,20 @@ def conduct(options: StudyOptions, runtime, on_result=None) -> dict[str, Any]:
             subsets[spec.subset_key] = runtime.submit(realise_subset, options.store, h, spec.to_dict(), so)
             scores[spec.subset_key] = runtime.submit(score_subset_task, options.store, h, subsets[spec.subset_key],
                                                      cfg.objectives, so)
-        run = known.get(ck)
-        run_id = tracker.start(ck, spec.name, params=child_params(spec, cfg), parent_id=parent_id, existing=run,
-                               tags={"worth.kind": spec.kind, "worth.subset_key": spec.subset_key})
         fut = runtime.submit(train_subset_task, options.store, h, spec.to_dict(), subsets[spec.subset_key],
                              cfg.to_dict(), so)
         futures.append(fut)
-        meta[id(fut)] = (spec, ck, run_id)
+        meta[id(fut)] = (spec, ck)
     total = len(plan.specs)
     progress = runtime.progress(len(todo), f"Subsets trained and logged ({len(todo)} to train, {reused} reused)")
     errors, processes = [], set()
     for i, fut in enumerate(runtime.completed(futures)):
-        spec, ck, run_id = meta[id(fut)]
+        spec, ck = meta[id(fut)]
+        # the run is opened when its result is in, so the UI lists finished subsets as they come and a kill
+        # leaves at most the one being logged unfinished (reopened by its id on the next run)
+        run_id = tracker.start(ck, spec.name, params=child_params(spec, cfg), parent_id=parent_id,
+                               existing=known.get(ck),
+                               tags={"worth.kind": spec.kind, "worth.subset_key": spec.subset_key})
         try:
             evaluation = dict(fut.result())
             subset = subsets[spec.subset_key].result()
