@@ -14,7 +14,7 @@ import typer
 from typer._click import exceptions as click  # typer vendors click: its exceptions are not `click`'s
 from typer.core import TyperGroup
 
-from cli import core, curate, select, services, store
+from cli import core, curate, select, services, store, study
 
 EXPECTED = (ValueError, OSError, RuntimeError)
 _debug = {"on": False}
@@ -80,7 +80,7 @@ def root(debug: bool = typer.Option(False, "--debug", help="Show the traceback o
     _debug["on"] = debug
 
 
-for group in (core, select, store, curate):
+for group in (core, select, store, study, curate):
     group.register(app)
 app.add_typer(services.app, name="services")
 

@@ -1,11 +1,247 @@
-"""MLflow tracking: the one module of ``tasks/`` that imports MLflow (``infra/`` is the other place allowed).
+"""MLflow for the appraisal study: where runs are tracked, one experiment per study, resumable runs by key.
 
-Runs are written only from the flow's own process (STACK.md: several processes opening a fresh SQLite store at
-once corrupted it), through ``MlflowClient`` rather than the fluent API, whose active-run state is global to
-the process.
+This module and ``infra/`` are the only ones that import MLflow, and only the flow process calls it: workers
+return small dicts and the flow logs them as they arrive. Facts behind the choices (STACK.md, measured here):
+
+* **Tracking URI.** ``--tracking-uri`` when given, else ``MLFLOW_TRACKING_URI`` (MLflow's own convention),
+  else a SQLite file beside a local store, ``<store>.mlflow/mlflow.db``. :meth:`Tracker.open` creates the
+  database and the experiment in the flow process *before* any worker starts: three processes opening one fresh
+  SQLite store at once corrupted it (a migration race).
+* **Artifacts** go where the experiment says, set explicitly at creation (``<store>.mlflow/artifacts/`` for the
+  default store, an ``artifacts`` folder beside any other SQLite file): MLflow's default is ``./mlruns`` under
+  whatever the working directory happens to be. A tracking server (``http://...``) keeps its own
+  ``--artifacts-destination``.
+* **Resume without duplicates.** Every run carries a deterministic ``worth.key`` tag. :meth:`Tracker.runs_by_key`
+  reads every run of the experiment once (deleted ones included, so a key is never given to a second run).
+  A FINISHED run is reused as it is; any other (a process killed inside a run leaves it RUNNING for
+  good) is reopened by its id and logged into again.
+
+The client API (:class:`mlflow.tracking.MlflowClient`) is used throughout instead of ``mlflow.start_run``: no
+global active-run state, so the flow can hold one parent and many children open at once.
 """
 
 from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+KEY_TAG = "worth.key"
+PARENT_TAG = "mlflow.parentRunId"
+FINISHED = "FINISHED"
+
+
+def is_local(url: str) -> bool:
+    """Whether ``url`` is a local path (or ``file://``), beside which files can be written."""
+    return "://" not in url or url.startswith("file://")
+
+
+def beside_store(store: str, suffix: str) -> Path:
+    """``<store><suffix>``, an absolute path beside a local store (``.mlflow``: its tracking database and
+    artifacts; ``.study``: its study reports)."""
+    path = Path(store[len("file://"):] if store.startswith("file://") else store).resolve()
+    return path.with_name(path.name + suffix)
+
+
+def resolve_tracking_uri(store: str, explicit: str | None = None) -> str:
+    """The tracking URI of a study on ``store``: ``explicit``, else ``MLFLOW_TRACKING_URI``, else beside the store.
+
+    Raises
+    ------
+    ValueError
+        For a remote store (``s3://...``) with neither: a SQLite file cannot live beside it.
+    """
+    if explicit:
+        return explicit
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    if not is_local(store):
+        raise ValueError(f"store={store!r} is remote, so no tracking database can sit beside it: pass "
+                         "--tracking-uri (e.g. http://mlflow-host:5000 or sqlite:////abs/path/mlflow.db) or set "
+                         "MLFLOW_TRACKING_URI.")
+    return f"sqlite:///{beside_store(store, '.mlflow') / 'mlflow.db'}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0])
+
+
+def resolve_artifact_location(uri: str, experiment: str, explicit: str | None = None) -> str | None:
+    """Where a new experiment's artifacts go: ``explicit``, else beside a SQLite database, else the server's.
+
+    Raises
+    ------
+    ValueError
+        For a database URI that is neither SQLite nor a server (``postgresql://...``) without ``explicit``:
+        MLflow would otherwise write to ``./mlruns`` under the working directory.
+    """
+    if explicit:
+        return explicit if "://" in explicit else Path(explicit).resolve().as_uri()
+    db = _sqlite_path(uri)
+    if db is not None:
+        return (db.resolve().parent / "artifacts" / experiment).as_uri()
+    if uri.startswith(("http://", "https://", "databricks")):
+        return None  # the tracking server decides (its --artifacts-destination)
+    raise ValueError(f"tracking URI {uri!r} is a database without a place for artifacts: pass --artifact-location "
+                     "(a folder or an object-store URL such as s3://bucket/mlartifacts).")
+
+
+def _metric(value: Any) -> float | None:
+    """A metric value MLflow stores faithfully, or ``None`` to leave it out (NaN: undefined, not zero)."""
+    if value is None or isinstance(value, bool):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+@dataclass
+class RunRecord:
+    """A run found by key: its id, status and logged values (``metrics`` latest values, ``params`` strings)."""
+
+    run_id: str
+    status: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+    @property
+    def finished(self) -> bool:
+        return self.status == FINISHED
+
+
+class Tracker:
+    """One study's experiment in one tracking store, written only from the flow process.
+
+    Make one with :meth:`open`; it creates the store's database and the experiment (with its artifact
+    location) right away, before any worker runs.
+    """
+
+    def __init__(self, client, experiment_id: str, uri: str, experiment: str):
+        self.client = client
+        self.experiment_id = experiment_id
+        self.uri = uri
+        self.experiment = experiment
+
+    @classmethod
+    def open(cls, uri: str, experiment: str, artifact_location: str | None = None) -> "Tracker":
+        """Create (or find) the experiment ``experiment`` in the tracking store ``uri``."""
+        from mlflow.tracking import MlflowClient
+
+        db = _sqlite_path(uri)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        location = resolve_artifact_location(uri, experiment, artifact_location)
+        client = MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            exp_id = client.create_experiment(experiment, artifact_location=location)
+        else:
+            if found.lifecycle_stage == "deleted":
+                raise ValueError(f"experiment {experiment!r} was deleted in {uri}: restore it "
+                                 f"(`mlflow experiments restore --experiment-id {found.experiment_id}`) or pass "
+                                 "another --experiment name.")
+            exp_id = found.experiment_id
+        return cls(client, exp_id, uri, experiment)
+
+    @property
+    def artifact_location(self) -> str:
+        return self.client.get_experiment(self.experiment_id).artifact_location
+
+    # ---------------------------------------------------------------- finding runs
+    def runs_by_key(self) -> dict[str, RunRecord]:
+        """Every run of the experiment that carries a ``worth.key``, by key (one search, paged)."""
+        from mlflow.entities import ViewType
+
+        out: dict[str, RunRecord] = {}
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], run_view_type=ViewType.ALL, max_results=1000,
+                                           page_token=token)
+            for run in page:
+                key = run.data.tags.get(KEY_TAG)
+                if key is not None and key not in out:
+                    out[key] = RunRecord(run.info.run_id, run.info.status, dict(run.data.metrics),
+                                         dict(run.data.params), dict(run.data.tags))
+            token = page.token
+            if not token:
+                return out
+
+    # ---------------------------------------------------------------- writing runs
+    def start(self, key: str, name: str, *, params: Mapping[str, Any] | None = None,
+              tags: Mapping[str, str] | None = None, parent_id: str | None = None,
+              existing: RunRecord | None = None) -> str:
+        """The id of the run for ``key``: ``existing`` reopened (status back to RUNNING), else a new run.
+
+        Params are logged at once (so a run killed mid-way still says what it was); relogging the same values
+        on reopening is allowed by MLflow, a changed value is not — and cannot happen, since the key hashes them.
+        """
+        from mlflow.entities import Param, RunTag
+
+        all_tags = {KEY_TAG: key, **(tags or {})}
+        if parent_id:
+            all_tags[PARENT_TAG] = parent_id
+        if existing is not None:
+            run_id = existing.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            params = {k: v for k, v in (params or {}).items() if k not in existing.params}
+        else:
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in (params or {}).items()],
+                              tags=[RunTag(k, v) for k, v in all_tags.items()] if existing is not None else [])
+        return run_id
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any] | list[tuple[str, Any, int]]) -> None:
+        """Log finite metrics in batches: a mapping (step 0) or ``(name, value, step)`` triples.
+
+        NaN and ``None`` are left out: "undefined" (a correlation of a constant score) is not a number to plot.
+        """
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [(k, v, 0) for k, v in metrics.items()] if isinstance(metrics, Mapping) else metrics
+        batch = [Metric(k, v, now, step) for k, raw, step in items if (v := _metric(raw)) is not None]
+        for start in range(0, len(batch), 1000):  # MLflow's per-batch limit
+            self.client.log_batch(run_id, metrics=batch[start:start + 1000])
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def log_json(self, run_id: str, data: Any, name: str) -> None:
+        """``data`` as the artifact ``name`` (a JSON file) of the run."""
+        with tempfile.TemporaryDirectory(prefix="worth-track-") as tmp:
+            path = Path(tmp) / name
+            path.write_text(json.dumps(data, indent=1, default=str))
+            self.client.log_artifact(run_id, str(path))
+
+    def log_files(self, run_id: str, paths, artifact_path: str | None = None) -> None:
+        for p in paths:
+            self.client.log_artifact(run_id, str(p), artifact_path)
+
+    def finish(self, run_id: str, status: str = FINISHED) -> None:
+        self.client.set_terminated(run_id, status)
+
+    def run_url(self, run_id: str) -> str:
+        """Where the run is in the MLflow UI (relative to the UI's address)."""
+        return f"#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on this tracking store."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri}"
 
 
 # -- nightly curation runs ---------------------------------------------------------------------------------------
