@@ -39,6 +39,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.embed import EmbedOptions, embed_flow
+from infra.dask import ClusterOptions
 from storage import curated as versions
 from storage.store import DEFAULT_CHUNK_ROWS, EmbeddingStore
 from tasks.curate import contact_sheet, held_out_mask, select_additions, train_evaluate
@@ -89,19 +90,6 @@ class CurateOptions(BaseModel):
     experiment: str = Field(NIGHTLY_EXPERIMENT, description="MLflow experiment of the nightly runs.")
     sheet_max: int = Field(200, ge=1, description="Most images on the contact sheet (tonight's additions and "
                            "the latest before them).")
-
-
-class ClusterOptions(BaseModel):
-    """Where a deployed run's tasks run (a deployment parameter, so one flow serves a laptop and a cluster)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    runner: Literal["dask", "threads"] = Field("threads", description="dask: a Dask cluster (LocalCluster, or "
-                                               "the scheduler below); threads: in the flow's process.")
-    workers: int | None = Field(None, ge=1, description="Dask worker processes of a LocalCluster (default: one "
-                                "per core), or tasks at once for threads.")
-    scheduler: str | None = Field(None, description="Address of a running Dask scheduler (tcp://host:8786); "
-                                  "runner=dask only.")
 
 
 def night_key(options: CurateOptions, previous_version: int, store_rows: int) -> str:
@@ -316,9 +304,7 @@ def run_curate(options: CurateOptions, spec=None, *, task_runner=None) -> dict[s
 
 
 def _nightly(options: CurateOptions, cluster: ClusterOptions = ClusterOptions()) -> dict[str, Any]:
-    from infra.dask import launch_target
-
-    return run_curate(options, **launch_target(cluster.runner, workers=cluster.workers, scheduler=cluster.scheduler))
+    return run_curate(options, **cluster.launch())
 
 
 curate_nightly = flow(_nightly, name="curate-nightly", description="The deployed night: binds the cluster given "

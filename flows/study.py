@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from infra.dask import ClusterOptions
 from storage.holdout import Holdout, record
 from tasks import track
 from tasks.train import (check_store, pool_identity, realise_subset, resolve_holdout, score_subset_task,
@@ -446,6 +447,20 @@ def run_study(options: StudyOptions, spec=None, *, task_runner=None, on_result=N
 
 
 study_flow = _flow()
+
+
+def _deployed(options: StudyOptions, cluster: ClusterOptions = ClusterOptions()) -> dict[str, Any]:
+    return run_study(options, **cluster.launch())
+
+
+def _deployed_flow():
+    from prefect import flow
+
+    return flow(_deployed, name="study-deployed", description="The deployed study: binds the cluster given as a "
+                "parameter and runs the study flow on it.", log_prints=True, validate_parameters=True)
+
+
+study_deployed = _deployed_flow()
 
 
 if __name__ == "__main__":  # python -m flows.study STORE [CONFIG]: guard needed by Dask worker processes

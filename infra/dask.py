@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 
 @dataclass(frozen=True)
 class ClusterSpec:
@@ -242,3 +244,20 @@ def launch_target(runner: str, *, workers: int | None = None, scheduler: str | N
 
         return {"task_runner": ThreadPoolTaskRunner(max_workers=workers or 1)}
     return {"spec": cluster or default_spec(scheduler, workers)}
+
+
+class ClusterOptions(BaseModel):
+    """Where a deployed run's tasks run (a deployment parameter, so one flow serves a laptop and a cluster)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runner: Literal["dask", "threads"] = Field("threads", description="dask: a Dask cluster (LocalCluster, or "
+                                               "the scheduler below); threads: in the flow's process.")
+    workers: int | None = Field(None, ge=1, description="Dask worker processes of a LocalCluster (default: one "
+                                "per core), or tasks at once for threads.")
+    scheduler: str | None = Field(None, description="Address of a running Dask scheduler (tcp://host:8786); "
+                                  "runner=dask only.")
+
+    def launch(self) -> dict[str, Any]:
+        """The launcher keyword arguments of this choice (:func:`launch_target`)."""
+        return launch_target(self.runner, workers=self.workers, scheduler=self.scheduler)

@@ -26,10 +26,13 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tasks._task import worth_task
 
 KEY_TAG = "worth.key"
 PARENT_TAG = "mlflow.parentRunId"
@@ -249,15 +252,7 @@ def ui_command(uri: str) -> str:
 # deltas against the previous night, and its artifacts (contact sheet, additions). A run is tagged with the
 # night's deterministic key, so a night rerun after a crash finds and finishes its run instead of adding one.
 
-import os  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Mapping, Sequence  # noqa: E402
-from typing import Any  # noqa: E402
-
-from tasks._task import worth_task  # noqa: E402
-
 NIGHTLY_EXPERIMENT = "worth-nightly"
-NIGHT_KEY_TAG = "worth.key"
 
 
 def default_tracking_uri(beside: str) -> str:
@@ -292,7 +287,7 @@ def find_night(tracking_uri: str, experiment_id: str, key: str) -> Any | None:
     from mlflow.entities import ViewType
 
     runs = _client(tracking_uri).search_runs(
-        [experiment_id], filter_string=f"tags.`{NIGHT_KEY_TAG}` = '{key}'", run_view_type=ViewType.ALL,
+        [experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", run_view_type=ViewType.ALL,
         max_results=1)
     return runs[0] if runs else None
 
@@ -316,7 +311,7 @@ def _log_night(tracking_uri: str, experiment: str, key: str, run_name: str, para
         run_id = found.info.run_id
     else:
         run_id = client.create_run(exp_id, run_name=run_name,
-                                   tags={NIGHT_KEY_TAG: key, **dict(tags or {})}).info.run_id
+                                   tags={KEY_TAG: key, **dict(tags or {})}).info.run_id
     ms = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), ms, step) for k, v in metrics.items() if v is not None],
                      params=[Param(k, str(v)) for k, v in params.items()],

@@ -30,8 +30,7 @@ import numpy as np
 
 from storage.holdout import Holdout, read_recorded, split_mask
 from storage.store import EmbeddingStore
-from tasks._task import worth_task
-from tasks.embed import _worker_threads
+from tasks._task import worker_threads, worth_task
 from worth.appraisal import StudyConfig, SubsetSpec, holdout_split, realise, score_subset, train_subset
 from worth.appraisal.config import check_holdout_fraction
 from worth.data.encoders import set_torch_threads
@@ -187,7 +186,7 @@ def _train(url: str, holdout: dict, spec: dict, subset: dict, config: dict,
            storage_options: dict | None = None) -> dict[str, Any]:
     """Train the study's model on a realised subset under the spec's regime; evaluate on the held-out rows."""
     cfg = StudyConfig.from_dict(config)
-    share = _worker_threads()
+    share = worker_threads()
     if share:
         set_torch_threads(share)
         if cfg.threads > share:  # never more torch threads than the worker has cores
