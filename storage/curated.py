@@ -42,12 +42,14 @@ from typing import Any
 
 import psutil
 
+from storage import atomic
 from storage.store import _is_local, _local_path
 
 SCHEMA_VERSION = 1
 SUFFIX = ".curated"
 LATEST = "LATEST"
 LOCK = "LOCK"
+CLAIMS = ".claims"  # one file per base version: which run moved LATEST on from it
 _VERSION_FILE = re.compile(r"^v(\d{4,})\.json$")
 #: Keys every version record carries (what a reader may rely on).
 REQUIRED = ("ids", "positions", "classes", "store_rows", "objective", "value", "accuracy", "flow_run_id",
@@ -113,6 +115,22 @@ def latest_version(folder: str) -> int:
     return int(text)
 
 
+def _finish_claimed(folder: str) -> None:
+    """Point ``LATEST`` at a version whose run claimed the swap but was killed before writing ``LATEST``.
+
+    The claimed version file was complete before its claim was made, so rolling forward loses nothing and keeps
+    the next night from being refused for good.
+    """
+    while True:
+        current = latest_version(folder)
+        try:
+            with open(os.path.join(folder, CLAIMS, f"v{current:04d}"), encoding="ascii") as f:
+                claimed = int(f.read().strip())
+        except FileNotFoundError:
+            return
+        atomic.replace(os.path.join(folder, LATEST), f"{claimed}\n".encode("ascii"))
+
+
 def read_version(folder: str, version: int | None = None) -> dict[str, Any] | None:
     """Version ``version`` (default: the one ``LATEST`` points at); None when nothing is published yet."""
     version = latest_version(folder) if version is None else int(version)
@@ -129,33 +147,6 @@ def read_version(folder: str, version: int | None = None) -> dict[str, Any] | No
         raise ValueError(f"{path} has schema version {record.get('schema_version')!r}; this worth reads "
                          f"version {SCHEMA_VERSION}")
     return record
-
-
-def _fsync_dir(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_temp(folder: str, name: str, data: bytes) -> str:
-    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "xb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    return tmp
-
-
-def _create_exclusive(folder: str, name: str, data: bytes) -> None:
-    """Publish ``data`` as ``folder/name`` whole, or raise ``FileExistsError`` when the name is taken."""
-    tmp = _write_temp(folder, name, data)
-    try:
-        os.link(tmp, os.path.join(folder, name))
-    finally:
-        os.unlink(tmp)
-    _fsync_dir(folder)
 
 
 def publish(folder: str, record: Mapping[str, Any], *, expected_latest: int) -> dict[str, Any]:
@@ -187,7 +178,8 @@ def publish(folder: str, record: Mapping[str, Any], *, expected_latest: int) -> 
     missing = [k for k in REQUIRED if k not in record]
     if missing:
         raise ValueError(f"the curated record lacks {missing}: every version holds {list(REQUIRED)}")
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(os.path.join(folder, CLAIMS), exist_ok=True)
+    _finish_claimed(folder)
     current = latest_version(folder)
     if current != expected_latest:
         raise CurationConflict(
@@ -203,16 +195,19 @@ def publish(folder: str, record: Mapping[str, Any], *, expected_latest: int) -> 
     except (TypeError, ValueError) as exc:
         raise ValueError(f"the curated record is not plain JSON ({exc}): convert arrays to lists, NaN to None")
     try:
-        _create_exclusive(folder, os.path.basename(version_path(folder, version)), data)
+        atomic.create_exclusive(version_path(folder, version), data)
     except FileExistsError:
         raise CurationConflict(f"{version_path(folder, version)} was created by another run while this one "
                                "published; this run publishes nothing. Rerun to curate on top of it.") from None
-    if latest_version(folder) != expected_latest:  # the other writer's LATEST landed between our check and link
-        raise CurationConflict(f"{folder}: LATEST moved while v{version:04d} was written; that file stays "
-                               "unreferenced and the next night writes past it. Rerun.")
-    tmp = _write_temp(folder, LATEST, f"{version}\n".encode("ascii"))
-    os.replace(tmp, os.path.join(folder, LATEST))
-    _fsync_dir(folder)
+    # The swap itself: one run only may move LATEST on from expected_latest. The claim is an exclusive file per
+    # base version, so of two runs that both linked a version file (a late one numbers past the early one's
+    # file), exactly one claims the base; the other's file stays unreferenced and the next night writes past it.
+    try:
+        atomic.create_exclusive(os.path.join(folder, CLAIMS, f"v{expected_latest:04d}"), f"{version}\n".encode())
+    except FileExistsError:
+        raise CurationConflict(f"{folder}: another run published on top of v{expected_latest:04d} while "
+                               f"v{version:04d} was written; that file stays unreferenced. Rerun.") from None
+    atomic.replace(os.path.join(folder, LATEST), f"{version}\n".encode("ascii"))
     return out
 
 
@@ -269,7 +264,7 @@ def lock(folder: str, owner: str = "") -> Iterator[dict[str, Any]]:
     data = json.dumps(me).encode()
     for _ in range(3):
         try:
-            _create_exclusive(folder, LOCK, data)
+            atomic.create_exclusive(os.path.join(folder, LOCK), data)
             break
         except FileExistsError:
             holder = read_lock(folder)

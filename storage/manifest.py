@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from storage import atomic
 from storage.store import EmbeddingStore, _is_local, _local_path
 
 SCHEMA_VERSION = 1
@@ -139,22 +140,8 @@ class _Folder:
     def create_exclusive(self, path: str, data: bytes) -> None:
         """Publish ``data`` at ``path`` atomically; ``FileExistsError`` if something is there already."""
         if self.local:
-            folder = os.path.dirname(path)
-            os.makedirs(folder, exist_ok=True)
-            tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-            with open(tmp, "xb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)  # fails with EEXIST, like O_EXCL, and publishes the full content at once
-            finally:
-                os.unlink(tmp)
-            fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            atomic.create_exclusive(path, data)
             return
         try:
             with self.fs.open(path, "xb") as f:

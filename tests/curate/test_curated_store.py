@@ -30,7 +30,8 @@ def test_versions_chain_and_yesterday_untouched(tmp_path):
     assert open(curated.version_path(folder, 1), "rb").read() == before
     assert curated.latest_version(folder) == 2
     assert [r["version"] for r in curated.history(folder)] == [1, 2]
-    assert sorted(os.listdir(folder)) == ["LATEST", "v0001.json", "v0002.json"]  # no temporary file left
+    assert sorted(os.listdir(folder)) == [".claims", "LATEST", "v0001.json", "v0002.json"]  # no temporary file left
+    assert sorted(os.listdir(os.path.join(folder, ".claims"))) == ["v0000", "v0001"]  # each swap claimed once
 
 
 def test_stale_start_loses_the_compare_and_swap(tmp_path):
@@ -80,6 +81,18 @@ def test_concurrent_publishers_one_wins(tmp_path):
     wins = [r for r in results if isinstance(r, int)]
     assert len(wins) == 1 and curated.latest_version(folder) == wins[0]
     assert all("another" in r or "moved" in r for r in results if isinstance(r, str))
+
+
+def test_a_run_killed_after_its_claim_is_rolled_forward(tmp_path):
+    """A run that claimed the swap from v1 and died before writing LATEST: its complete v2 becomes LATEST when the
+    next run publishes (instead of every later night being refused)."""
+    folder = str(tmp_path / "c")
+    curated.publish(folder, _record(1), expected_latest=0)
+    curated.publish(folder, _record(2), expected_latest=1)
+    with open(os.path.join(folder, "LATEST"), "w") as f:  # as if the second run died between claim and LATEST
+        f.write("1\n")
+    out = curated.publish(folder, _record(3), expected_latest=2)
+    assert out["version"] == 3 and curated.latest_version(folder) == 3 and out["previous"] == 2
 
 
 def test_lock_is_exclusive_and_released(tmp_path):
