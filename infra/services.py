@@ -5,7 +5,7 @@ scheduler with workers — real processes on 127.0.0.1, one state directory for 
 started, children included; ``status(state_dir)`` reads the pid files. The state directory holds, per process,
 ``NAME.pid`` and ``NAME.log``, plus ``services.json`` with the addresses clients need (:func:`client_env`).
 
-Facts behind the choices (measured, ``STACK.md``):
+Facts behind the choices (measured, ``docs/stack.md``):
 
 * ``prefect server start --port P`` alone leaves the UI calling port 4200: ``PREFECT_SERVER_API_HOST/PORT`` (and
   the UI's API URL) are set too. Analytics off, else the server makes a DNS lookup.

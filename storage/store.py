@@ -14,7 +14,7 @@ Layout (schema version 1)::
 Why this shape:
 
 * Writers only ever write whole rows of one embedding chunk, and each chunk has exactly one writer, so
-  parallel writers (Dask workers) never share a chunk. Unaligned parallel writes lose rows (STACK.md).
+  parallel writers (Dask workers) never share a chunk. Unaligned parallel writes lose rows (docs/stack.md).
 * ``chunks_done`` has one Zarr chunk per embedding chunk, so its bookkeeping is just as disjoint. It is written
   *after* the rows it vouches for; a process killed at any moment leaves, at worst, rows that are written but
   not yet recorded, and a rerun writes them again with the same values. Local writes are atomic in Zarr 3

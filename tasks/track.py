@@ -1,7 +1,7 @@
 """MLflow for the appraisal study: where runs are tracked, one experiment per study, resumable runs by key.
 
 This module and ``infra/`` are the only ones that import MLflow, and only the flow process calls it: workers
-return small dicts and the flow logs them as they arrive. Facts behind the choices (STACK.md, measured here):
+return small dicts and the flow logs them as they arrive. Facts behind the choices (docs/stack.md, measured here):
 
 * **Tracking URI.** ``--tracking-uri`` when given, else ``MLFLOW_TRACKING_URI`` (MLflow's own convention),
   else a SQLite file beside a local store, ``<store>.mlflow/mlflow.db``. :meth:`Tracker.open` creates the

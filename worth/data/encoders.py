@@ -5,7 +5,7 @@ the store so that embeddings of different encoders are never mixed), a modality,
 
 * ``pixels`` — flatten and scale to [0, 1]; with ``dim`` a seeded Gaussian random projection to ``dim``
   dimensions (Johnson–Lindenstrauss: distances kept up to a small factor). NumPy only.
-* ``efficientnet-lite0`` — ImageNet-trained EfficientNet-Lite0 whose weights ship in a pip package (DATA.md):
+* ``efficientnet-lite0`` — ImageNet-trained EfficientNet-Lite0 whose weights ship in a pip package (docs/data.md):
   1280-d global-average-pooled features of the last convolution. Never ``set_swish()``: Lite0 uses ReLU6 and
   that call silently swaps in swish, which gives wrong features.
 * ``minilm`` — all-MiniLM-L6-v2 sentence embeddings (384-d), loaded offline from its pip package.
@@ -203,7 +203,7 @@ class EfficientNetLite0Encoder(Encoder):
     """EfficientNet-Lite0 (ImageNet) features: ``extract_features(x).mean((2, 3))``, 1280-d.
 
     Images are made RGB (grey repeated), resized to ``image_size`` (bilinear) and mapped by
-    ``(pixel − 127) / 128`` as the model was trained. 64 px is DATA.md's measured setting for 28 px images.
+    ``(pixel − 127) / 128`` as the model was trained. 64 px is the measured setting (docs/data.md) for 28 px images.
     """
 
     name = "efficientnet-lite0"
