@@ -15,7 +15,7 @@ stochastic     Vendi, stochastic greedy ε = 0.01, k = 10 % of n                
 exact          Vendi, greedy, k = 1 % of n (the keyed lazy route: exact greedy picks)              inline
 per-class      Vendi per class, quotas round(0.1 n / 1000) each (1,000 tasks)                       2-worker LocalCluster
 sharded        GreeDi, P = 8 parts + merge, Vendi greedy, k = 1 %; value / the ``exact`` row's      2-worker LocalCluster
-fl             facility location kNN mode (K = 50, graph by faiss IVF: ``ann="faiss-ivf"``), lazy,  inline
+fl             facility location kNN mode (K = 50, graph by faiss HNSW: ``ann="faiss-hnsw"``), lazy,  inline
                k = 1 %
 fl-ref         on the first ``--fl-sample`` rows: recall@50 of the faiss graph against brute force  (no flow)
                (on 2,000 query rows), and the dense facility-location value of the faiss-graph
@@ -114,7 +114,7 @@ def specs(row: str, n: int, classes: int = CLASSES) -> list:
         return [SelectionSpec(name="vendi-greedi", objective="vendi", k=k1, regime="sharded", parts=8)]
     if row == "fl":
         return [SelectionSpec(name="fl-knn", objective="facility-location", k=k1, optimizer="lazy",
-                              params={"neighbors": 50, "ann": "faiss-ivf"})]
+                              params={"neighbors": 50, "ann": "faiss-hnsw"})]
     raise ValueError(f"row={row!r} is not a flow row")
 
 
@@ -152,13 +152,13 @@ def fl_reference(store: str, sample: int, K: int = 50, queries: int = 2000) -> d
     s = min(sample, st.n)
     X = st.rows(slice(0, s)).astype(np.float64)
     t0 = time.perf_counter()
-    approx = neighbours(X, K, ann="faiss-ivf")
+    approx = neighbours(X, K, ann="faiss-hnsw")
     ann_s = time.perf_counter() - t0
     q = np.random.default_rng(1).choice(s, size=min(queries, s), replace=False)
     exact = np.argsort(-(X[q] @ X.T), axis=1)[:, :K]  # brute force for the query rows (cosine = L2 order)
     recall = float(np.mean([np.intersect1d(a, e).size / K for a, e in zip(approx[q], exact)]))
     k = max(1, round(0.01 * s))
-    ann = worth.select(X, k, "facility-location", "lazy", neighbors=K, ann="faiss-ivf")
+    ann = worth.select(X, k, "facility-location", "lazy", neighbors=K, ann="faiss-hnsw")
     t0 = time.perf_counter()
     ref = worth.select(X, k, "facility-location", "lazy", neighbors=K)
     exact_s = time.perf_counter() - t0

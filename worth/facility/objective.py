@@ -50,7 +50,7 @@ three are symmetric, which step 2 relies on (the ``j`` that lose gain when ``cur
 row of ``i``).
 
 Sparse mode (``neighbors=K``): each ground item is covered only by its ``K`` nearest neighbours (found by
-:class:`sklearn.neighbors.NearestNeighbors`, or approximately by faiss with ``ann="faiss-ivf"``), ``s_K(i, j) = s(i, j)`` if ``j ∈ N_K(i)`` else 0. Memory and
+:class:`sklearn.neighbors.NearestNeighbors`, or approximately by faiss with ``ann="faiss-hnsw"``), ``s_K(i, j) = s(i, j)`` if ``j ∈ N_K(i)`` else 0. Memory and
 gains are ``O(nK)``; the graph costs one kNN search. With ``K = n`` it is the dense objective. It runs on
 the host (NumPy) whatever the input namespace.
 """
@@ -96,9 +96,9 @@ class FacilityLocation(Objective):
         RBF width (``rbf`` only).
     neighbors : int or None
         ``None``: dense (every pair, in blocks). ``K``: each item covered by its ``K`` nearest neighbours only.
-    ann : {None, "faiss-ivf"}
+    ann : {None, "faiss-hnsw"}
         How the sparse mode finds the neighbours: ``None`` exactly (scikit-learn, ``n²m`` work), or with faiss's
-        approximate inverted-file index (:func:`worth.facility.knn.neighbours`), for pools where the exact
+        approximate HNSW index (:func:`worth.facility.knn.neighbours`), for pools where the exact
         search is the bottleneck. The objective is then the one of the approximate graph.
     block_size : int or None
         Rows per GEMM block (``None``: about 4M similarities per block). Does not change the result.
