@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .facility.knn import ANN_BACKENDS
 from .facility.objective import FacilityLocation
 from .objectives import Objective, Properties
 from .scaling import ScalingLaw
@@ -192,15 +193,18 @@ for _spec in [
         Properties(True, True, False, False,
                    "Σ_i max_{j∈S} s(i,j), s = max(0, cos) | (1+cos)/2 | rbf: coverage of the pool "
                    "(the best predictor of held-out accuracy in the reference study). Not spectral."),
-        {"similarity": "cosine", "gamma": 1.0, "neighbors": None, "block_size": None, "precision": "float64"},
+        {"similarity": "cosine", "gamma": 1.0, "neighbors": None, "block_size": None, "precision": "float64",
+         "ann": None},
         FacilityLocation,
         {"similarity": (lambda v: v in ("cosine", "shifted-cosine", "rbf"),
                         "one of 'cosine', 'shifted-cosine', 'rbf'"),
          "gamma": (_positive, "a positive RBF width, e.g. gamma=1.0"),
          "neighbors": (_count_or_none, "None (dense) or a positive number of neighbours, e.g. neighbors=50"),
          "block_size": (_count_or_none, "None (automatic) or a positive number of rows, e.g. block_size=256"),
-         "precision": (lambda v: v in ("float64", "float32"), "'float64' or 'float32'")},
-        {"similarity": str, "neighbors": _int_or_none, "block_size": _int_or_none, "precision": str},
+         "precision": (lambda v: v in ("float64", "float32"), "'float64' or 'float32'"),
+         "ann": (lambda v: v is None or v in ANN_BACKENDS, f"None (exact kNN) or one of {ANN_BACKENDS}")},
+        {"similarity": str, "neighbors": _int_or_none, "block_size": _int_or_none, "precision": str,
+         "ann": lambda v: v},
     ),
     ObjectiveSpec(
         "scaling-law",

@@ -393,3 +393,27 @@ def test_select_lets_go_of_its_float64_rows_unless_mutual_information_needs_them
     assert alive and all(alive) == (target is not None) and any(alive) == (target is not None)
     value = worth.score(X, sel.indices, "facility-location", precision="float32", target=target)
     assert sel.values[-1] == pytest.approx(value, rel=1e-6)
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "rbf"])
+def test_knn_faiss_hnsw_graph_is_close_to_the_exact_one(digits, similarity):
+    """ann='faiss-hnsw' (approximate) against the exact kNN graph: recall of the lists and the selection's value."""
+    pytest.importorskip("faiss")
+    from worth.facility.knn import neighbours
+
+    X = digits / np.linalg.norm(digits, axis=1, keepdims=True)
+    K = 20
+    exact, approx = neighbours(X, K), neighbours(X, K, ann="faiss-hnsw")
+    assert approx.shape == exact.shape and (approx >= 0).all()
+    recall = np.mean([len(np.intersect1d(a, e)) / K for a, e in zip(approx, exact)])
+    assert 0.9 <= recall <= 1.0
+    ref = worth.select(X, 30, "facility-location", "lazy", similarity=similarity, neighbors=K)
+    ann = worth.select(X, 30, "facility-location", "lazy", similarity=similarity, neighbors=K, ann="faiss-hnsw")
+    np.testing.assert_allclose(np.cumsum(ann.gains), ann.values, rtol=1e-10)
+    dense = [worth.score(X, s.indices, "facility-location", similarity=similarity) for s in (ann, ref)]
+    assert dense[0] >= 0.98 * dense[1]
+
+
+def test_knn_unknown_ann_backend_is_refused(digits):
+    with pytest.raises(ValueError, match="ann"):
+        worth.select(digits, 5, "facility-location", neighbors=10, ann="annoy")

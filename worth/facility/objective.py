@@ -50,7 +50,7 @@ three are symmetric, which step 2 relies on (the ``j`` that lose gain when ``cur
 row of ``i``).
 
 Sparse mode (``neighbors=K``): each ground item is covered only by its ``K`` nearest neighbours (found by
-:class:`sklearn.neighbors.NearestNeighbors`), ``s_K(i, j) = s(i, j)`` if ``j ∈ N_K(i)`` else 0. Memory and
+:class:`sklearn.neighbors.NearestNeighbors`, or approximately by faiss with ``ann="faiss-hnsw"``), ``s_K(i, j) = s(i, j)`` if ``j ∈ N_K(i)`` else 0. Memory and
 gains are ``O(nK)``; the graph costs one kNN search. With ``K = n`` it is the dense objective. It runs on
 the host (NumPy) whatever the input namespace.
 """
@@ -98,6 +98,10 @@ class FacilityLocation(Objective):
         RBF width (``rbf`` only).
     neighbors : int or None
         ``None``: dense (every pair, in blocks). ``K``: each item covered by its ``K`` nearest neighbours only.
+    ann : {None, "faiss-hnsw"}
+        How the sparse mode finds the neighbours: ``None`` exactly (scikit-learn, ``n²m`` work), or with faiss's
+        approximate HNSW index (:func:`worth.facility.knn.neighbours`), for pools where the exact
+        search is the bottleneck. The objective is then the one of the approximate graph.
     block_size : int or None
         Rows per GEMM block (``None``: about 4M similarities per block). Does not change the result.
     precision : {"float64", "float32"}
@@ -166,7 +170,7 @@ class FacilityState(State):
             self.norms2 = xp.sum(X * X, axis=1)
         self.block = p["block_size"] or max(1, min(self.n, BLOCK_ELEMENTS // self.n))
         self.cur = self.xp.zeros((self.n,), dtype=self.xp.float64)
-        self.graph = knn_graph(Xh, min(p["neighbors"], self.n), self) if self.sparse else None
+        self.graph = knn_graph(Xh, min(p["neighbors"], self.n), self, p["ann"]) if self.sparse else None
         self.maintained = _MAINTAINED and self.host and not self.sparse
         if top_k is not None:
             check_count(top_k, "top_k", what=" list length", example=128)
