@@ -45,9 +45,12 @@ def _select_input(input: str, k: Optional[int], objective: str, optimizer: str, 
     with Progress(TextColumn("[bold]selecting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("select", total=k)
-        sel = select(X, k, objective, optimizer, method, normalize=normalize, seed=seed, force=force,
-                     labels=y if quota is not None or objective == "scaling-law" else None, quotas=quota,
-                     progress=lambda step, total: bar.update(task, completed=step), **params)
+        try:
+            sel = select(X, k, objective, optimizer, method, normalize=normalize, seed=seed, force=force,
+                         labels=y if quota is not None or objective == "scaling-law" else None, quotas=quota,
+                         progress=lambda step, total: bar.update(task, completed=step), **params)
+        except ValueError as err:  # the library refused the arguments: bad input (exit 2); its message names the fix
+            raise typer.BadParameter(str(err)) from None
     idx, gains, values = (np.asarray(a) for a in (sel.indices, sel.gains, sel.values))
     if show:
         table = Table(title=f"{sel.objective} {sel.params} — {sel.optimizer}/{sel.method}, "
