@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from storage import manifest as mf
 from storage.store import EmbeddingStore
 from tasks.select import SelectJob, merge_job, plain, run_merge_job, run_select_job, select_job, write_manifest
+from worth.data.sources import file_digest
 
 PROGRESS_KEY = "select-progress"
 SUMMARY_KEY = "select-summary"
@@ -134,14 +135,6 @@ def _fail(spec: SelectionSpec, what: str) -> ValueError:
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(plain(obj), sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _Pool:
@@ -303,7 +296,7 @@ def _plan_one(spec: SelectionSpec, options: SelectOptions, pool: _Pool, device: 
             raise _fail(spec, f"target {spec.target!r} has shape {shape}; it must be (n_targets, {st.dim}), rows in "
                         "the store's embedding space")
         target_path = os.path.abspath(spec.target)
-        target_ref = {"path": target_path, "sha256": _file_digest(spec.target), "shape": list(shape)}
+        target_ref = {"path": target_path, "sha256": file_digest(spec.target).hex(), "shape": list(shape)}
     elif spec.target is not None:
         target_rows = pool.rows_of_ids(spec, list(spec.target), "target")
         target_ref = {"ids": list(spec.target)}

@@ -303,7 +303,8 @@ class _ListLoader:
         return [self.items[p] for p in pos.tolist()]
 
 
-def _file_digest(path: Path) -> bytes:
+def file_digest(path: str | os.PathLike) -> bytes:
+    """SHA-256 of a file, read in 1 MiB blocks (sources and the select flow fingerprint files by it)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -363,7 +364,7 @@ def _text_file(path: str, label_column: int | str | None = None, text_column: st
     labels, classes = (encode_labels(raw_labels) if label_column is not None
                        else (np.full(len(texts), -1, dtype=np.int64), None))
     return Source(str(path), "text", np.array(ids, dtype=str), labels, split, classes, _ListLoader(texts),
-                  options, _file_digest(p) if texts else b"")
+                  options, file_digest(p) if texts else b"")
 
 
 def _parquet(path: str, text_column: str | None = None, vector_column: str | None = None,
@@ -396,7 +397,7 @@ def _parquet(path: str, text_column: str | None = None, vector_column: str | Non
     options = {k: v for k, v in dict(text_column=text_column, vector_column=vector_column, label_column=label_column,
                                      id_column=id_column, split_column=split_column).items() if v is not None}
     return Source(str(path), kind, np.array(ids, dtype=str), labels, np.array(split, dtype=str), classes, items,
-                  options, _file_digest(Path(path)))
+                  options, file_digest(Path(path)))
 
 
 # ---------------------------------------------------------------------------------------------- arrays
