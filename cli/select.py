@@ -160,14 +160,9 @@ def select_cmd(
                                        quotas=_quotas(quotas))]
         options = SelectOptions(store=store, storage_options=parse_params(storage_option, "--storage-option"),
                                 selections=spec_list, allow_partial=allow_partial)
-        if runner == "inline":
-            from flows.select import select_inline
+        from flows.select import run_select
 
-            result = select_inline(options)
-        else:
-            from flows.select import run_select
-
-            result = run_select(options, **target_kw)
+        result = run_select(options, **target_kw)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise _error(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None

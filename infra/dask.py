@@ -232,8 +232,8 @@ def launch_target(runner: str, *, workers: int | None = None, scheduler: str | N
     ``{"spec": ClusterSpec}`` for ``dask`` (``cluster`` when given — a deployment parameter, say — else the
     scheduler at ``scheduler``, else a LocalCluster of ``workers`` processes, or LocalCUDACluster where a GPU
     is), ``{"task_runner": ThreadPoolTaskRunner}`` for ``threads`` (``workers`` tasks at once, default one:
-    torch and BLAS already use every core), and ``{}`` for ``inline`` (the caller runs the library function
-    itself, no Prefect).
+    torch and BLAS already use every core), and ``{}`` for ``inline`` (the flow's body in this process on
+    :class:`flows.runtime.InlineRuntime`, no Prefect).
     """
     if runner not in RUNNERS:
         raise ValueError(f"runner={runner!r}: choose one of {', '.join(RUNNERS)}")
@@ -251,8 +251,9 @@ class ClusterOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    runner: Literal["dask", "threads"] = Field("threads", description="dask: a Dask cluster (LocalCluster, or "
-                                               "the scheduler below); threads: in the flow's process.")
+    runner: Literal["dask", "threads", "inline"] = Field(
+        "threads", description="dask: a Dask cluster (LocalCluster, or the scheduler below); threads: tasks in "
+        "the flow's process; inline: no tasks, every job in the flow's process one after another.")
     workers: int | None = Field(None, ge=1, description="Dask worker processes of a LocalCluster (default: one "
                                 "per core), or tasks at once for threads.")
     scheduler: str | None = Field(None, description="Address of a running Dask scheduler (tcp://host:8786); "

@@ -21,7 +21,6 @@ storage when workers run on several machines).
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Callable
 from typing import Any
 
@@ -29,26 +28,17 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import TaskRunContext
 
-_NOT_TRANSIENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
-_PERMANENT_ERRNO = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.EACCES, errno.EPERM}
-
+from pipeline.batch import is_transient
+from pipeline.threads import worker_threads  # noqa: F401  (re-exported for the task modules)
 
 def is_transient_io_error(task, task_run, state) -> bool:
-    """Retry condition: the task failed with an I/O error that another try may not meet.
-
-    A full or read-only filesystem, a permission error and a missing file are permanent: retrying only delays
-    the message that says what to fix.
-    """
+    """Retry condition: the task failed with an I/O error that another try may not meet
+    (:func:`pipeline.batch.is_transient`: a full or read-only filesystem, a permission error and a missing file
+    are permanent, so retrying only delays the message that says what to fix)."""
     try:
         state.result()
-    except _NOT_TRANSIENT:
-        return False
-    except OSError as exc:
-        return exc.errno not in _PERMANENT_ERRNO
-    except (TimeoutError, ConnectionError):
-        return True
-    except BaseException:
-        return False
+    except BaseException as exc:
+        return is_transient(exc)
     return False
 
 
@@ -63,17 +53,6 @@ class TaskRunCache(CachePolicy):
 
 
 TASK_RUN_CACHE = TaskRunCache()
-
-
-def worker_threads() -> int | None:
-    """Threads of the Dask worker running us (None outside Dask): torch and BLAS inside a task should use no more,
-    or two workers on two cores oversubscribe them."""
-    try:
-        from distributed import get_worker
-
-        return get_worker().state.nthreads
-    except (ImportError, ValueError):
-        return None
 
 
 def worth_task(fn: Callable[..., Any], *, name: str, io: bool = True, cache: bool = True,

@@ -10,14 +10,14 @@ import pytest
 from pydantic import ValidationError
 
 import worth
-from flows.select import SelectionSpec, SelectOptions, plan_selections, select_inline
+from flows.select import SelectionSpec, SelectOptions, plan_selections, run_select
 from storage import manifest as mf
 from storage.store import EmbeddingStore
-from tasks.select import SelectJob, run_select_job
+from pipeline.select import SelectJob, run_select_job
 
 
 def _inline(url, *specs, **kw):
-    return select_inline(SelectOptions(store=url, selections=list(specs), **kw))
+    return run_select(SelectOptions(store=url, selections=list(specs), **kw))
 
 
 @pytest.mark.parametrize("model", [SelectOptions, SelectionSpec])
