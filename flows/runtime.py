@@ -28,7 +28,8 @@ from typing import Any
 
 from pipeline.batch import Outcome, jobs_per_task, split
 
-Progress = Callable[[float], None]
+#: ``progress(percent, *detail)``: detail is what the flow says of the step (the study: done, total, name)
+Progress = Callable[..., None]
 
 
 class Runtime:
@@ -41,7 +42,7 @@ class Runtime:
         raise NotImplementedError
 
     def progress(self, key: str, total: int, description: str) -> Progress:
-        return lambda pct: None
+        return lambda pct, *detail: None
 
     def markdown(self, key: str, markdown: str, description: str) -> None:
         pass
@@ -84,7 +85,7 @@ class InlineRuntime(Runtime):
         return getattr(task, "fn", task)(*args)
 
     def progress(self, key, total, description):
-        return self.on_progress or (lambda pct: None)
+        return self.on_progress or (lambda pct, *detail: None)
 
 
 class PrefectRuntime(Runtime):
@@ -129,7 +130,7 @@ class PrefectRuntime(Runtime):
         from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
         pid = create_progress_artifact(progress=0.0 if total else 100.0, key=key, description=description)
-        return lambda pct: update_progress_artifact(pid, pct)
+        return lambda pct, *detail: update_progress_artifact(pid, pct)
 
     def markdown(self, key, markdown, description):
         from prefect.artifacts import create_markdown_artifact

@@ -221,6 +221,6 @@ def test_kill_9_then_rerun_ends_with_the_uninterrupted_runs(flow_run, digits_sto
 
 
 def _pool(url):
-    from tasks.train import pool_identity
+    from pipeline.study import pool_identity
 
     return pool_identity(url, read_recorded(url).describe())
