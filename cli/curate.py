@@ -22,7 +22,7 @@ def curate_command(
     curated: Optional[str] = typer.Option(None, "--curated", help="folder of the versions (default STORE.curated)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri",
                                                help="MLflow URI (default: $MLFLOW_TRACKING_URI, else STORE's folder/mlflow.db)"),
-    runner: str = typer.Option("dask", "--runner", help="dask (LocalCluster or --scheduler) or threads"),
+    runner: str = typer.Option("dask", "--runner", help="dask (LocalCluster or --scheduler), threads (Prefect, tasks in this process) or inline (no Prefect)"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Dask worker processes"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of a running Dask scheduler"),
     as_json: bool = typer.Option(False, "--json", help="print the night's record as JSON"),
@@ -33,8 +33,6 @@ def curate_command(
     from infra.dask import launch_target
     from storage.curated import CurationConflict, CurationLocked
 
-    if runner == "inline":
-        raise typer.BadParameter("curation is a Prefect flow: use --runner dask or threads", param_hint="--runner")
     try:
         target = launch_target(runner, workers=workers, scheduler=scheduler)
         options = CurateOptions(source=source, store=store, k=k, budget=budget, objective=objective,

@@ -80,7 +80,7 @@ def embed_command(
 def _embed_locked(store, source, encoder, src, enc, so, chunk_rows, dtype, limit, enc_params, src_params,
                   no_normalize, runner, target) -> None:
     """The embed command once it holds the store's writer lock."""
-    from storage.embedding import embed_into_store, plan, summary_markdown
+    from storage.embedding import plan, summary_markdown
     from storage.integrity import StoreDamagedError
     from storage.store import EmbeddingStore
 
@@ -103,17 +103,12 @@ def _embed_locked(store, source, encoder, src, enc, so, chunk_rows, dtype, limit
     watcher = threading.Thread(target=_watch, args=(store, so, todo.pending_rows, stop, start_rows), daemon=True)
     watcher.start()
     try:
-        if runner == "inline":
-            res = embed_into_store(store, src, enc, chunk_rows=chunk_rows, dtype=dtype, storage_options=so or None)
-            summary = EmbeddingStore.open(store, storage_options=so or None).summary()
-            result = {**summary, "rows_embedded": res["rows"], "seconds": res["seconds"]}
-        else:
-            from flows.embed import EmbedOptions, run_embed
+        from flows.embed import EmbedOptions, run_embed
 
-            options = EmbedOptions(source=source, store=store, encoder=encoder, encoder_params=enc_params,
-                                   source_params=src_params, limit=limit, chunk_rows=chunk_rows, dtype=dtype,
-                                   normalize=not no_normalize, storage_options=so)
-            result = run_embed(options, **target)
+        options = EmbedOptions(source=source, store=store, encoder=encoder, encoder_params=enc_params,
+                               source_params=src_params, limit=limit, chunk_rows=chunk_rows, dtype=dtype,
+                               normalize=not no_normalize, storage_options=so)
+        result = run_embed(options, **target)  # inline: {} (no Prefect)
     finally:
         stop.set()
         watcher.join()

@@ -24,106 +24,41 @@ or ``worth curate digits --store demo/digits.zarr --k 40``; deployed as ``curate
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from collections import Counter
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from prefect import flow
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.context import FlowRunContext
-from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field
 
-from flows.embed import EmbedOptions, embed_flow
-from infra.dask import ClusterOptions
+from flows.embed import embed_body, embed_flow
+from flows.runtime import deployed, launch, make_flow
+from pipeline.curate import CurateOptions, contact_sheet, held_out_mask, night_key  # noqa: F401
+from pipeline.embed import EmbedOptions
 from storage import curated as versions
-from storage.store import DEFAULT_CHUNK_ROWS, EmbeddingStore
-from tasks.curate import contact_sheet, held_out_mask, select_additions, train_evaluate
-from tasks.track import NIGHTLY_EXPERIMENT, default_tracking_uri, log_night
+from storage.store import EmbeddingStore
+from tasks.curate import select_additions, train_evaluate
+from tasks.track import default_tracking_uri, log_night
 
 SUMMARY_KEY = "curate-summary"
 ADDITIONS_KEY = "curate-additions"
 CLASSES_KEY = "curate-classes"
 
 
-class CurateOptions(BaseModel):
-    """Options of one night's curation (they become the Prefect UI's run form)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    source: str = Field(description="The pool the items arrive in: digits, mnist5k, fashion-mnist, an image "
-                        "folder, a .csv/.parquet/.npy file or hf:NAME (as the embed flow takes it).")
-    store: str = Field(description="The Zarr embedding store of the pool (local path or fsspec URL); new items "
-                       "are appended to it each night.")
-    source_params: dict[str, Any] = Field(default_factory=dict, description="Source options, e.g. "
-                                          "{'label_column': 'label'} for a csv file.")
-    limit: int | None = Field(None, ge=1, description="Only the first LIMIT items of the source have arrived "
-                              "(how the demo delivers digits in two nights); None: all of them.")
-    encoder: str = Field("pixels", description="Encoder of the store: pixels, efficientnet-lite0, minilm, or a hub "
-                         "model (fixed once the store exists).")
-    encoder_params: dict[str, Any] = Field(default_factory=dict, description="Encoder parameters, e.g. "
-                                           "{'dim': 256} for pixels.")
-    chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=1, description="Rows per Zarr chunk when the store is created.")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options of a remote store, "
-                                            "e.g. {'endpoint_url': 'http://127.0.0.1:9000'}.")
-    curated: str | None = Field(None, description="Local folder of the curated versions; default "
-                                "STORE.curated beside the store (required when the store is remote).")
-    objective: str = Field("vendi", description="Objective the additions maximise, conditioned on the curated "
-                           "set: vendi, logdet, facility-location, ... (worth.objectives()).")
-    objective_params: dict[str, Any] = Field(default_factory=dict, description="Objective parameters, e.g. "
-                                             "{'q': 1} for vendi.")
-    k: int = Field(50, ge=1, description="Items added per night (fewer when fewer new training items arrived).")
-    budget: int | None = Field(None, ge=1, description="Largest size of the curated set over all nights; a "
-                               "night adds at most BUDGET minus the current size. None: no limit.")
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of items held out for evaluation when "
-                                 "the store has no test split (chosen by a hash of the id: stable across nights).")
-    model: Literal["linear", "mlp"] = Field("mlp", description="Downstream model trained on the curated "
-                                            "embeddings each night.")
-    epochs: int = Field(30, ge=1, description="Training epochs of the downstream model.")
-    seed: int = Field(0, description="Seed of the downstream model's initialisation and batch order.")
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI; None: MLFLOW_TRACKING_URI of the "
-                                     "environment, else a SQLite file beside the store (mlflow.db).")
-    experiment: str = Field(NIGHTLY_EXPERIMENT, description="MLflow experiment of the nightly runs.")
-    sheet_max: int = Field(200, ge=1, description="Most images on the contact sheet (tonight's additions and "
-                           "the latest before them).")
+def _embed_options(options: CurateOptions) -> EmbedOptions:
+    return EmbedOptions(source=options.source, store=options.store, encoder=options.encoder,
+                        encoder_params=options.encoder_params, source_params=options.source_params,
+                        limit=options.limit, chunk_rows=options.chunk_rows, storage_options=options.storage_options)
 
 
-def night_key(options: CurateOptions, previous_version: int, store_rows: int) -> str:
-    """What makes a night the same night: the options, the version it starts from and the store's row count."""
-    opts = options.model_dump(exclude={"tracking_uri", "sheet_max"})
-    text = json.dumps({"options": opts, "previous": previous_version, "rows": store_rows}, sort_keys=True,
-                      default=str)
-    return "night-" + hashlib.sha256(text.encode()).hexdigest()[:24]
+def plan_night(options: CurateOptions) -> str:
+    """What the night checks before anything starts: the objective (name and parameters) and the curated
+    folder (a remote store needs ``curated=``). Returns the folder."""
+    import worth
 
-
-def _sibling_runner():
-    """A task runner on the same engine as this flow's, for the embed subflow (a Dask client of the same cluster)."""
-    ctx = FlowRunContext.get()
-    runner = ctx.task_runner if ctx else None
-    if runner is None:
-        return None
-    try:
-        from prefect_dask import DaskTaskRunner
-    except ImportError:
-        return runner.duplicate()
-    if isinstance(runner, DaskTaskRunner):
-        # ``client`` starts the flow's cluster now if no task has yet (prefect-dask starts it lazily): without
-        # this the subflow's duplicate would start a second LocalCluster
-        return DaskTaskRunner(address=runner.client.scheduler.address)
-    return runner.duplicate()
-
-
-def _embed_new_items(options: CurateOptions) -> dict[str, Any]:
-    emb = EmbedOptions(source=options.source, store=options.store, encoder=options.encoder,
-                       encoder_params=options.encoder_params, source_params=options.source_params,
-                       limit=options.limit, chunk_rows=options.chunk_rows, storage_options=options.storage_options)
-    runner = _sibling_runner()
-    subflow = embed_flow.with_options(task_runner=runner) if runner is not None else embed_flow
-    return subflow(emb)
+    worth.get_objective(options.objective, **options.objective_params)  # a bad name fails before any work
+    return versions.curated_dir(options.store, options.curated)
 
 
 def _class_name(classes: list[str] | None, label: int) -> str:
@@ -144,7 +79,8 @@ def _sheet(options: CurateOptions, ids: list[str], captions: list[str], new: lis
     return contact_sheet(images, captions[keep], new[keep], path, title)
 
 
-def _publish_artifacts(record: dict[str, Any], previous: dict[str, Any] | None, additions: list[dict]) -> None:
+def _publish_artifacts(runtime, record: dict[str, Any], previous: dict[str, Any] | None,
+                       additions: list[dict]) -> None:
     counts = Counter(record["classes"])
     before = Counter(previous["classes"]) if previous else Counter()
     d_acc = record["metrics"]["delta_accuracy"]
@@ -167,34 +103,29 @@ def _publish_artifacts(record: dict[str, Any], previous: dict[str, Any] | None, 
         "|---|---|---|",
         *[f"| {c} | {counts[c]} | {counts[c] - before[c]:+d} |" for c in sorted(counts, key=str)],
     ]
-    create_markdown_artifact(markdown="\n".join(lines), key=SUMMARY_KEY,
-                             description=f"Nightly curation v{record['version']:04d}")
-    create_table_artifact(table=additions or [{"id": "", "class": "", "gain": None, "store_row": None}],
-                          key=ADDITIONS_KEY, description=f"Tonight's additions (v{record['version']:04d})")
-    create_table_artifact(
-        table=[{"class": c, "curated": counts[c], "added": counts[c] - before[c]} for c in sorted(counts, key=str)],
-        key=CLASSES_KEY, description="Per-class counts of the curated set")
+    runtime.markdown(SUMMARY_KEY, "\n".join(lines), f"Nightly curation v{record['version']:04d}")
+    runtime.table(ADDITIONS_KEY, additions or [{"id": "", "class": "", "gain": None, "store_row": None}],
+                  f"Tonight's additions (v{record['version']:04d})")
+    runtime.table(CLASSES_KEY, [{"class": c, "curated": counts[c], "added": counts[c] - before[c]}
+                                for c in sorted(counts, key=str)], "Per-class counts of the curated set")
 
 
-def _curate(options: CurateOptions) -> dict[str, Any]:
-    import worth
-
+def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
+    """One night under the curated folder's lock (the body of the flow; see the module's docstring)."""
     t0 = time.perf_counter()
-    worth.get_objective(options.objective, **options.objective_params)  # a bad name fails before any work
-    folder = versions.curated_dir(options.store, options.curated)
+    folder = plan_night(options)
     tracking_uri = options.tracking_uri or default_tracking_uri(os.path.dirname(os.path.abspath(folder)))
-    run_id = str(flow_run.id) if flow_run.id else None
+    run_id = runtime.run_id()
     with versions.lock(folder, owner=f"flow run {run_id}"):
         previous = versions.read_version(folder)
         start = int(previous["store_rows"]) if previous else 0
         prev_version = int(previous["version"]) if previous else 0
         try:
-            embedded = _embed_new_items(options)
+            embedded = runtime.subflow(embed_flow, embed_body, _embed_options(options))
         except Exception as exc:
             why = (f"Night not curated: embedding the new items of {options.source!r} failed, so no version was "
                    f"published (LATEST stays v{prev_version:04d}). Cause: {type(exc).__name__}: {exc}")
-            create_markdown_artifact(markdown=f"# No curated version tonight\n\n{why}", key=SUMMARY_KEY,
-                                     description="Nightly curation: failed")
+            runtime.markdown(SUMMARY_KEY, f"# No curated version tonight\n\n{why}", "Nightly curation: failed")
             raise RuntimeError(why) from exc
         store = EmbeddingStore.open(options.store, storage_options=options.storage_options or None)
         n = store.n
@@ -203,9 +134,8 @@ def _curate(options: CurateOptions) -> dict[str, Any]:
                              f"{start}: this is not the store the versions were made from; give another curated=")
         if previous is not None and n == start:
             print(f"Nothing new since v{prev_version:04d} ({n} rows): no version, no run.")
-            create_markdown_artifact(markdown=f"# Nothing new tonight\n\nThe store still has {n:,} rows, as when "
-                                     f"v{prev_version:04d} was curated: nothing was published.",
-                                     key=SUMMARY_KEY, description="Nightly curation: nothing new")
+            runtime.markdown(SUMMARY_KEY, f"# Nothing new tonight\n\nThe store still has {n:,} rows, as when "
+                             f"v{prev_version:04d} was curated: nothing was published.", "Nightly curation: nothing new")
             return {"noop": True, "version": prev_version, "folder": folder, "record": previous,
                     "flow_run_id": run_id, "seconds": time.perf_counter() - t0}
         ids, labels, classes = store.ids(), store.labels(), store.classes
@@ -220,8 +150,8 @@ def _curate(options: CurateOptions) -> dict[str, Any]:
         k = int(min(options.k, room, len(candidates)))
         so = options.storage_options or None
         if k > 0:
-            sel = select_additions.submit(options.store, kept, candidates.tolist(), k, options.objective,
-                                          options.objective_params, so).result()
+            sel = runtime.call(select_additions, options.store, kept, candidates.tolist(), k, options.objective,
+                               options.objective_params, so)
         elif kept:
             sel = {"positions": [], "gains": [], "value": previous["value"], "value_before": previous["value"]}
         else:
@@ -233,8 +163,8 @@ def _curate(options: CurateOptions) -> dict[str, Any]:
         if not len(test):
             raise ValueError("no held-out rows to evaluate on: raise test_fraction or add a test split")
         n_classes = max(len(classes or []), int(labels.max()) + 1)
-        ev = train_evaluate.submit(options.store, positions, test.tolist(), n_classes, options.model,
-                                   options.epochs, options.seed, so).result()
+        ev = runtime.call(train_evaluate, options.store, positions, test.tolist(), n_classes, options.model,
+                          options.epochs, options.seed, so)
         key = night_key(options, prev_version, n)
         version = max([prev_version, *versions.versions(folder)]) + 1
         names = [_class_name(classes, int(labels[p])) for p in positions]
@@ -272,7 +202,7 @@ def _curate(options: CurateOptions) -> dict[str, Any]:
             "contact_sheet": sheet,
         }
         out = versions.publish(folder, record, expected_latest=prev_version)
-        _publish_artifacts(out, previous, additions)
+        _publish_artifacts(runtime, out, previous, additions)
         print(f"Curated v{out['version']:04d}: +{len(added)} of {len(candidates)} new training items, "
               f"{len(positions)} kept; {options.objective}={sel['value']:.4f}, accuracy={ev['accuracy']:.4f}")
         return {"noop": False, "version": out["version"], "folder": folder, "record": out, "flow_run_id": run_id,
@@ -280,32 +210,16 @@ def _curate(options: CurateOptions) -> dict[str, Any]:
                 "seconds": time.perf_counter() - t0}
 
 
-curate_flow = flow(_curate, name="curate", description="Nightly curation: embed new items, add the best of them "
-                   "to the curated set (conditioned on it), train, log to MLflow, publish a version.",
-                   log_prints=True, validate_parameters=True)
+curate_flow = make_flow(curate_body, CurateOptions, name="curate", description="Nightly curation: embed new "
+                        "items, add the best of them to the curated set (conditioned on it), train, log to MLflow, "
+                        "publish a version.")
 
 
 def run_curate(options: CurateOptions, spec=None, *, task_runner=None) -> dict[str, Any]:
-    """Run the curate flow on the cluster of ``spec`` (an :class:`infra.dask.ClusterSpec`) or on ``task_runner``.
-
-    As :func:`flows.embed.run_embed`: with a Dask cluster one Prefect API serves the run
-    (:func:`infra.dask.prefect_api`); with neither, Prefect's default thread runner is used.
-    """
-    from infra.dask import prefect_api, task_runner as runner_for
-
-    if spec is not None and task_runner is not None:
-        raise ValueError("give spec (a ClusterSpec) or task_runner, not both")
-    if spec is None and task_runner is None:
-        return curate_flow(options)
-    if spec is None:
-        return curate_flow.with_options(task_runner=task_runner)(options)
-    with prefect_api():
-        return curate_flow.with_options(task_runner=runner_for(spec))(options)
+    """Run the night on the cluster of ``spec``, on ``task_runner``, or — with neither — inline in this process
+    (:func:`flows.runtime.launch`: the objective and the curated folder are checked here first)."""
+    return launch(curate_flow, curate_body, plan_night, options, spec, task_runner=task_runner)
 
 
-def _nightly(options: CurateOptions, cluster: ClusterOptions = ClusterOptions()) -> dict[str, Any]:
-    return run_curate(options, **cluster.launch())
-
-
-curate_nightly = flow(_nightly, name="curate-nightly", description="The deployed night: binds the cluster given "
-                      "as a parameter and runs the curate flow on it.", log_prints=True, validate_parameters=True)
+curate_nightly = deployed(run_curate, CurateOptions, name="curate-nightly", description="The deployed night: binds "
+                          "the cluster given as a parameter and runs the curate flow on it.")

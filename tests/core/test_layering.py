@@ -6,6 +6,8 @@ hide a violation):
 - ``worth/`` never imports Prefect, Dask, Zarr or MLflow (and ``import worth`` loads neither torch nor them);
 - ``storage/`` never imports ``worth`` or Prefect;
 - ``tasks/`` never imports ``flows``;
+- ``pipeline/`` (the library behind the tasks) imports only ``worth``, ``storage`` and itself of the project, and
+  no Prefect, Dask or MLflow;
 - MLflow is imported only in ``tasks/track.py`` and ``infra/``.
 
 The checker itself is tested on a planted violation, so a rule that can no longer fail is noticed.
@@ -22,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("worth", "storage", "tasks", "flows", "infra", "cli")
+PACKAGES = ("worth", "storage", "pipeline", "tasks", "flows", "infra", "cli")
 ORCHESTRATION = ("prefect", "prefect_dask", "dask", "distributed", "zarr", "mlflow")
 MLFLOW_HOMES = ("tasks/track.py", "infra/")
 
@@ -30,6 +32,7 @@ RULES = [
     ("worth/", ORCHESTRATION, "the core library stays free of orchestration"),
     ("storage/", ("worth", "prefect"), "the store knows nothing of the library or of Prefect"),
     ("tasks/", ("flows",), "tasks never import flows"),
+    ("pipeline/", ORCHESTRATION + ("tasks", "flows", "infra", "cli"), "the pipeline is plain Python over worth and storage"),
 ]
 
 
@@ -134,6 +137,8 @@ def test_no_import_circle():
     ("storage/store.py", "from worth import select", "store knows nothing"),
     ("storage/store.py", "import prefect", "store knows nothing"),
     ("tasks/embed.py", "from flows.embed import embed_flow", "tasks never import flows"),
+    ("pipeline/select.py", "def h():\n    from prefect import task", "pipeline is plain Python"),
+    ("pipeline/study.py", "from tasks import track", "pipeline is plain Python"),
     ("flows/embed.py", "import mlflow", "MLflow lives"),
     ("cli/main.py", "def g():\n    import mlflow.tracking", "MLflow lives"),
 ])

@@ -17,7 +17,7 @@ import pytest
 from flows.curate import ADDITIONS_KEY, SUMMARY_KEY, CurateOptions, run_curate
 from storage import curated
 from storage.store import EmbeddingStore
-from tasks.curate import held_out_mask
+from pipeline.curate import held_out_mask
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

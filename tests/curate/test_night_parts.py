@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from flows.curate import CurateOptions, night_key
-from tasks.curate import held_out_mask
+from pipeline.curate import held_out_mask
 
 IDS = np.array([f"digits-{i:05d}" for i in range(1797)])
 
