@@ -9,7 +9,7 @@ store chunk at a time (:func:`make_store`: one chunk in memory, deterministic pe
 Rows of the table (``--rows``; k from n, as the issue's ImageNet targets are):
 
 =============  ==================================================================================  =============
-row            selection (through :func:`flows.select.run_select` / :func:`flows.select.select_inline`)  runner
+row            selection (through :func:`flows.select.run_select`, on Dask or inline)  runner
 =============  ==================================================================================  =============
 stochastic     Vendi, stochastic greedy ε = 0.01, k = 10 % of n                                    inline
 exact          Vendi, greedy, k = 1 % of n (the keyed lazy route: exact greedy picks)              inline
@@ -123,7 +123,7 @@ def flow_row(row: str, store: str, *, dask: bool = True) -> dict:
 
     ``dask=False`` runs the cluster rows inline too (the smoke test: same plan, jobs and manifest, no cluster).
     """
-    from flows.select import SelectOptions, run_select, select_inline
+    from flows.select import SelectOptions, run_select
     from storage import manifest as mf
     from storage.store import EmbeddingStore
 
@@ -134,7 +134,7 @@ def flow_row(row: str, store: str, *, dask: bool = True) -> dict:
 
         result = run_select(options, local_spec(n_workers=2))
     else:
-        result = select_inline(options)
+        result = run_select(options)  # inline: the same body, no Prefect
     entry = result["manifests"][0]
     man = mf.read_manifest(store, entry["name"], entry["version"])
     return {"value": man["value"], "evaluations": man["timings"]["evaluations"], "k": len(man["picks"]["rows"]),

@@ -63,6 +63,19 @@ def test_errors_are_one_line_and_exit_2(digits_store, args, match):
     assert not os.path.exists(os.path.join(digits_store, "selections"))
 
 
+
+def test_a_quota_past_a_class_on_the_default_dask_runner_is_one_line_before_any_server(digits_store):
+    """The launcher plans in its own process first: no Prefect server, no cluster, nothing written (issue 21)."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    res = subprocess.run([sys.executable, "-m", "cli.main", "select", "--store", digits_store, "--name", "q",
+                          "--regime", "per-class", "--quotas", "10000"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "quota 10000 of class 0 is larger than the class" in lines[0], res.stderr
+    assert "server" not in (res.stdout + res.stderr).lower()
+    assert not os.path.exists(os.path.join(digits_store, "selections"))
+
 @pytest.mark.slow
 def test_kill_9_of_the_flow_then_a_rerun_makes_every_manifest_once(digits_store, tmp_path, prefect_api,
                                                                   manifest_bytes):
