@@ -188,10 +188,10 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
                   "objective": options.objective, "objective_params": json.dumps(options.objective_params),
                   "k": options.k, "budget": options.budget, "model": options.model, "epochs": options.epochs,
                   "seed": options.seed, "test_fraction": options.test_fraction, "limit": options.limit}
-        logged = log_night(tracking_uri, options.experiment, key, f"v{version:04d}", params, metrics, version,
-                           [p for p in (sheet, adds_path) if p],
-                           {"worth.version": str(version), "worth.flow_run_id": str(run_id),
-                            "worth.curated": folder})
+        logged = runtime.here(log_night, tracking_uri, options.experiment, key, f"v{version:04d}", params, metrics,
+                              version, [p for p in (sheet, adds_path) if p],
+                              {"worth.version": str(version), "worth.flow_run_id": str(run_id),
+                               "worth.curated": folder})
         record = {
             "ids": ids[positions].tolist(), "positions": positions, "classes": names, "store_rows": n,
             "objective": options.objective, "objective_params": options.objective_params,

@@ -6,7 +6,8 @@ depends on where it runs —
 - :meth:`Runtime.map` — the fan-out: jobs cut into batches (:mod:`pipeline.batch`), one task per batch, results
   yielded ``(job index, Outcome)`` as batches finish; a failed job is an outcome, so the map keeps going and the
   body decides (write what finished, fail at the end);
-- :meth:`Runtime.call` — one task, waited for (a night's selection, its training);
+- :meth:`Runtime.call` — one task, waited for (a night's selection, its training); :meth:`Runtime.here` — one
+  task in the flow's own process (the night's MLflow log);
 - :meth:`Runtime.progress`, :meth:`Runtime.markdown`, :meth:`Runtime.table` — Prefect artifacts, or a progress
   callback and nothing;
 - :meth:`Runtime.subflow` — another flow's body (the night embeds its new items with the embed flow).
@@ -40,6 +41,10 @@ class Runtime:
 
     def call(self, task, *args: Any) -> Any:
         raise NotImplementedError
+
+    def here(self, task, *args: Any) -> Any:
+        """A task in the flow's own process (what writes its files or tracking from there)."""
+        return getattr(task, "fn", task)(*args)
 
     def progress(self, key: str, total: int, description: str) -> Progress:
         return lambda pct, *detail: None
@@ -125,6 +130,9 @@ class PrefectRuntime(Runtime):
 
     def call(self, task, *args):
         return task.submit(*args).result()
+
+    def here(self, task, *args):
+        return task(*args)
 
     def progress(self, key, total, description):
         from prefect.artifacts import create_progress_artifact, update_progress_artifact
