@@ -1,7 +1,7 @@
 """Corrupt ``--input`` files, unwritable ``--out`` paths, labels and quotas: refused before any work, in one line.
 
 The catalogue runs ``worth score`` (the readers are shared with ``worth select``) and calls the shared checks of
-:mod:`cli.params` directly where a command is not needed to show them.
+:mod:`flows.cli.params` directly where a command is not needed to show them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import typer
 
-from cli.params import check_output_path, load_input, parse_quotas, resolve_labels
+from flows.cli.params import check_output_path, load_input, parse_quotas, resolve_labels
 
 
 def _npy_bytes(arr) -> bytes:

@@ -20,7 +20,7 @@ ARGS = ["mnist5k", "--encoder", "efficientnet-lite0", "--limit", "512", "--chunk
 
 
 def _cli(store, runner):
-    return [sys.executable, "-m", "cli.main", "embed", *ARGS, "--store", store, "--runner", runner]
+    return [sys.executable, "-m", "flows.cli.main", "embed", *ARGS, "--store", store, "--runner", runner]
 
 
 @pytest.mark.slow
@@ -60,7 +60,7 @@ def test_kill_9_mid_run_then_resume_is_identical(tmp_path, prefect_api):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from flows.cli.main import app
 
     again = CliRunner().invoke(app, ["embed", *ARGS, "--store", url])
     assert again.exit_code == 0 and "nothing to do" in again.output

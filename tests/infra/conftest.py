@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python -m cli.services ARGS`` from the repository root, output captured as text."""
+    """``python -m flows.cli.services ARGS`` from the repository root, output captured as text."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run(
-        [sys.executable, "-m", "cli.services", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "flows.cli.services", *args], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=timeout, stdin=subprocess.DEVNULL,
     )
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from flows.cli.main import app
 from storage import manifest as mf
 
 runner = CliRunner()
@@ -55,7 +55,7 @@ def test_select_store_inline_then_list_and_export(digits_store, tmp_path):
     (["selections", "--store", "STORE", "--export", "nope", "--out", "x.npy"], "no selection named 'nope'"),
 ])
 def test_errors_are_one_line_and_exit_2(digits_store, args, match):
-    res = subprocess.run([sys.executable, "-m", "cli.main", *[digits_store if a == "STORE" else a for a in args]],
+    res = subprocess.run([sys.executable, "-m", "flows.cli.main", *[digits_store if a == "STORE" else a for a in args]],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert res.returncode == 2, res.stdout + res.stderr
     lines = res.stderr.strip().splitlines()
@@ -69,7 +69,7 @@ def test_kill_9_of_the_flow_then_a_rerun_makes_every_manifest_once(digits_store,
     names = ["first", "second", "third", "fourth"]
     specs = tmp_path / "specs.json"
     specs.write_text(json.dumps([{"name": n, "objective": "vendi", "k": 40} for n in names]))
-    cmd = [sys.executable, "-m", "cli.main", "select", "--store", digits_store, "--specs", str(specs),
+    cmd = [sys.executable, "-m", "flows.cli.main", "select", "--store", digits_store, "--specs", str(specs),
            "--runner", "threads"]
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

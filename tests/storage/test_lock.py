@@ -93,7 +93,7 @@ def test_two_embed_processes_the_second_fails_at_once_in_one_line(tmp_path):
     second starts, however loaded the machine; then it is resumed and must finish a sound store.
     """
     url = str(tmp_path / "s.zarr")
-    cmd = [sys.executable, "-m", "cli.main", "embed", "digits", "--store", url, "--runner", "inline",
+    cmd = [sys.executable, "-m", "flows.cli.main", "embed", "digits", "--store", url, "--runner", "inline",
            "--chunk-rows", "100", "--limit", "600", "-p", "dim=8"]
     env = {**os.environ, "PYTHONPATH": ROOT}
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

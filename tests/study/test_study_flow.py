@@ -178,7 +178,7 @@ def test_kill_9_then_rerun_ends_with_the_uninterrupted_runs(flow_run, digits_sto
     uri = f"sqlite:///{db}"
     config = str(Path(__file__).parent / "tiny.yaml")
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "study", "--store", digits_store, "--config", config,
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli.main", "study", "--store", digits_store, "--config", config,
                              "--tracking-uri", uri, "--experiment", "tiny", "--out", str(tmp_path / "report"),
                              "--scheduler", dask_cluster.scheduler_address],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

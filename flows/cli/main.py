@@ -14,7 +14,7 @@ import typer
 from typer._click import exceptions as click  # typer vendors click: its exceptions are not `click`'s
 from typer.core import TyperGroup
 
-from cli import core, curate, select, services, store, study
+from flows.cli import core, curate, select, services, store, study
 
 EXPECTED = (ValueError, OSError, RuntimeError)
 _debug = {"on": False}

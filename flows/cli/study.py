@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from cli.params import parse_params
+from flows.cli.params import parse_params
 
 
 def study_command(

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from cli.params import parse_params
+from flows.cli.params import parse_params
 
 
 def _error(message: str) -> typer.Exit:
@@ -30,8 +30,8 @@ def _select_input(input: str, k: Optional[int], objective: str, optimizer: str, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from cli.core import console
-    from cli.params import check_output_path, load_input, parse_quotas, resolve_labels
+    from flows.cli.core import console
+    from flows.cli.params import check_output_path, load_input, parse_quotas, resolve_labels
     from worth import select
 
     if k is None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from cli.params import parse_params
+from flows.cli.params import parse_params
 
 
 def _watch(url: str, storage_options: dict, total: int, stop: threading.Event, start_rows: int) -> None:

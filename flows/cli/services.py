@@ -1,6 +1,6 @@
 """``worth services up|down|status|env``: the local Prefect, MLflow and Dask services (:mod:`infra.services`).
 
-Runnable on its own as ``python -m cli.services ...``. Errors print one line on stderr and exit 1 (a service
+Runnable on its own as ``python -m flows.cli.services ...``. Errors print one line on stderr and exit 1 (a service
 failed or was not found) or 2 (bad input), without a traceback.
 """
 
