@@ -43,7 +43,7 @@ from typing import Any
 import psutil
 
 from storage import atomic
-from storage.store import _is_local, _local_path
+from storage.ref import StoreRef, is_local_url, local_path
 
 SCHEMA_VERSION = 1
 SUFFIX = ".curated"
@@ -64,7 +64,7 @@ class CurationLocked(RuntimeError):
     """Another live curate run holds the folder's lock."""
 
 
-def curated_dir(store_url: str, curated: str | None = None) -> str:
+def curated_dir(store_url: StoreRef | str, curated: str | None = None) -> str:
     """The folder of curated versions: ``curated`` when given, else ``<store>.curated`` for a local store.
 
     Raises
@@ -74,15 +74,16 @@ def curated_dir(store_url: str, curated: str | None = None) -> str:
         ``link``/``rename``/PIDs of a local filesystem.
     """
     if curated:
-        if not _is_local(curated):
+        if not is_local_url(curated):
             raise ValueError(f"curated={curated!r}: give a local folder (or a shared POSIX mount), not a URL")
-        return _local_path(curated)
-    if not _is_local(store_url):
+        return local_path(curated)
+    store = StoreRef.of(store_url)
+    if not store.is_local:
         raise ValueError(
-            f"store={store_url!r} is remote: give curated=LOCAL_FOLDER for the curated versions (they need atomic "
+            f"store={store.url!r} is remote: give curated=LOCAL_FOLDER for the curated versions (they need atomic "
             "link/rename of a local filesystem)"
         )
-    return _local_path(store_url).rstrip("/") + SUFFIX
+    return store.beside(SUFFIX).path
 
 
 def now() -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from storage.ref import StoreRef
 from storage.store import EmbeddingStore, zarr_store
 
 ARRAY = "holdout"
@@ -58,14 +59,15 @@ def split_mask(store: EmbeddingStore) -> np.ndarray | None:
     return held if held.any() else None
 
 
-def _group(url: str, storage_options: Mapping[str, Any] | None, mode: str) -> zarr.Group:
-    return zarr.open_group(zarr_store(url, storage_options=storage_options, read_only=mode == "r"), mode=mode)
+def _group(ref: StoreRef, mode: str) -> zarr.Group:
+    return zarr.open_group(zarr_store(ref, read_only=mode == "r"), mode=mode)
 
 
-def read_recorded(url: str, *, storage_options: Mapping[str, Any] | None = None) -> Holdout | None:
+def read_recorded(url: StoreRef | str, *, storage_options: Mapping[str, Any] | None = None) -> Holdout | None:
     """The split recorded with the store at ``url``, extended with ``False`` for rows appended since; or ``None``."""
-    store = EmbeddingStore.open(url, storage_options=storage_options)
-    group = _group(url, storage_options, "r")
+    ref = StoreRef.of(url, storage_options)
+    store = EmbeddingStore.open(ref)
+    group = _group(ref, "r")
     if ARRAY not in group:
         return None
     arr = group[ARRAY]
@@ -76,7 +78,7 @@ def read_recorded(url: str, *, storage_options: Mapping[str, Any] | None = None)
     return Holdout(mask, "recorded", float(attrs["fraction"]), int(attrs["seed"]))
 
 
-def record(url: str, mask, *, fraction: float, seed: int,
+def record(url: StoreRef | str, mask, *, fraction: float, seed: int,
            storage_options: Mapping[str, Any] | None = None) -> Holdout:
     """Write ``mask`` as the store's held-out split, once.
 
@@ -87,11 +89,13 @@ def record(url: str, mask, *, fraction: float, seed: int,
         array to draw a new one, knowing earlier studies' accuracies then stop being comparable), or when
         ``mask`` does not hold one bool per row.
     """
-    store = EmbeddingStore.open(url, storage_options=storage_options)
+    ref = StoreRef.of(url, storage_options)
+    url = ref.url
+    store = EmbeddingStore.open(ref)
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != (store.n,):
         raise ValueError(f"the held-out mask must hold one bool per store row ({store.n}); got shape {mask.shape}.")
-    group = _group(url, storage_options, "r+")
+    group = _group(ref, "r+")
     if ARRAY in group:
         raise ValueError(f"store {url!r} already has a recorded held-out split; read it with read_recorded() "
                          f"(or delete {url}/{ARRAY} to draw a new one).")

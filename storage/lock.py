@@ -26,6 +26,8 @@ import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from storage.ref import StoreRef
+
 _held: dict[str, int] = {}  # lock path → depth, for this process (re-entrant: the CLI and its flow share one)
 
 
@@ -33,13 +35,9 @@ class StoreLockedError(RuntimeError):
     """Another live process is writing the store."""
 
 
-def lock_path(url: str) -> str:
+def lock_path(url: StoreRef | str) -> str:
     """Where the lock of store ``url`` lives: the store's path or URL plus ``.lock``."""
-    return url.rstrip("/") + ".lock"
-
-
-def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
+    return StoreRef.of(url).beside(".lock").url
 
 
 def _proc_start(pid: int) -> str | None:
@@ -141,9 +139,9 @@ def _describe(owner: Mapping[str, Any]) -> str:
             f"{owner.get('started')})")
 
 
-def _acquire(url: str, storage_options: Mapping[str, Any] | None, command: str):
-    path = lock_path(url)
-    file = _LocalFile(path) if _is_local(url) else _RemoteFile(path, storage_options)
+def _acquire(ref: StoreRef, command: str):
+    url, path = ref.url, lock_path(ref)
+    file = _LocalFile(path) if ref.is_local else _RemoteFile(path, ref.storage_options)
     mine = _record(command)
     data = json.dumps(mine).encode()
     try:
@@ -177,7 +175,7 @@ def _acquire(url: str, storage_options: Mapping[str, Any] | None, command: str):
     except (StoreLockedError, ValueError):
         raise
     except Exception as exc:  # object-store clients raise their own types (botocore's NoCredentialsError ...)
-        if _is_local(url):
+        if ref.is_local:
             raise
         raise ConnectionError(
             f"cannot reach the store {url!r} ({type(exc).__name__}: {exc}); check the URL, the credentials "
@@ -187,7 +185,7 @@ def _acquire(url: str, storage_options: Mapping[str, Any] | None, command: str):
 
 
 @contextlib.contextmanager
-def writer_lock(url: str, storage_options: Mapping[str, Any] | None = None, *,
+def writer_lock(url: StoreRef | str, storage_options: Mapping[str, Any] | None = None, *,
                 command: str | None = None) -> Iterator[str]:
     """Hold the store's writer lock for the block; yields the lock's path.
 
@@ -196,7 +194,8 @@ def writer_lock(url: str, storage_options: Mapping[str, Any] | None = None, *,
     ``OSError`` (with the path and the fix) when the lock cannot be written — the first write of a run, so a
     read-only or full filesystem is reported before any work.
     """
-    path = lock_path(url)
+    ref = StoreRef.of(url, storage_options)
+    path = lock_path(ref)
     if _held.get(path):
         _held[path] += 1
         try:
@@ -204,7 +203,7 @@ def writer_lock(url: str, storage_options: Mapping[str, Any] | None = None, *,
         finally:
             _held[path] -= 1
         return
-    file, token = _acquire(url, storage_options, command or " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:3]))
+    file, token = _acquire(ref, command or " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:3]))
     _held[path] = 1
     try:
         yield path
