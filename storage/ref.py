@@ -17,10 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from storage.store import EmbeddingStore
+from typing import Any
 
 
 def is_local_url(url: str) -> bool:
@@ -121,7 +118,7 @@ class StoreRef:
 
         return url_to_fs(self.url, **dict(self.storage_options))
 
-    def open(self, mode: str = "r") -> EmbeddingStore:
+    def open(self, mode: str = "r") -> "storage.store.EmbeddingStore":  # noqa: F821 (imported when called)
         """The embedding store, read-only (``"r"``) or for writing (``"r+"``)."""
         from storage.store import EmbeddingStore
 
