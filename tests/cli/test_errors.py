@@ -15,7 +15,7 @@ from flows.cli.errors import BadInput, refusing
 from flows.cli.main import app
 from flows.cli.options import launch, store_ref
 from storage.curated import CurationConflict, CurationLocked
-from tests.cli.conftest import Outcome, assert_one_line
+from tests.helpers import Outcome, assert_one_line
 
 
 def _curate(monkeypatch, tmp_path, exc, *extra):

@@ -21,7 +21,8 @@ import pytest
 from infra import browser
 from infra.processes import family, tagged_processes
 from infra.services import down, status, up
-from tests.infra.conftest import ROOT, cli, running
+from tests.helpers import ROOT, running
+from tests.helpers import services_cli as cli
 
 pytestmark = pytest.mark.slow
 

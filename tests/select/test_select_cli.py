@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import kill_9_when
 from flows.cli.main import app
 from storage import manifest as mf
 
@@ -72,18 +71,7 @@ def test_kill_9_of_the_flow_then_a_rerun_makes_every_manifest_once(digits_store,
     cmd = [sys.executable, "-m", "flows.cli.main", "select", "--store", digits_store, "--specs", str(specs),
            "--runner", "threads"]
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and proc.poll() is None and not manifest_bytes(digits_store, True):
-            time.sleep(0.02)
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    kill_9_when(cmd, lambda: bool(manifest_bytes(digits_store, True)), env=env, cwd=ROOT, poll=0.02)
     finished = manifest_bytes(digits_store, True)
     assert 1 <= len(finished) < len(names), sorted(finished)
     for content in finished.values():  # what the killed run wrote is whole
