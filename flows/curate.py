@@ -36,11 +36,12 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flows.embed import EmbedOptions, embed_flow
 from infra.dask import ClusterOptions
 from storage import curated as versions
+from storage.holdout import refuse_old_name
 from storage.store import DEFAULT_CHUNK_ROWS, EmbeddingStore
 from tasks.curate import contact_sheet, held_out_mask, select_additions, train_evaluate
 from tasks.track import NIGHTLY_EXPERIMENT, default_tracking_uri, log_night
@@ -79,8 +80,9 @@ class CurateOptions(BaseModel):
     k: int = Field(50, ge=1, description="Items added per night (fewer when fewer new training items arrived).")
     budget: int | None = Field(None, ge=1, description="Largest size of the curated set over all nights; a "
                                "night adds at most BUDGET minus the current size. None: no limit.")
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of items held out for evaluation when "
-                                 "the store has no test split (chosen by a hash of the id: stable across nights).")
+    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="Share of items held out for evaluation when "
+                                    "the store has no test split (chosen by a hash of the id: stable across "
+                                    "nights; storage.holdout). Formerly test_fraction.")
     model: Literal["linear", "mlp"] = Field("mlp", description="Downstream model trained on the curated "
                                             "embeddings each night.")
     epochs: int = Field(30, ge=1, description="Training epochs of the downstream model.")
@@ -90,6 +92,11 @@ class CurateOptions(BaseModel):
     experiment: str = Field(NIGHTLY_EXPERIMENT, description="MLflow experiment of the nightly runs.")
     sheet_max: int = Field(200, ge=1, description="Most images on the contact sheet (tonight's additions and "
                            "the latest before them).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, values):
+        return refuse_old_name(values)  # test_fraction → holdout_fraction, with the fix in the message
 
 
 def night_key(options: CurateOptions, previous_version: int, store_rows: int) -> str:
@@ -209,7 +216,7 @@ def _curate(options: CurateOptions) -> dict[str, Any]:
             return {"noop": True, "version": prev_version, "folder": folder, "record": previous,
                     "flow_run_id": run_id, "seconds": time.perf_counter() - t0}
         ids, labels, classes = store.ids(), store.labels(), store.classes
-        held = held_out_mask(ids, store.split(), options.test_fraction)
+        held = held_out_mask(ids, store.split(), options.holdout_fraction)
         kept = [int(p) for p in previous["positions"]] if previous else []
         if previous and ids[kept].tolist() != previous["ids"]:
             raise ValueError(f"the rows of store {options.store!r} at the curated positions no longer hold the "
@@ -226,12 +233,12 @@ def _curate(options: CurateOptions) -> dict[str, Any]:
             sel = {"positions": [], "gains": [], "value": previous["value"], "value_before": previous["value"]}
         else:
             raise ValueError(f"no new training items to curate: {len(new)} new rows, all held out or none; "
-                             "deliver more items or lower test_fraction")
+                             "deliver more items or lower holdout_fraction")
         added = [int(p) for p in sel["positions"]]
         positions = kept + added
         test = np.flatnonzero(held)
         if not len(test):
-            raise ValueError("no held-out rows to evaluate on: raise test_fraction or add a test split")
+            raise ValueError("no held-out rows to evaluate on: raise holdout_fraction or add a test split")
         n_classes = max(len(classes or []), int(labels.max()) + 1)
         ev = train_evaluate.submit(options.store, positions, test.tolist(), n_classes, options.model,
                                    options.epochs, options.seed, so).result()
@@ -257,7 +264,7 @@ def _curate(options: CurateOptions) -> dict[str, Any]:
         params = {"source": options.source, "store": options.store, "encoder": options.encoder,
                   "objective": options.objective, "objective_params": json.dumps(options.objective_params),
                   "k": options.k, "budget": options.budget, "model": options.model, "epochs": options.epochs,
-                  "seed": options.seed, "test_fraction": options.test_fraction, "limit": options.limit}
+                  "seed": options.seed, "holdout_fraction": options.holdout_fraction, "limit": options.limit}
         logged = log_night(tracking_uri, options.experiment, key, f"v{version:04d}", params, metrics, version,
                            [p for p in (sheet, adds_path) if p],
                            {"worth.version": str(version), "worth.flow_run_id": str(run_id),

@@ -7,35 +7,17 @@ flow runs (it reads the source's images and writes one PNG). Retries and caching
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from storage.holdout import nightly_mask
 from storage.store import EmbeddingStore
 from tasks._task import worth_task
 
-HELD_OUT_SPLITS = ("test", "validation", "val", "held-out")
-
-
-def held_out_mask(ids: Sequence[str], split: Sequence[str], fraction: float) -> np.ndarray:
-    """Which rows are held out for evaluation: a test split when the store has one, else a stable share by id.
-
-    The share is chosen by a hash of each item's id, not by its position or a seeded draw, so an item keeps its
-    role on every night whatever else arrived: a row once held out is never curated, and a curated row never
-    becomes a test row.
-    """
-    split = np.asarray(split, dtype=str)
-    named = np.isin(split, HELD_OUT_SPLITS)
-    if named.any():
-        return named
-    if not 0 < fraction < 1:
-        raise ValueError(f"test_fraction={fraction}: the store has no test split, so give a share in (0, 1), "
-                         "e.g. 0.2")
-    cut = int(fraction * 2**32)
-    return np.fromiter((int.from_bytes(hashlib.sha256(i.encode()).digest()[:4], "big") < cut for i in ids),
-                       dtype=bool, count=len(ids))
+#: The night's held-out rule lives with the study's in :mod:`storage.holdout`.
+held_out_mask = nightly_mask
 
 
 def _select_additions(store_url: str, curated: Sequence[int], candidates: Sequence[int], k: int, objective: str,
