@@ -45,6 +45,7 @@ from storage.holdout import refuse_old_name
 from storage.store import DEFAULT_CHUNK_ROWS, EmbeddingStore
 from tasks.curate import contact_sheet, held_out_mask, select_additions, train_evaluate
 from tasks.track import NIGHTLY_EXPERIMENT, default_tracking_uri, log_night
+from worth.train import TrainConfig
 
 SUMMARY_KEY = "curate-summary"
 ADDITIONS_KEY = "curate-additions"
@@ -92,6 +93,11 @@ class CurateOptions(BaseModel):
     experiment: str = Field(NIGHTLY_EXPERIMENT, description="MLflow experiment of the nightly runs.")
     sheet_max: int = Field(200, ge=1, description="Most images on the contact sheet (tonight's additions and "
                            "the latest before them).")
+
+    def training(self) -> TrainConfig:
+        """The night's training as the one :class:`worth.train.TrainConfig` (the study's type): its model,
+        epochs and seed, the rest as the study's defaults (one torch thread, CPU)."""
+        return TrainConfig(model=self.model, epochs=self.epochs, seed=self.seed)
 
     @model_validator(mode="before")
     @classmethod
@@ -240,8 +246,8 @@ def _curate(options: CurateOptions) -> dict[str, Any]:
         if not len(test):
             raise ValueError("no held-out rows to evaluate on: raise holdout_fraction or add a test split")
         n_classes = max(len(classes or []), int(labels.max()) + 1)
-        ev = train_evaluate.submit(options.store, positions, test.tolist(), n_classes, options.model,
-                                   options.epochs, options.seed, so).result()
+        ev = train_evaluate.submit(options.store, positions, test.tolist(), n_classes,
+                                   options.training().to_dict(), so).result()
         key = night_key(options, prev_version, n)
         version = max([prev_version, *versions.versions(folder)]) + 1
         names = [_class_name(classes, int(labels[p])) for p in positions]

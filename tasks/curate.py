@@ -44,16 +44,17 @@ def _select_additions(store_url: str, curated: Sequence[int], candidates: Sequen
             "seconds": float(sel.timings.get("total", 0.0))}
 
 
-def _train_evaluate(store_url: str, train: Sequence[int], test: Sequence[int], n_classes: int, model: str,
-                    epochs: int, seed: int, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Held-out accuracy of ``model`` trained on the curated rows (seeded, one torch thread: reproducible)."""
-    from worth.train import fit_and_evaluate
+def _train_evaluate(store_url: str, train: Sequence[int], test: Sequence[int], n_classes: int,
+                    training: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Held-out accuracy of the model trained on the curated rows under ``training`` (the fields of the one
+    :class:`worth.train.TrainConfig` the study uses too: seeded, one torch thread by default, reproducible)."""
+    from worth.train import TrainConfig
 
     store = EmbeddingStore.open(store_url, storage_options=storage_options)
     labels = store.labels()
     train, test = np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64)
-    ev = fit_and_evaluate(store.rows(train), labels[train], store.rows(test), labels[test], n_classes,
-                          model=model, epochs=epochs, seed=seed, threads=1)
+    ev = TrainConfig(**dict(training)).fit(store.rows(train), labels[train], store.rows(test), labels[test],
+                                           n_classes)
     return ev.to_dict()
 
 

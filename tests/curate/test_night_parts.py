@@ -50,3 +50,11 @@ def test_the_old_option_name_is_refused_with_the_new_one():
     with pytest.raises(ValidationError, match="test_fraction=0.3 is now called holdout_fraction"):
         CurateOptions(source="digits", store="s.zarr", test_fraction=0.3)
     assert CurateOptions(source="digits", store="s.zarr", holdout_fraction=0.3).holdout_fraction == 0.3
+
+
+def test_the_night_trains_under_the_one_train_config():
+    from worth.train import TrainConfig
+
+    opts = CurateOptions(source="digits", store="s.zarr", model="linear", epochs=4, seed=2)
+    assert opts.training() == TrainConfig(model="linear", epochs=4, seed=2)
+    assert opts.training().threads == 1  # as the study's default, no longer hard-coded in the task
