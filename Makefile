@@ -8,7 +8,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= 1
 
-.PHONY: setup system-deps demo test bench lock clean
+.PHONY: setup system-deps demo test test-fast bench lock clean
 
 setup: $(STAMP) system-deps
 
@@ -39,6 +39,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The developer's loop: no Prefect server, no Dask cluster, nothing marked slow (flow tests are marked `flow`
+# automatically, by the session fixtures they use). `make test` stays the full suite, as CI runs it.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not flow and not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/gains.py

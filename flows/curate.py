@@ -139,7 +139,7 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
             return {"noop": True, "version": prev_version, "folder": folder, "record": previous,
                     "flow_run_id": run_id, "seconds": time.perf_counter() - t0}
         ids, labels, classes = store.ids(), store.labels(), store.classes
-        held = held_out_mask(ids, store.split(), options.test_fraction)
+        held = held_out_mask(ids, store.split(), options.holdout_fraction)
         kept = [int(p) for p in previous["positions"]] if previous else []
         if previous and ids[kept].tolist() != previous["ids"]:
             raise ValueError(f"the rows of store {options.store!r} at the curated positions no longer hold the "
@@ -156,15 +156,15 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
             sel = {"positions": [], "gains": [], "value": previous["value"], "value_before": previous["value"]}
         else:
             raise ValueError(f"no new training items to curate: {len(new)} new rows, all held out or none; "
-                             "deliver more items or lower test_fraction")
+                             "deliver more items or lower holdout_fraction")
         added = [int(p) for p in sel["positions"]]
         positions = kept + added
         test = np.flatnonzero(held)
         if not len(test):
-            raise ValueError("no held-out rows to evaluate on: raise test_fraction or add a test split")
+            raise ValueError("no held-out rows to evaluate on: raise holdout_fraction or add a test split")
         n_classes = max(len(classes or []), int(labels.max()) + 1)
-        ev = runtime.call(train_evaluate, options.store, positions, test.tolist(), n_classes, options.model,
-                          options.epochs, options.seed, so)
+        ev = runtime.call(train_evaluate, options.store, positions, test.tolist(), n_classes,
+                          options.training().to_dict(), so)
         key = night_key(options, prev_version, n)
         version = max([prev_version, *versions.versions(folder)]) + 1
         names = [_class_name(classes, int(labels[p])) for p in positions]
@@ -187,7 +187,7 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         params = {"source": options.source, "store": options.store, "encoder": options.encoder,
                   "objective": options.objective, "objective_params": json.dumps(options.objective_params),
                   "k": options.k, "budget": options.budget, "model": options.model, "epochs": options.epochs,
-                  "seed": options.seed, "test_fraction": options.test_fraction, "limit": options.limit}
+                  "seed": options.seed, "holdout_fraction": options.holdout_fraction, "limit": options.limit}
         logged = runtime.here(log_night, tracking_uri, options.experiment, key, f"v{version:04d}", params, metrics,
                               version, [p for p in (sheet, adds_path) if p],
                               {"worth.version": str(version), "worth.flow_run_id": str(run_id),

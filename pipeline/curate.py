@@ -15,9 +15,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from storage.holdout import nightly_mask, refuse_old_name
 from storage.store import DEFAULT_CHUNK_ROWS, EmbeddingStore
+from worth.train import TrainConfig
 
 #: The MLflow experiment of the nightly runs.
 NIGHTLY_EXPERIMENT = "worth-nightly"
@@ -52,8 +54,9 @@ class CurateOptions(BaseModel):
     k: int = Field(50, ge=1, description="Items added per night (fewer when fewer new training items arrived).")
     budget: int | None = Field(None, ge=1, description="Largest size of the curated set over all nights; a "
                                "night adds at most BUDGET minus the current size. None: no limit.")
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of items held out for evaluation when "
-                                 "the store has no test split (chosen by a hash of the id: stable across nights).")
+    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="Share of items held out for evaluation when "
+                                    "the store has no test split (chosen by a hash of the id: stable across "
+                                    "nights; storage.holdout). Formerly test_fraction.")
     model: Literal["linear", "mlp"] = Field("mlp", description="Downstream model trained on the curated "
                                             "embeddings each night.")
     epochs: int = Field(30, ge=1, description="Training epochs of the downstream model.")
@@ -64,6 +67,16 @@ class CurateOptions(BaseModel):
     sheet_max: int = Field(200, ge=1, description="Most images on the contact sheet (tonight's additions and "
                            "the latest before them).")
 
+    def training(self) -> TrainConfig:
+        """The night's training as the one :class:`worth.train.TrainConfig` (the study's type): its model,
+        epochs and seed, the rest as the study's defaults (one torch thread, CPU)."""
+        return TrainConfig(model=self.model, epochs=self.epochs, seed=self.seed)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, values):
+        return refuse_old_name(values)  # test_fraction → holdout_fraction, with the fix in the message
+
 
 def night_key(options: CurateOptions, previous_version: int, store_rows: int) -> str:
     """What makes a night the same night: the options, the version it starts from and the store's row count."""
@@ -73,26 +86,8 @@ def night_key(options: CurateOptions, previous_version: int, store_rows: int) ->
     return "night-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-HELD_OUT_SPLITS = ("test", "validation", "val", "held-out")
-
-
-def held_out_mask(ids: Sequence[str], split: Sequence[str], fraction: float) -> np.ndarray:
-    """Which rows are held out for evaluation: a test split when the store has one, else a stable share by id.
-
-    The share is chosen by a hash of each item's id, not by its position or a seeded draw, so an item keeps its
-    role on every night whatever else arrived: a row once held out is never curated, and a curated row never
-    becomes a test row.
-    """
-    split = np.asarray(split, dtype=str)
-    named = np.isin(split, HELD_OUT_SPLITS)
-    if named.any():
-        return named
-    if not 0 < fraction < 1:
-        raise ValueError(f"test_fraction={fraction}: the store has no test split, so give a share in (0, 1), "
-                         "e.g. 0.2")
-    cut = int(fraction * 2**32)
-    return np.fromiter((int.from_bytes(hashlib.sha256(i.encode()).digest()[:4], "big") < cut for i in ids),
-                       dtype=bool, count=len(ids))
+#: The night's held-out rule lives with the study's in :mod:`storage.holdout`.
+held_out_mask = nightly_mask
 
 
 def select_additions(store_url: str, curated: Sequence[int], candidates: Sequence[int], k: int, objective: str,
@@ -119,16 +114,15 @@ def select_additions(store_url: str, curated: Sequence[int], candidates: Sequenc
             "seconds": float(sel.timings.get("total", 0.0))}
 
 
-def train_evaluate(store_url: str, train: Sequence[int], test: Sequence[int], n_classes: int, model: str,
-                    epochs: int, seed: int, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Held-out accuracy of ``model`` trained on the curated rows (seeded, one torch thread: reproducible)."""
-    from worth.train import fit_and_evaluate
-
+def train_evaluate(store_url: str, train: Sequence[int], test: Sequence[int], n_classes: int,
+                   training: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Held-out accuracy of the model trained on the curated rows under ``training`` (the fields of the one
+    :class:`worth.train.TrainConfig` the study uses too: seeded, one torch thread by default, reproducible)."""
     store = EmbeddingStore.open(store_url, storage_options=storage_options)
     labels = store.labels()
     train, test = np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64)
-    ev = fit_and_evaluate(store.rows(train), labels[train], store.rows(test), labels[test], n_classes,
-                          model=model, epochs=epochs, seed=seed, threads=1)
+    ev = TrainConfig(**dict(training)).fit(store.rows(train), labels[train], store.rows(test), labels[test],
+                                           n_classes)
     return ev.to_dict()
 
 

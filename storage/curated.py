@@ -18,10 +18,11 @@ Why this shape:
 * Publishing is a compare-and-swap: :func:`publish` is told which version the night started from and refuses
   (:class:`CurationConflict`) when ``LATEST`` moved meanwhile. Two runs that each hold the same yesterday cannot
   both publish; the loser is told who won.
-* The lock (:func:`lock`) keeps a second run of the same curation from even starting its work: it is an
-  exclusive create of ``LOCK`` holding the owner's host, PID and process start time. A lock whose owner is a dead
-  process of this host (a kill -9, a crashed machine's restart) is stale and taken over; a live owner makes the
-  newcomer fail at once with :class:`CurationLocked`, naming the owner.
+* The lock (:func:`lock`) keeps a second run of the same curation from even starting its work: it is
+  :mod:`storage.lock`'s lock (the one store writers take), an exclusive create of ``LOCK`` holding the owner's
+  host, PID and process start time. A lock whose owner is a dead process of this host (a kill -9, a crashed
+  machine's restart) is stale and taken over; a live owner makes the newcomer fail at once with
+  :class:`CurationLocked`, naming the owner.
 
 The folder must be local (or a shared POSIX mount): ``link``, ``rename`` and PID checks are what make the
 guarantees. The store itself may be remote (``s3://``); give the curated folder as a local path then.
@@ -35,15 +36,12 @@ import datetime as _dt
 import json
 import os
 import re
-import socket
-import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import psutil
-
 from storage import atomic
-from storage.store import _is_local, _local_path
+from storage import lock as writer_locks
+from storage.ref import StoreRef, is_local_url, local_path
 
 SCHEMA_VERSION = 1
 SUFFIX = ".curated"
@@ -64,7 +62,7 @@ class CurationLocked(RuntimeError):
     """Another live curate run holds the folder's lock."""
 
 
-def curated_dir(store_url: str, curated: str | None = None) -> str:
+def curated_dir(store_url: StoreRef | str, curated: str | None = None) -> str:
     """The folder of curated versions: ``curated`` when given, else ``<store>.curated`` for a local store.
 
     Raises
@@ -74,15 +72,16 @@ def curated_dir(store_url: str, curated: str | None = None) -> str:
         ``link``/``rename``/PIDs of a local filesystem.
     """
     if curated:
-        if not _is_local(curated):
+        if not is_local_url(curated):
             raise ValueError(f"curated={curated!r}: give a local folder (or a shared POSIX mount), not a URL")
-        return _local_path(curated)
-    if not _is_local(store_url):
+        return local_path(curated)
+    store = StoreRef.of(store_url)
+    if not store.is_local:
         raise ValueError(
-            f"store={store_url!r} is remote: give curated=LOCAL_FOLDER for the curated versions (they need atomic "
+            f"store={store.url!r} is remote: give curated=LOCAL_FOLDER for the curated versions (they need atomic "
             "link/rename of a local filesystem)"
         )
-    return _local_path(store_url).rstrip("/") + SUFFIX
+    return store.beside(SUFFIX).path
 
 
 def now() -> str:
@@ -222,35 +221,31 @@ def history(folder: str) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------------ the lock
-def _process_started(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return None
-
-
 def read_lock(folder: str) -> dict[str, Any] | None:
-    """Who holds the lock (host, pid, started, owner, since), or None."""
+    """Who holds the lock (the record of :func:`storage.lock.owner_record`, with ``owner``: who, as given to
+    :func:`lock`), or None; ``{}`` for a lock file that cannot be read."""
     try:
         with open(os.path.join(folder, LOCK), "rb") as f:
-            return json.loads(f.read() or b"{}")
+            holder = json.loads(f.read() or b"{}")
     except FileNotFoundError:
         return None
     except json.JSONDecodeError:
         return {}
+    return {**holder, "owner": holder.get("command", holder.get("owner", ""))} if holder else holder
 
 
 def is_stale(holder: Mapping[str, Any]) -> bool:
     """The lock's owner is gone: a process of this host that no longer runs (or a PID reused since)."""
-    if holder.get("host") != socket.gethostname():
-        return False  # another machine's process: we cannot tell, so we wait for it
-    started = _process_started(int(holder.get("pid", -1)))
-    return started is None or abs(started - float(holder.get("started") or 0)) > 1.0
+    return writer_locks.is_stale(holder)
 
 
 @contextlib.contextmanager
 def lock(folder: str, owner: str = "") -> Iterator[dict[str, Any]]:
     """Hold the folder's exclusive lock for the ``with`` block; yields what was recorded in it.
+
+    The lock is :mod:`storage.lock`'s, the one store writers take too (same record, same staleness rule, same
+    takeover of a dead owner's lock); unlike a store's it is not re-entrant: a second curate run in the same
+    process is refused like one in another process.
 
     Raises
     ------
@@ -259,44 +254,19 @@ def lock(folder: str, owner: str = "") -> Iterator[dict[str, Any]]:
         process of another machine.
     """
     os.makedirs(folder, exist_ok=True)
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_started(os.getpid()),
-          "owner": owner, "since": now(), "token": uuid.uuid4().hex}
-    data = json.dumps(me).encode()
-    for _ in range(3):
-        try:
-            atomic.create_exclusive(os.path.join(folder, LOCK), data)
-            break
-        except FileExistsError:
-            holder = read_lock(folder)
-            if holder is None:
-                continue  # released between our create and our read
-            if holder and not is_stale(holder):
-                raise CurationLocked(
-                    f"{folder} is locked by another curate run ({holder.get('owner') or 'unnamed'}, pid "
-                    f"{holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}): two runs may not "
-                    f"curate the same set at once. Wait for it to finish; if that process is gone for good, delete "
-                    f"{os.path.join(folder, LOCK)}."
-                ) from None
-            _break_stale(folder, holder)
-    else:
-        raise CurationLocked(f"{folder}: could not take the lock after 3 tries (other runs keep taking it)")
+    path = os.path.join(folder, LOCK)
+
+    def refuse(holder, alive):
+        if not holder:
+            return CurationLocked(f"{folder}: could not take the lock after 3 tries (other runs keep taking it)")
+        return CurationLocked(
+            f"{folder} is locked by another curate run ({holder.get('command') or holder.get('owner') or 'unnamed'}, "
+            f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}): two runs may not "
+            f"curate the same set at once. Wait for it to finish; if that process is gone for good, delete {path}."
+        )
+
+    file, me = writer_locks.acquire(path, owner, refuse)
     try:
-        yield me
+        yield {**me, "owner": owner}
     finally:
-        if (read_lock(folder) or {}).get("token") == me["token"]:
-            os.unlink(os.path.join(folder, LOCK))
-
-
-def _break_stale(folder: str, holder: Mapping[str, Any]) -> None:
-    """Move a stale lock aside; if what we moved was not the stale one (another run took over first), put it back."""
-    aside = os.path.join(folder, f".{LOCK}.stale.{uuid.uuid4().hex}")
-    try:
-        os.rename(os.path.join(folder, LOCK), aside)
-    except FileNotFoundError:
-        return
-    with open(aside, "rb") as f:
-        moved = json.loads(f.read() or b"{}")
-    if moved.get("token") != holder.get("token"):
-        with contextlib.suppress(FileExistsError):
-            os.link(aside, os.path.join(folder, LOCK))
-    os.unlink(aside)
+        writer_locks.release(file, me)

@@ -23,6 +23,7 @@ import numpy as np
 
 from storage.integrity import ChunkDamage, StoreDamagedError, digest_values
 from storage.lock import writer_lock
+from storage.ref import StoreRef
 from storage.store import DEFAULT_CHUNK_ROWS, EmbeddingStore
 
 
@@ -159,7 +160,7 @@ def probe_dim(source, encoder) -> int:
     return int(encoder.encode(source.take([0])).shape[1])
 
 
-def plan(url: str, source, encoder, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, dtype: str = "float32",
+def plan(url: StoreRef | str, source, encoder, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, dtype: str = "float32",
          codec: str = "zstd", storage_options: Mapping[str, Any] | None = None,
          dry_run: bool = False) -> EmbedPlan:
     """Create or open the store at ``url`` and reserve rows for the source's items it does not hold yet.
@@ -168,12 +169,14 @@ def plan(url: str, source, encoder, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, dty
     dtype, normalisation or source. With ``dry_run`` nothing is written and the dimension is not probed: the plan
     just says whether there is work.
     """
+    ref = StoreRef.of(url, storage_options)
+    url = ref.url
     encoder.check_source(source.kind)
-    exists = EmbeddingStore.exists(url, storage_options=storage_options)
+    exists = EmbeddingStore.exists(ref)
     if dry_run:
         if not exists:
             return EmbedPlan(url, len(source), -1, True, (0, len(source)), [0], len(source))
-        store = EmbeddingStore.open(url, storage_options=storage_options)
+        store = EmbeddingStore.open(ref)
         store.check_compatible(encoder=encoder.identity(), dim=store.dim, dtype=dtype, normalize=encoder.normalize,
                                source_kind=source.kind, source_spec=source.spec)
         damaged = repair(store, source, write=False)
@@ -189,16 +192,16 @@ def plan(url: str, source, encoder, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, dty
         return EmbedPlan(url, store.n + new, store.dim, False, (store.n, store.n + new), pending, rows)
     dim = probe_dim(source, encoder)
     if exists:
-        store = EmbeddingStore.open(url, mode="r+", storage_options=storage_options)
+        store = EmbeddingStore.open(ref, mode="r+")
         store.check_compatible(encoder=encoder.identity(), dim=dim, dtype=dtype, normalize=encoder.normalize,
                                source_kind=source.kind, source_spec=source.spec)
         damaged = repair(store, source)
         store.ensure_digests()
     else:
         damaged = ()
-        store = EmbeddingStore.create(url, dim=dim, encoder=encoder.identity(), source=source.describe(),
+        store = EmbeddingStore.create(ref, dim=dim, encoder=encoder.identity(), source=source.describe(),
                                       chunk_rows=chunk_rows, dtype=dtype, normalize=encoder.normalize,
-                                      classes=source.classes, codec=codec, storage_options=storage_options)
+                                      classes=source.classes, codec=codec)
     new_mask = ~np.isin(source.ids, store.ids())
     labels, classes = _remap_labels(source, store.classes)
     added = store.reserve(source.ids[new_mask], labels[new_mask], source.split[new_mask], classes=classes,
@@ -212,15 +215,17 @@ def _id_index(source) -> dict[str, int]:
     return {s: i for i, s in enumerate(source.ids.tolist())}
 
 
-def embed_chunks(url: str, source, encoder, chunks: Sequence[int], *,
+def embed_chunks(url: StoreRef | str, source, encoder, chunks: Sequence[int], *,
                  storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Embed the unfinished rows of ``chunks`` and write them; returns rows written and seconds spent.
 
     Finished rows are skipped (a rerun after a kill redoes only what was not recorded). Rows are matched to the
     source's items by id, so the source may have grown or been reordered since the plan.
     """
+    ref = StoreRef.of(url, storage_options)
+    url = ref.url
     t0 = time.perf_counter()
-    store = EmbeddingStore.open(url, mode="r+", storage_options=storage_options)
+    store = EmbeddingStore.open(ref, mode="r+")
     index = _id_index(source)
     done = store.chunks_done()
     written = 0
@@ -258,20 +263,21 @@ def shards(chunks: Sequence[int], chunks_per_shard: int = 1) -> list[list[int]]:
     return [chunks[i: i + chunks_per_shard] for i in range(0, len(chunks), chunks_per_shard)]
 
 
-def embed_into_store(url: str, source, encoder, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, dtype: str = "float32",
+def embed_into_store(url: StoreRef | str, source, encoder, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, dtype: str = "float32",
                      codec: str = "zstd", storage_options: Mapping[str, Any] | None = None,
                      progress=None) -> dict[str, Any]:
     """Plan and embed serially in this process (no Prefect, no Dask), holding the store's writer lock.
 
     ``progress(rows)`` is called per chunk.
     """
+    ref = StoreRef.of(url, storage_options)
+    url = ref.url
     t0 = time.perf_counter()
-    with writer_lock(url, storage_options):
-        p = plan(url, source, encoder, chunk_rows=chunk_rows, dtype=dtype, codec=codec,
-                 storage_options=storage_options)
+    with writer_lock(ref):
+        p = plan(ref, source, encoder, chunk_rows=chunk_rows, dtype=dtype, codec=codec)
         rows = 0
         for chunk in p.pending_chunks:
-            res = embed_chunks(url, source, encoder, [chunk], storage_options=storage_options)
+            res = embed_chunks(ref, source, encoder, [chunk])
             rows += res["rows"]
             if progress is not None:
                 progress(res["rows"])

@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 
 from storage import atomic
-from storage.store import EmbeddingStore, _is_local, _local_path
+from storage.ref import StoreRef
+from storage.store import EmbeddingStore
 
 SCHEMA_VERSION = 1
 SELECTIONS = "selections"
@@ -103,19 +104,14 @@ def store_fingerprint(store: EmbeddingStore) -> str:
 class _Folder:
     """The ``selections/`` folder of one store, local or fsspec, with the few operations manifests need."""
 
-    def __init__(self, store_url: str, storage_options: Mapping[str, Any] | None = None):
-        if not isinstance(store_url, str) or not store_url:
-            raise ValueError(f"store={store_url!r}: give the store's local path or fsspec URL")
-        self.local = _is_local(store_url)
+    def __init__(self, store: StoreRef | str, storage_options: Mapping[str, Any] | None = None):
+        ref = StoreRef.of(store, storage_options)
+        self.local = ref.is_local
         if self.local:
-            if storage_options:
-                raise ValueError("storage_options only apply to fsspec URLs (s3://...), not to a local store path")
             self.fs = None
-            self.root = os.path.join(_local_path(store_url), SELECTIONS)
+            self.root = os.path.join(ref.path, SELECTIONS)
         else:
-            import fsspec
-
-            self.fs, path = fsspec.core.url_to_fs(store_url, **dict(storage_options or {}))
+            self.fs, path = ref.filesystem()
             self.root = path.rstrip("/") + "/" + SELECTIONS
 
     def path(self, *parts: str) -> str:
@@ -163,7 +159,7 @@ def _encode(record: Mapping[str, Any]) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------- public API
-def write_manifest(store_url: str, name: str, record: Mapping[str, Any], *,
+def write_manifest(store_url: StoreRef | str, name: str, record: Mapping[str, Any], *,
                    storage_options: Mapping[str, Any] | None = None, max_tries: int = 100) -> dict[str, Any]:
     """Write ``record`` as the next version of selection ``name``; return the manifest as written.
 
@@ -193,19 +189,20 @@ def write_manifest(store_url: str, name: str, record: Mapping[str, Any], *,
     raise RuntimeError(f"could not find a free version of {name!r} after {max_tries} tries: too many writers")
 
 
-def read_manifest(store_url: str, name: str, version: int | None = None, *,
+def read_manifest(store_url: StoreRef | str, name: str, version: int | None = None, *,
                   storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The manifest ``name`` at ``version`` (default: the latest). ``name`` may be ``NAME@vN``."""
     ref_name, ref_version = parse_ref(name)
     if ref_version is not None and version is not None and ref_version != version:
         raise ValueError(f"name={name!r} and version={version} disagree: give the version once")
     version = version if version is not None else ref_version
-    folder = _Folder(store_url, storage_options)
+    store = StoreRef.of(store_url, storage_options)
+    folder = _Folder(store)
     versions = folder.versions(ref_name)
     if not versions:
-        known = ", ".join(sorted({m["name"] for m in list_manifests(store_url, storage_options=storage_options)}))
+        known = ", ".join(sorted({m["name"] for m in list_manifests(store)}))
         raise ValueError(
-            f"no selection named {ref_name!r} in {store_url!r} (selections there: {known or 'none'}); "
+            f"no selection named {ref_name!r} in {store.url!r} (selections there: {known or 'none'}); "
             "list them with `worth selections --store STORE`"
         )
     if version is None:
@@ -221,18 +218,21 @@ def read_manifest(store_url: str, name: str, version: int | None = None, *,
     return manifest
 
 
-def manifest_path(store_url: str, name: str, version: int, *,
+def manifest_path(store_url: StoreRef | str, name: str, version: int, *,
                   storage_options: Mapping[str, Any] | None = None) -> str:
     """Where version ``version`` of selection ``name`` lives (a local path, or the fsspec path in its bucket)."""
-    folder = _Folder(store_url, storage_options)
+    store = StoreRef.of(store_url, storage_options)
+    folder = _Folder(store)
     path = folder.path(check_name(name), f"v{int(version):04d}.json")
-    return path if folder.local else f"{store_url.split('://', 1)[0]}://{path.lstrip('/')}"
+    return path if folder.local else f"{store.url.split('://', 1)[0]}://{path.lstrip('/')}"
 
 
-def list_manifests(store_url: str, *, storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+def list_manifests(store_url: StoreRef | str, *,
+                   storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One summary per manifest of the store (name, version, key, regime, objective, k, value, created), by name
     then version."""
-    folder = _Folder(store_url, storage_options)
+    store = StoreRef.of(store_url, storage_options)
+    folder = _Folder(store)
     out = []
     for name in folder.listdir(folder.root):
         if not _NAME.match(name):
@@ -242,17 +242,19 @@ def list_manifests(store_url: str, *, storage_options: Mapping[str, Any] | None 
             out.append({"name": name, "version": version, "key": m.get("key"), "regime": m.get("regime"),
                         "objective": m.get("objective"), "k": len(m.get("picks", {}).get("ids", [])),
                         "value": m.get("value"), "created": m.get("created"),
-                        "path": manifest_path(store_url, name, version, storage_options=storage_options)})
+                        "path": manifest_path(store, name, version)})
     return out
 
 
-def find_by_key(store_url: str, key: str, *, storage_options: Mapping[str, Any] | None = None) -> dict | None:
+def find_by_key(store_url: StoreRef | str, key: str, *,
+                storage_options: Mapping[str, Any] | None = None) -> dict | None:
     """The latest manifest whose job key is ``key`` (any name), or None: how a rerun finds finished jobs."""
-    hits = [m for m in list_manifests(store_url, storage_options=storage_options) if m["key"] == key]
+    store = StoreRef.of(store_url, storage_options)
+    hits = [m for m in list_manifests(store) if m["key"] == key]
     if not hits:
         return None
     last = max(hits, key=lambda m: (m["created"] or "", m["name"], m["version"]))
-    return read_manifest(store_url, last["name"], last["version"], storage_options=storage_options)
+    return read_manifest(store, last["name"], last["version"])
 
 
 def sorted_ids(manifest: Mapping[str, Any]) -> list[str]:

@@ -44,6 +44,7 @@ import numpy as np
 import zarr
 import zarr.storage
 
+from storage.ref import StoreRef, is_local_url, local_path
 from storage.integrity import (
     DIGEST_SCHEME, NOT_RECORDED, TRACKED, ChunkDamage, StoreDamagedError, VerifyReport, digest_name, digest_values,
 )
@@ -72,32 +73,25 @@ def _as_str(a: np.ndarray) -> np.ndarray:
     return np.array(np.asarray(a).tolist(), dtype=str) if np.size(a) else np.zeros(np.shape(a), dtype="<U1")
 
 
-def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
+_is_local = is_local_url  # the names the modules beside this one import
+_local_path = local_path
 
 
-def _local_path(url: str) -> str:
-    return url[len("file://"):] if url.startswith("file://") else url
-
-
-def zarr_store(url: str, *, storage_options: Mapping[str, Any] | None = None, read_only: bool = False):
-    """The Zarr store object for a local path or an fsspec URL.
+def zarr_store(url: StoreRef | str, *, storage_options: Mapping[str, Any] | None = None, read_only: bool = False):
+    """The Zarr store object for a store reference (or a local path or an fsspec URL).
 
     Local paths and ``file://`` URLs use Zarr's :class:`~zarr.storage.LocalStore`, whose writes are atomic
     (temporary file + rename) — the property the resume protocol relies on. Every other URL (``s3://``,
     ``gs://``, ``memory://`` ...) goes through fsspec with ``storage_options`` (for S3: ``endpoint_url``,
     ``key``, ``secret`` ... as s3fs takes them).
     """
-    if not isinstance(url, str) or not url:
-        raise ValueError(f"store={url!r}: give a local path or an fsspec URL such as s3://bucket/pool.zarr")
-    if _is_local(url):
-        if storage_options:
-            raise ValueError("storage_options only apply to fsspec URLs (s3://...), not to a local store path")
-        if os.path.isfile(_local_path(url)):
-            raise ValueError(f"store={url!r} is a file, not a store: choose another path (a new directory is "
+    ref = StoreRef.of(url, storage_options)
+    if ref.is_local:
+        if os.path.isfile(ref.path):
+            raise ValueError(f"store={ref.url!r} is a file, not a store: choose another path (a new directory is "
                              "created there), or the directory of a store made by `worth embed`")
-        return zarr.storage.LocalStore(_local_path(url), read_only=read_only)
-    return zarr.storage.FsspecStore.from_url(url, storage_options=dict(storage_options or {}), read_only=read_only)
+        return zarr.storage.LocalStore(ref.path, read_only=read_only)
+    return zarr.storage.FsspecStore.from_url(ref.url, storage_options=dict(ref.storage_options), read_only=read_only)
 
 
 def _compressors(codec: str):
@@ -170,15 +164,18 @@ class EmbeddingStore:
     CuPy views for the selection side.
     """
 
-    def __init__(self, group: zarr.Group, url: str, storage_options: Mapping[str, Any] | None = None):
+    def __init__(self, group: zarr.Group, url: StoreRef | str, storage_options: Mapping[str, Any] | None = None):
+        ref = StoreRef.of(url, storage_options)
+        url = ref.url
         if ATTR_KEY not in group.attrs:
             raise ValueError(
                 f"store={url!r} is a Zarr group but not a worth embedding store (no '{ATTR_KEY}' attributes): "
                 "pass the path of a store made by `worth embed`, or a new path to create one"
             )
         self._group = group
-        self.url = url
-        self.storage_options = dict(storage_options or {})
+        self.ref = ref
+        self.url = ref.url
+        self.storage_options = dict(ref.storage_options)
         self._meta = dict(group.attrs[ATTR_KEY])
         if self._meta.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(
@@ -190,7 +187,7 @@ class EmbeddingStore:
     @classmethod
     def create(
         cls,
-        url: str,
+        url: StoreRef | str,
         *,
         dim: int,
         encoder: Mapping[str, Any],
@@ -223,6 +220,8 @@ class EmbeddingStore:
         codec : {"zstd", "blosc-lz4", "none"}
             Compression of the embeddings.
         """
+        ref = StoreRef.of(url, storage_options)
+        url = ref.url
         dim = int(dim)
         chunk_rows = int(chunk_rows)
         if dim < 1:
@@ -232,7 +231,7 @@ class EmbeddingStore:
         if dtype not in DTYPES:
             raise ValueError(f"dtype={dtype!r}: choose one of {DTYPES}")
         _compressors(codec)
-        zstore = zarr_store(url, storage_options=storage_options)
+        zstore = zarr_store(ref)
         try:
             group = zarr.open_group(zstore, mode="w-")
         except (zarr.errors.ContainsGroupError, zarr.errors.ContainsArrayError, FileExistsError) as exc:
@@ -257,24 +256,27 @@ class EmbeddingStore:
         for name, spec in _array_specs(meta).items():
             group.create_array(name, shape=_array_shape(name, meta, 0), **spec)
         group.attrs[ATTR_KEY] = meta
-        return cls(group, url, storage_options)
+        return cls(group, ref)
 
     @classmethod
-    def open(cls, url: str, *, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> EmbeddingStore:
+    def open(cls, url: StoreRef | str, *, mode: str = "r",
+             storage_options: Mapping[str, Any] | None = None) -> EmbeddingStore:
         """Open an existing store, read-only (``mode="r"``) or for writing (``mode="r+"``)."""
         if mode not in ("r", "r+"):
             raise ValueError(f"mode={mode!r}: use 'r' to read or 'r+' to write; create a store with create()")
-        zstore = zarr_store(url, storage_options=storage_options, read_only=(mode == "r"))
+        ref = StoreRef.of(url, storage_options)
+        url = ref.url
+        zstore = zarr_store(ref, read_only=(mode == "r"))
         try:
             group = zarr.open_group(zstore, mode=mode)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
             raise FileNotFoundError(
                 f"store={url!r} does not exist: create it with `worth embed SOURCE --store {url}`"
             ) from exc
-        return cls(group, url, storage_options)
+        return cls(group, ref)
 
     @staticmethod
-    def exists(url: str, *, storage_options: Mapping[str, Any] | None = None) -> bool:
+    def exists(url: StoreRef | str, *, storage_options: Mapping[str, Any] | None = None) -> bool:
         """Whether a worth store exists at ``url``."""
         try:
             group = zarr.open_group(zarr_store(url, storage_options=storage_options, read_only=True), mode="r")

@@ -1,15 +1,19 @@
-"""MLflow for the appraisal study: where runs are tracked, one experiment per study, resumable runs by key.
+"""MLflow for the study and the night: where runs are tracked, where artifacts go, resumable runs by key.
 
 This module and ``infra/`` are the only ones that import MLflow, and only the flow process calls it: workers
 return small dicts and the flow logs them as they arrive. Facts behind the choices (docs/stack.md, measured here):
 
-* **Tracking URI.** ``--tracking-uri`` when given, else ``MLFLOW_TRACKING_URI`` (MLflow's own convention),
-  else a SQLite file beside a local store, ``<store>.mlflow/mlflow.db``. :meth:`Tracker.open` creates the
-  database and the experiment in the flow process *before* any worker starts: three processes opening one fresh
-  SQLite store at once corrupted it (a migration race).
-* **Artifacts** go where the experiment says, set explicitly at creation (``<store>.mlflow/artifacts/`` for the
-  default store, an ``artifacts`` folder beside any other SQLite file): MLflow's default is ``./mlruns`` under
-  whatever the working directory happens to be. A tracking server (``http://...``) keeps its own
+* **Tracking URI** (one rule, :func:`pick_tracking_uri`): ``--tracking-uri`` when given, else
+  ``MLFLOW_TRACKING_URI`` (MLflow's own convention), else ``mlflow.db`` (SQLite) in a default folder — the
+  study's is ``<store>.mlflow/`` (:func:`resolve_tracking_uri`), the night's the folder holding the curated
+  versions' folder (:func:`default_tracking_uri`: ``demo/mlflow.db`` for the demo). :meth:`Tracker.open` creates
+  the database and the experiment in the flow process *before* any worker starts: three processes opening one
+  fresh SQLite store at once corrupted it (a migration race).
+* **Artifacts** (one rule, :func:`resolve_artifact_location`, applied by :func:`ensure_experiment` to the
+  study's experiments and the night's alike) go where the experiment says, set explicitly at creation: an
+  ``artifacts/<experiment>`` folder beside a SQLite file (``<store>.mlflow/artifacts/<experiment>`` for the
+  study's default store); MLflow's default is ``./mlruns`` under whatever the working directory happens to be,
+  so another database without a location is refused. A tracking server (``http://...``) keeps its own
   ``--artifacts-destination``.
 * **Resume without duplicates.** Every run carries a deterministic ``worth.key`` tag. :meth:`Tracker.runs_by_key`
   reads every run of the experiment once (deleted ones included, so a key is never given to a second run).
@@ -51,24 +55,35 @@ def beside_store(store: str, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
-def resolve_tracking_uri(store: str, explicit: str | None = None) -> str:
-    """The tracking URI of a study on ``store``: ``explicit``, else ``MLFLOW_TRACKING_URI``, else beside the store.
+def pick_tracking_uri(explicit: str | None, folder: str | os.PathLike | None, *, why_none: str = "") -> str:
+    """The one rule: ``explicit``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<folder>/mlflow.db``.
 
     Raises
     ------
     ValueError
-        For a remote store (``s3://...``) with neither: a SQLite file cannot live beside it.
+        With neither and no ``folder`` (a remote store has no folder beside it): ``why_none`` says why.
     """
     if explicit:
         return explicit
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    if not is_local(store):
-        raise ValueError(f"store={store!r} is remote, so no tracking database can sit beside it: pass "
-                         "--tracking-uri (e.g. http://mlflow-host:5000 or sqlite:////abs/path/mlflow.db) or set "
-                         "MLFLOW_TRACKING_URI.")
-    return f"sqlite:///{beside_store(store, '.mlflow') / 'mlflow.db'}"
+    if folder is None:
+        raise ValueError(f"{why_none}no tracking database can sit beside it: pass --tracking-uri (e.g. "
+                         "http://mlflow-host:5000 or sqlite:////abs/path/mlflow.db) or set MLFLOW_TRACKING_URI.")
+    return f"sqlite:///{Path(os.path.abspath(folder)) / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(store: str, explicit: str | None = None) -> str:
+    """The tracking URI of a study on ``store`` (:func:`pick_tracking_uri`; the default folder ``<store>.mlflow``).
+
+    Raises
+    ------
+    ValueError
+        For a remote store (``s3://...``) with neither: a SQLite file cannot live beside it.
+    """
+    folder = beside_store(store, ".mlflow") if is_local(store) else None
+    return pick_tracking_uri(explicit, folder, why_none=f"store={store!r} is remote, so ")
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -90,11 +105,40 @@ def resolve_artifact_location(uri: str, experiment: str, explicit: str | None = 
         return explicit if "://" in explicit else Path(explicit).resolve().as_uri()
     db = _sqlite_path(uri)
     if db is not None:
-        return (db.resolve().parent / "artifacts" / experiment).as_uri()
+        return (db.resolve().parent / "artifacts" / experiment).as_uri()  # the study's and the night's alike
     if uri.startswith(("http://", "https://", "databricks")):
         return None  # the tracking server decides (its --artifacts-destination)
     raise ValueError(f"tracking URI {uri!r} is a database without a place for artifacts: pass --artifact-location "
                      "(a folder or an object-store URL such as s3://bucket/mlartifacts).")
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(client, uri: str, experiment: str, artifact_location: str | None = None) -> str:
+    """The id of ``experiment`` in ``uri``, created when missing with its artifacts where
+    :func:`resolve_artifact_location` says (a SQLite database's folder is created first).
+
+    Raises
+    ------
+    ValueError
+        The experiment was deleted (restoring it is the fix), or the URI has no place for artifacts.
+    """
+    db = _sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return client.create_experiment(experiment,
+                                        artifact_location=resolve_artifact_location(uri, experiment, artifact_location))
+    if found.lifecycle_stage == "deleted":
+        raise ValueError(f"experiment {experiment!r} was deleted in {uri}: restore it "
+                         f"(`mlflow experiments restore --experiment-id {found.experiment_id}`) or pass "
+                         "another --experiment name.")
+    return found.experiment_id
 
 
 def _metric(value: Any) -> float | None:
@@ -136,23 +180,8 @@ class Tracker:
     @classmethod
     def open(cls, uri: str, experiment: str, artifact_location: str | None = None) -> "Tracker":
         """Create (or find) the experiment ``experiment`` in the tracking store ``uri``."""
-        from mlflow.tracking import MlflowClient
-
-        db = _sqlite_path(uri)
-        if db is not None:
-            db.parent.mkdir(parents=True, exist_ok=True)
-        location = resolve_artifact_location(uri, experiment, artifact_location)
-        client = MlflowClient(tracking_uri=uri)
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            exp_id = client.create_experiment(experiment, artifact_location=location)
-        else:
-            if found.lifecycle_stage == "deleted":
-                raise ValueError(f"experiment {experiment!r} was deleted in {uri}: restore it "
-                                 f"(`mlflow experiments restore --experiment-id {found.experiment_id}`) or pass "
-                                 "another --experiment name.")
-            exp_id = found.experiment_id
-        return cls(client, exp_id, uri, experiment)
+        client = _client(uri)
+        return cls(client, ensure_experiment(client, uri, experiment, artifact_location), uri, experiment)
 
     @property
     def artifact_location(self) -> str:
@@ -256,30 +285,14 @@ NIGHTLY_EXPERIMENT = "worth-nightly"
 
 
 def default_tracking_uri(beside: str) -> str:
-    """``MLFLOW_TRACKING_URI`` when set (the services' MLflow server), else a SQLite file in folder ``beside``."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return "sqlite:///" + os.path.abspath(os.path.join(beside, "mlflow.db"))
+    """The night's tracking URI (:func:`pick_tracking_uri`): ``MLFLOW_TRACKING_URI`` when set (the services' MLflow
+    server), else a SQLite file in folder ``beside``."""
+    return pick_tracking_uri(None, beside)
 
 
-def _client(tracking_uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri)
-
-
-def nightly_experiment(tracking_uri: str, name: str = NIGHTLY_EXPERIMENT) -> str:
-    """The experiment's id, created when missing (artifacts beside a SQLite database, not in ``./mlruns``)."""
-    client = _client(tracking_uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if tracking_uri.startswith("sqlite:///"):
-        db = tracking_uri[len("sqlite:///"):]
-        location = "file://" + os.path.join(os.path.dirname(os.path.abspath(db)), "mlartifacts")
-    return client.create_experiment(name, artifact_location=location)
+def nightly_experiment(uri: str, name: str = NIGHTLY_EXPERIMENT) -> str:
+    """The experiment's id, created when missing (:func:`ensure_experiment`: the one artifact rule)."""
+    return ensure_experiment(_client(uri), uri, name)
 
 
 def find_night(tracking_uri: str, experiment_id: str, key: str) -> Any | None:

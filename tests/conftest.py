@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import os
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -27,8 +26,18 @@ def _gpu_available() -> bool:
         return False
 
 
+#: The session fixtures that start a Prefect server or a Dask cluster (tests/prefect_fixtures.py): a test that
+#: uses one, directly or through another fixture, is a flow test.
+FLOW_FIXTURES = frozenset({"prefect_api", "dask_cluster", "dask_task_runner", "read_artifacts"})
+
+
 def pytest_collection_modifyitems(config, items):
-    """GPU tests run only where a GPU is present; they are skipped, never run on the CPU instead."""
+    """Flow tests are marked ``flow`` by the fixtures they use (``make test-fast`` deselects them: no Prefect
+    server, no Dask cluster); GPU tests run only where a GPU is present — skipped, never run on the CPU instead."""
+    flow = pytest.mark.flow
+    for item in items:
+        if FLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(flow)
     if _gpu_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU with CuPy (cupy.is_available() is False here)")
@@ -53,32 +62,3 @@ def xp(request):
     import array_api_compat.numpy as xp_np
 
     return xp_np
-
-
-def make_instance(kind: str, n: int, m: int, seed: int = 0) -> np.ndarray:
-    """Random embedding matrices that exercise the hard cases of the secular path.
-
-    ``gaussian``: general position. ``duplicates``: every row appears twice (zero weights, repeated
-    eigenvalues). ``clustered``: three rows in four are exact coordinate axes (equal eigenvalues that must
-    be merged into one pole). ``lowrank``: rank m // 2 (a zero eigenspace even when |S| > m).
-    ``near-degenerate``: rows within 1e-3 of three directions (eigenvalues down to ~1e-9: φ with an
-    unbounded slope at 0, like ``t**0.2``, is ill-conditioned there for every method, the oracle included).
-    """
-    rng = np.random.default_rng(seed)
-    if kind == "gaussian":
-        X = rng.normal(size=(n, m))
-    elif kind == "duplicates":
-        half = rng.normal(size=((n + 1) // 2, m))
-        X = np.concatenate([half, half])[:n]
-    elif kind == "clustered":
-        X = np.eye(m)[rng.integers(0, m, size=n)]
-        mixed = rng.random(n) < 0.25
-        X[mixed] = rng.normal(size=(int(mixed.sum()), m))
-    elif kind == "near-degenerate":
-        centres = rng.normal(size=(3, m))
-        X = centres[rng.integers(0, 3, size=n)] + 1e-3 * rng.normal(size=(n, m))
-    elif kind == "lowrank":
-        X = rng.normal(size=(n, m // 2)) @ rng.normal(size=(m // 2, m))
-    else:
-        raise ValueError(kind)
-    return X / np.linalg.norm(X, axis=1, keepdims=True)

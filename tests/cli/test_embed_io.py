@@ -80,7 +80,7 @@ def test_store_that_is_a_regular_file_fails_before_prefect_starts(tmp_path):
     """One line, no Prefect traceback logged first: the check runs before the flow (and its server) start."""
     store = tmp_path / "pool.npy"
     store.write_bytes(b"not a store")
-    res = subprocess.run([sys.executable, "-m", "cli.main", "embed", "digits", "--store", str(store), "--runner",
+    res = subprocess.run([sys.executable, "-m", "flows.cli.main", "embed", "digits", "--store", str(store), "--runner",
                           "threads", "--limit", "20"], capture_output=True, text=True, timeout=300, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": ROOT, "PREFECT_API_URL": "http://127.0.0.1:9/api"})
     lines = [line for line in res.stderr.splitlines() if line.strip()]

@@ -1,20 +1,20 @@
 """Corrupt ``--input`` files, unwritable ``--out`` paths, labels and quotas: refused before any work, in one line.
 
 The catalogue runs ``worth score`` (the readers are shared with ``worth select``) and calls the shared checks of
-:mod:`cli.params` directly where a command is not needed to show them.
+:mod:`flows.cli.params` directly where a command is not needed to show them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 import typer
 
-from cli.params import check_output_path, load_input, parse_quotas, resolve_labels
+from flows.cli.params import check_output_path, load_input, parse_quotas, resolve_labels
+from tests.helpers import copy_store, make_digits_store
 
 
 def _npy_bytes(arr) -> bytes:
@@ -141,17 +141,9 @@ def test_writable_output_path_leaves_nothing_behind(tmp_path):
 
 @pytest.fixture(scope="module")
 def _digits_store_built(tmp_path_factory):
-    from storage import embed_into_store
-    from worth.data.encoders import get_encoder
-    from worth.data.sources import load_source
-
-    url = str(tmp_path_factory.mktemp("store") / "digits.zarr")
-    embed_into_store(url, load_source("digits"), get_encoder("pixels", dim=16, seed=0), chunk_rows=500)
-    return url
+    return make_digits_store(tmp_path_factory.mktemp("store") / "digits.zarr", dim=16, seed=0, chunk_rows=500)
 
 
 @pytest.fixture
 def digits_store(_digits_store_built, tmp_path):
-    url = str(tmp_path / "digits.zarr")
-    shutil.copytree(_digits_store_built, url)
-    return url
+    return copy_store(_digits_store_built, tmp_path / "digits.zarr")

@@ -8,7 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 import worth
-from cli.main import app
+from flows.cli.main import app
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import worth
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 from worth._array import to_numpy
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 from worth.spectral.eigupdate import rank_one_update
 from worth.spectral.state import SpectralState
 from worth.registry import get_objective

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import worth
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 
 SUBMODULAR = [name for name, p in worth.objectives().items() if p.submodular]
 N, M, K = 48, 6, 12  # k > m: the full-rank phase too

@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import worth
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 from worth._array import to_numpy
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 from worth._array import to_numpy
 from worth.spectral.state import SpectralState
 from worth.registry import get_objective, objectives

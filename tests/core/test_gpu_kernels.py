@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 from worth.spectral.state import SpectralState
 from worth.spectral.cuda import ROOTS_SOURCE
 from worth.registry import get_objective

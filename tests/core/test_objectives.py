@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import worth
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 
 
 def _normalised(X):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import worth
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 from worth.spectral.state import SpectralState
 from worth.registry import get_objective
 from worth.spectral.quadrature import fit_rule

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import worth
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 from worth.constraints import run_constrained
 from worth.spectral.state import SpectralState
 from worth.registry import get_objective

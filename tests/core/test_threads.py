@@ -8,7 +8,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import worth
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 from worth import threads as worth_threads
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import worth
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 from worth.objectives import Properties, SpectralObjective
 from worth.registry import ObjectiveSpec, entries, register, unregister
 

@@ -27,7 +27,7 @@ def test_a_test_split_is_used_as_it_is():
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5])
 def test_a_share_outside_0_1_is_refused(fraction):
-    with pytest.raises(ValueError, match="test_fraction"):
+    with pytest.raises(ValueError, match="holdout_fraction"):
         held_out_mask(IDS[:10], np.full(10, "train"), fraction)
 
 
@@ -39,7 +39,22 @@ def test_night_key_depends_on_what_makes_the_night():
                 night_key(base.model_copy(update={"k": 7}), 1, 600)}) == 4
 
 
-@pytest.mark.parametrize("bad", [{"kk": 3}, {"k": 0}, {"test_fraction": 1.0}, {"model": "cnn"}, {"budget": 0}])
+@pytest.mark.parametrize("bad", [{"kk": 3}, {"k": 0}, {"test_fraction": 1.0}, {"holdout_fraction": 1.0},
+                                 {"model": "cnn"}, {"budget": 0}])
 def test_options_refuse_bad_fields(bad):
     with pytest.raises(ValidationError):
         CurateOptions(source="digits", store="s.zarr", **bad)
+
+
+def test_the_old_option_name_is_refused_with_the_new_one():
+    with pytest.raises(ValidationError, match="test_fraction=0.3 is now called holdout_fraction"):
+        CurateOptions(source="digits", store="s.zarr", test_fraction=0.3)
+    assert CurateOptions(source="digits", store="s.zarr", holdout_fraction=0.3).holdout_fraction == 0.3
+
+
+def test_the_night_trains_under_the_one_train_config():
+    from worth.train import TrainConfig
+
+    opts = CurateOptions(source="digits", store="s.zarr", model="linear", epochs=4, seed=2)
+    assert opts.training() == TrainConfig(model="linear", epochs=4, seed=2)
+    assert opts.training().threads == 1  # as the study's default, no longer hard-coded in the task

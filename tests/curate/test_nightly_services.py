@@ -113,7 +113,7 @@ def test_the_uis_show_the_night(nights, tmp_path):
 def test_services_down_leaves_no_process(nights):
     from infra.services import down
 
-    from tests.infra.conftest import running
+    from tests.helpers import running
 
     down(nights["state"])
     assert running(nights["pids"]) == []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from flows.cli.main import app
 from storage import EmbeddingStore
 
 runner = CliRunner()
@@ -77,7 +77,7 @@ def test_embed_through_the_flow_in_threads(tmp_path, prefect_api):
     import sys
 
     url = str(tmp_path / "s.zarr")
-    res = subprocess.run([sys.executable, "-m", "cli.main", "embed", "digits", "--store", url, "--limit", "300",
+    res = subprocess.run([sys.executable, "-m", "flows.cli.main", "embed", "digits", "--store", url, "--limit", "300",
                           "--runner", "threads"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert EmbeddingStore.open(url).is_complete and "| items (n) | 300 |" in res.stdout

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
+from tests.helpers import kill_9_when
 from storage import EmbeddingStore, embed_into_store
 from worth.data.encoders import get_encoder
 from worth.data.sources import load_source
@@ -20,34 +19,23 @@ ARGS = ["mnist5k", "--encoder", "efficientnet-lite0", "--limit", "512", "--chunk
 
 
 def _cli(store, runner):
-    return [sys.executable, "-m", "cli.main", "embed", *ARGS, "--store", store, "--runner", runner]
+    return [sys.executable, "-m", "flows.cli.main", "embed", *ARGS, "--store", store, "--runner", runner]
 
 
 @pytest.mark.slow
 def test_kill_9_mid_run_then_resume_is_identical(tmp_path, prefect_api):
     url = str(tmp_path / "killed.zarr")
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
-    proc = subprocess.Popen(_cli(url, "threads"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    done = 0
-    deadline = time.monotonic() + 180
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if EmbeddingStore.exists(url):
-                try:
-                    done = int((EmbeddingStore.open(url).chunks_done() > 0).sum())
-                except Exception:  # metadata mid-write: look again
-                    done = 0
-                if done >= 3:
-                    break
-            time.sleep(0.05)
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+
+    def three_chunks_done() -> bool:
+        if not EmbeddingStore.exists(url):
+            return False
+        try:
+            return int((EmbeddingStore.open(url).chunks_done() > 0).sum()) >= 3
+        except Exception:  # metadata mid-write: look again
+            return False
+
+    kill_9_when(_cli(url, "threads"), three_chunks_done, env=env, timeout=180)
 
     st = EmbeddingStore.open(url)  # readable after the kill
     assert st.n == 512 and 3 * 32 <= st.rows_done() < 512 and not st.is_complete
@@ -60,7 +48,7 @@ def test_kill_9_mid_run_then_resume_is_identical(tmp_path, prefect_api):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from flows.cli.main import app
 
     again = CliRunner().invoke(app, ["embed", *ARGS, "--store", url])
     assert again.exit_code == 0 and "nothing to do" in again.output

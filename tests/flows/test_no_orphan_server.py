@@ -42,7 +42,7 @@ def _running(pid: int) -> bool:
 def test_kill_9_of_embed_leaves_no_prefect_server(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # no API: the launcher starts one
     env.update(PYTHONPATH=ROOT, PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "embed", "digits", "--store", str(tmp_path / "s.zarr"),
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli.main", "embed", "digits", "--store", str(tmp_path / "s.zarr"),
                              "--runner", "threads", "--chunk-rows", "20", "-p", "dim=8"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     servers: list[int] = []

@@ -21,7 +21,8 @@ import pytest
 from infra import browser
 from infra.processes import family, tagged_processes
 from infra.services import down, status, up
-from tests.infra.conftest import ROOT, cli, running
+from tests.helpers import ROOT, running
+from tests.helpers import services_cli as cli
 
 pytestmark = pytest.mark.slow
 
@@ -129,7 +130,7 @@ def test_env_lines_point_a_shell_at_the_services(stack):
 def _cli_line(stack) -> str:
     """The shell command a user types, ``worth services env --state-dir DIR``, as this checkout runs it."""
     return (f"cd {shlex.quote(str(ROOT))} && PYTHONPATH={shlex.quote(str(ROOT))} {shlex.quote(sys.executable)} "
-            f"-m cli.services env --state-dir {shlex.quote(str(stack.state_dir))}")
+            f"-m flows.cli.services env --state-dir {shlex.quote(str(stack.state_dir))}")
 
 
 def test_status_says_what_runs_where(stack):

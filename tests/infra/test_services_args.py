@@ -14,7 +14,7 @@ import pytest
 
 from infra.processes import pid_file
 from infra.services import down, status
-from tests.infra.conftest import cli
+from tests.helpers import services_cli as cli
 
 
 @pytest.fixture

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from tests.helpers import kill_9_when
+from flows.cli.main import app
 from storage import manifest as mf
 
 runner = CliRunner()
@@ -55,7 +54,7 @@ def test_select_store_inline_then_list_and_export(digits_store, tmp_path):
     (["selections", "--store", "STORE", "--export", "nope", "--out", "x.npy"], "no selection named 'nope'"),
 ])
 def test_errors_are_one_line_and_exit_2(digits_store, args, match):
-    res = subprocess.run([sys.executable, "-m", "cli.main", *[digits_store if a == "STORE" else a for a in args]],
+    res = subprocess.run([sys.executable, "-m", "flows.cli.main", *[digits_store if a == "STORE" else a for a in args]],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert res.returncode == 2, res.stdout + res.stderr
     lines = res.stderr.strip().splitlines()
@@ -67,7 +66,7 @@ def test_errors_are_one_line_and_exit_2(digits_store, args, match):
 def test_a_quota_past_a_class_on_the_default_dask_runner_is_one_line_before_any_server(digits_store):
     """The launcher plans in its own process first: no Prefect server, no cluster, nothing written (issue 21)."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    res = subprocess.run([sys.executable, "-m", "cli.main", "select", "--store", digits_store, "--name", "q",
+    res = subprocess.run([sys.executable, "-m", "flows.cli.main", "select", "--store", digits_store, "--name", "q",
                           "--regime", "per-class", "--quotas", "10000"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
     assert res.returncode == 2, res.stdout + res.stderr
@@ -82,21 +81,10 @@ def test_kill_9_of_the_flow_then_a_rerun_makes_every_manifest_once(digits_store,
     names = ["first", "second", "third", "fourth"]
     specs = tmp_path / "specs.json"
     specs.write_text(json.dumps([{"name": n, "objective": "vendi", "k": 40} for n in names]))
-    cmd = [sys.executable, "-m", "cli.main", "select", "--store", digits_store, "--specs", str(specs),
+    cmd = [sys.executable, "-m", "flows.cli.main", "select", "--store", digits_store, "--specs", str(specs),
            "--runner", "threads"]
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and proc.poll() is None and not manifest_bytes(digits_store, True):
-            time.sleep(0.02)
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    kill_9_when(cmd, lambda: bool(manifest_bytes(digits_store, True)), env=env, cwd=ROOT, poll=0.02)
     finished = manifest_bytes(digits_store, True)
     assert 1 <= len(finished) < len(names), sorted(finished)
     for content in finished.values():  # what the killed run wrote is whole

@@ -8,6 +8,8 @@ import socket
 import numpy as np
 import pytest
 
+from tests.helpers import chunk_files
+
 
 @pytest.fixture(scope="session")
 def digits_source():
@@ -21,18 +23,6 @@ def pixels16():
     from worth.data.encoders import get_encoder
 
     return get_encoder("pixels", dim=16, seed=3)
-
-
-def chunk_files(root) -> dict[str, bytes]:
-    """Every chunk object of the ``embeddings`` array: key → bytes."""
-    base = os.path.join(str(root), "embeddings", "c")
-    out = {}
-    for dirpath, _, files in os.walk(base):
-        for f in files:
-            if ".partial" not in f:
-                path = os.path.join(dirpath, f)
-                out[os.path.relpath(path, base)] = open(path, "rb").read()
-    return out
 
 
 @pytest.fixture

@@ -93,7 +93,7 @@ def test_two_embed_processes_the_second_fails_at_once_in_one_line(tmp_path):
     second starts, however loaded the machine; then it is resumed and must finish a sound store.
     """
     url = str(tmp_path / "s.zarr")
-    cmd = [sys.executable, "-m", "cli.main", "embed", "digits", "--store", url, "--runner", "inline",
+    cmd = [sys.executable, "-m", "flows.cli.main", "embed", "digits", "--store", url, "--runner", "inline",
            "--chunk-rows", "100", "--limit", "600", "-p", "dim=8"]
     env = {**os.environ, "PYTHONPATH": ROOT}
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -117,3 +117,35 @@ def test_two_embed_processes_the_second_fails_at_once_in_one_line(tmp_path):
 
     st = EmbeddingStore.open(url)
     assert st.n == 600 and st.is_complete and st.verify().ok and not os.path.exists(lock_path(url))
+
+
+def test_one_record_for_a_store_and_a_curated_folder(tmp_path):
+    """Both locks are storage.lock's: the same fields, ``started`` an ISO time in both (it was a float in one)."""
+    import datetime as dt
+
+    from storage import curated
+
+    url, folder = str(tmp_path / "s.zarr"), str(tmp_path / "s.zarr.curated")
+    with writer_lock(url, command="worth embed"), curated.lock(folder, owner="flow run x") as held:
+        store_rec = json.load(open(lock_path(url)))
+        folder_rec = curated.read_lock(folder)
+    assert set(store_rec) == set(folder_rec) - {"owner"} == {"pid", "host", "proc_start", "started", "command", "token"}
+    assert folder_rec["command"] == folder_rec["owner"] == held["owner"] == "flow run x"
+    for rec in (store_rec, folder_rec):
+        assert dt.datetime.fromisoformat(rec["started"]).tzinfo is not None and rec["pid"] == os.getpid()
+    assert not os.path.exists(lock_path(url)) and curated.read_lock(folder) is None
+
+
+@pytest.mark.parametrize("kind", ["store", "curated"])
+def test_both_locks_refuse_another_hosts_lock_and_say_how_to_remove_it(tmp_path, kind):
+    from storage import curated
+
+    url, folder = str(tmp_path / "s.zarr"), str(tmp_path / "c")
+    path = lock_path(url) if kind == "store" else os.path.join(folder, curated.LOCK)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, "w").write(json.dumps({"pid": 1, "host": "elsewhere", "command": "worth", "token": "t"}))
+    error = StoreLockedError if kind == "store" else curated.CurationLocked
+    with pytest.raises(error, match=f"delete .*{os.path.basename(path)}"):
+        with (writer_lock(url) if kind == "store" else curated.lock(folder)):
+            pass
+    assert json.load(open(path))["host"] == "elsewhere"  # a lock that is not ours is never removed

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import make_digits_store
+
 
 @pytest.fixture(scope="session")
 def digits_store(tmp_path_factory):
     """A complete, labelled digits store with no held-out split of its own (the study records one)."""
-    from storage import embed_into_store
-    from worth.data.encoders import get_encoder
-    from worth.data.sources import load_source
-
-    url = str(tmp_path_factory.mktemp("study-store") / "digits.zarr")
-    embed_into_store(url, load_source("digits"), get_encoder("pixels", dim=32, seed=0), chunk_rows=512)
-    return url
+    return make_digits_store(tmp_path_factory.mktemp("study-store") / "digits.zarr", dim=32, seed=0, chunk_rows=512)

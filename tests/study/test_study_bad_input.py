@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from flows.cli.main import app
 from flows.study import StudyOptions, plan_study
 from storage import embed_into_store
 from storage.holdout import read_recorded, record
@@ -99,7 +99,7 @@ def test_cli_errors_are_one_line_exit_2(stores, args, match):
 
 
 def test_cli_on_a_store_without_labels_in_a_process_of_its_own(stores):
-    res = subprocess.run([sys.executable, "-m", "cli.main", "study", "--store", stores["unlabelled"]], cwd=ROOT,
+    res = subprocess.run([sys.executable, "-m", "flows.cli.main", "study", "--store", stores["unlabelled"]], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and res.stderr.strip().startswith("error: store ") and "has no labels" in res.stderr
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1

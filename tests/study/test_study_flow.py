@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +19,7 @@ import pytest
 import yaml
 
 import worth
+from tests.helpers import kill_9_when
 from flows.study import PROGRESS_KEY, REPORT_KEY, StudyOptions, child_key, run_study, study_flow
 from storage.holdout import read_recorded
 from storage.store import EmbeddingStore
@@ -178,20 +176,10 @@ def test_kill_9_then_rerun_ends_with_the_uninterrupted_runs(flow_run, digits_sto
     uri = f"sqlite:///{db}"
     config = str(Path(__file__).parent / "tiny.yaml")
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "study", "--store", digits_store, "--config", config,
-                             "--tracking-uri", uri, "--experiment", "tiny", "--out", str(tmp_path / "report"),
-                             "--scheduler", dask_cluster.scheduler_address],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and proc.poll() is None and _finished_children(db) < 3:
-            time.sleep(0.1)
-        assert proc.poll() is None, f"the study ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_9_when([sys.executable, "-m", "flows.cli.main", "study", "--store", digits_store, "--config", config,
+                 "--tracking-uri", uri, "--experiment", "tiny", "--out", str(tmp_path / "report"),
+                 "--scheduler", dask_cluster.scheduler_address],
+                lambda: _finished_children(db) >= 3, env=env, cwd=ROOT, poll=0.1, what="the study")
     client = _client(uri)
     exp = client.get_experiment_by_name("tiny")
     killed = {r.data.tags["worth.key"]: r for r in client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL)}

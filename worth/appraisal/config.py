@@ -14,7 +14,10 @@ from typing import Any
 
 import worth
 
-from ..train.models import check_model
+from ..train.config import TrainConfig
+
+#: The study.yaml keys that are training keys (TrainConfig's fields but ``seed``: each subset has its own).
+TRAIN_KEYS = tuple(name for name in TrainConfig.fields() if name != "seed")
 
 REGIMES = ("fixed", "balanced", "budget")
 FILLERS = ("random", "min")
@@ -47,7 +50,7 @@ class StudyConfig:
     minimiser_sample : int or None
         Candidates per minimiser step (``None``: all, exact but ``O(n·min(k, m)³)`` per step).
     model, epochs, steps, batch_size, lr, weight_decay, hidden, threads, device
-        Training (:func:`worth.train.fit_and_evaluate`).
+        Training: the fields of :class:`worth.train.TrainConfig` (:attr:`train`), checked by it.
     holdout_fraction, holdout_seed : float, int
         Stratified split of a pool without a held-out set.
     bootstrap : int
@@ -107,14 +110,20 @@ class StudyConfig:
             raise ValueError(f"mixture_fractions={list(self.mixture_fractions)} must lie in (0, 1), e.g. [0.25, 0.5].")
         if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds):
             raise ValueError(f"seeds={list(self.seeds)} must be a non-empty list of integers, e.g. seeds: [0].")
-        for name in ("random_subsets", "epochs", "steps", "batch_size", "hidden", "threads", "bootstrap"):
+        for name in ("random_subsets", "bootstrap"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "random_subsets" else 1):
                 raise ValueError(f"{name}={v!r} must be a positive integer.")
         if self.minimiser_sample is not None and (not isinstance(self.minimiser_sample, int) or self.minimiser_sample < 1):
             raise ValueError(f"minimiser_sample={self.minimiser_sample!r} must be null (all candidates) or a positive integer.")
-        check_model(self.model)
+        _ = self.train  # the training keys are worth.train.TrainConfig's: checked there (model, lr > 0, device ...)
         check_holdout_fraction(self.holdout_fraction)
+
+    @property
+    def train(self) -> TrainConfig:
+        """The study's training keys as the one :class:`worth.train.TrainConfig` (the night's is one too); each
+        subset trains with its own seed (``train.fit(..., seed=spec.seed)``)."""
+        return TrainConfig.from_mapping({name: getattr(self, name) for name in TRAIN_KEYS})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StudyConfig":

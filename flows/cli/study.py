@@ -6,22 +6,23 @@ from typing import Optional
 
 import typer
 
-from cli.params import parse_params
+from flows.cli.errors import bad_input, refusing
+from flows.cli.options import (
+    launch, runner_option, scheduler_option, storage_option_option, store_option, store_ref, workers_option,
+)
 
 
 def study_command(
-    store: str = typer.Option(..., "--store", "-s", help="a complete, labelled embedding store (from `worth embed`)"),
+    store: str = store_option("a complete, labelled embedding store (from `worth embed`)"),
     config: Optional[str] = typer.Option(None, "--config", "-c",
                                          help="a study.yaml (see study.yaml, study-quick.yaml)"),
     quick: bool = typer.Option(False, "--quick", help="the quick preset: a few minutes on digits"),
     holdout_fraction: Optional[float] = typer.Option(
         None, "--holdout-fraction", help="share of each class held out when the store has no test split "
         "(default: the config's, 0.2); recorded with the store on first use"),
-    runner: str = typer.Option("dask", "--runner", help="dask (a LocalCluster, or --scheduler), threads (Prefect, "
-                               "tasks in this process), or inline (no Prefect)"),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Dask worker processes (default: one per "
-                                          "core); threads: subsets at once (default 1)"),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of a running Dask scheduler"),
+    runner: str = runner_option("tasks"),
+    workers: Optional[int] = workers_option("subsets"),
+    scheduler: Optional[str] = scheduler_option(),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
                                                "MLFLOW_TRACKING_URI, else <store>.mlflow/mlflow.db)"),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment (default "
@@ -31,40 +32,29 @@ def study_command(
                                                     "SQLite tracking file)"),
     out: Optional[str] = typer.Option(None, "--out", help="folder of report.md and the figures (default "
                                       "<store>.study/<study key>)"),
-    storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help="fsspec option KEY=VALUE"),
+    storage_option: Optional[list[str]] = storage_option_option(),
 ) -> None:
     """Appraise a pool: select subsets, score them with every objective, train and evaluate each, report which
     objective predicts held-out accuracy. Every subset is an MLflow run; a rerun resumes where a run stopped."""
-    from pydantic import ValidationError
-
     from flows.study import StudyOptions, run_study
-    from infra.dask import launch_target
-
-    def fail(message: str) -> None:
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(2)
 
     if config and quick:
-        fail("give --config FILE or --quick, not both.")
-    try:
-        target = launch_target(runner, workers=workers, scheduler=scheduler)
-        options = StudyOptions(store=store, config=config, quick=quick or not config,
+        raise bad_input("give --config FILE or --quick, not both.")
+    target = launch(runner, workers, scheduler)
+    ref = store_ref(store, storage_option)
+    with refusing(loc=False):
+        options = StudyOptions(store=ref.url, config=config, quick=quick or not config,
                                holdout_fraction=holdout_fraction, tracking_uri=tracking_uri, experiment=experiment,
                                artifact_location=artifact_location, out_dir=out,
-                               storage_options=parse_params(storage_option, "--storage-option"))
-    except (ValueError, ValidationError) as exc:
-        fail(str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else exc.errors()[0]["msg"])
+                               storage_options=dict(ref.storage_options))
 
     def line(done: int, total: int, name: str) -> None:
         typer.echo(f"[{done}/{total}] {name}")
 
-    try:
+    # the study plans first (store, labels, config, held-out split): what it refuses there is bad input; subsets
+    # that fail once it runs raise RuntimeError (exit 1: the others are logged, a rerun retries the failed ones)
+    with refusing(ValueError, FileNotFoundError):
         result = run_study(options, **target, on_result=line)
-    except (ValueError, FileNotFoundError) as exc:
-        fail(str(exc).splitlines()[0])
-    except RuntimeError as exc:  # some subsets failed: the others are logged, a rerun retries the failed ones
-        typer.echo(f"error: {str(exc).splitlines()[0]}", err=True)
-        raise typer.Exit(1) from None
     typer.echo(f"{result['subsets']} subsets: {result['trained']} trained, {result['reused']} reused from earlier "
                f"runs, in {result['seconds']:.1f} s")
     typer.echo(f"report: {result['report']}")

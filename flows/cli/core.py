@@ -1,4 +1,4 @@
-"""Commands that need only the core library: ``score`` and ``objectives`` (``select`` lives in :mod:`cli.select`)."""
+"""Commands that need only the core library: ``score`` and ``objectives`` (``select`` lives in :mod:`flows.cli.select`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.params import load_input, load_selection, parse_params
+from flows.cli.params import load_input, load_selection, parse_params
 
 console = Console()
 

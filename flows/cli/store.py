@@ -8,10 +8,13 @@ from typing import Optional
 
 import typer
 
-from cli.params import parse_params
+from flows.cli.options import (
+    launch, runner_option, scheduler_option, storage_option_option, store_option, store_ref, workers_option,
+)
+from flows.cli.params import parse_params
 
 
-def _watch(url: str, storage_options: dict, total: int, stop: threading.Event, start_rows: int) -> None:
+def _watch(ref, total: int, stop: threading.Event, start_rows: int) -> None:
     """Progress bar fed by the store's completed-chunk record (works whatever runs the shards)."""
     from tqdm import tqdm
 
@@ -21,7 +24,7 @@ def _watch(url: str, storage_options: dict, total: int, stop: threading.Event, s
         while True:
             finished = stop.wait(0.5)
             try:
-                store = EmbeddingStore.open(url, storage_options=storage_options or None)
+                store = EmbeddingStore.open(ref)
                 done = store.rows_done() - start_rows
             except Exception:  # the store may not exist yet
                 done = 0
@@ -35,36 +38,28 @@ def embed_command(
                                  ".parquet/.npy/.npz file, or hf:NAME"),
     encoder: str = typer.Option("pixels", "--encoder", "-e",
                                 help="pixels, efficientnet-lite0, minilm, or timm:NAME / open_clip:ARCH / hf:NAME"),
-    store: str = typer.Option(..., "--store", "-s", help="store path or fsspec URL (s3://bucket/pool.zarr)"),
+    store: str = store_option(),
     chunk_rows: int = typer.Option(16_384, "--chunk-rows", min=1, help="rows per chunk (unit of resume)"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="embed only the first N items"),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="encoder parameter KEY=VALUE (repeat)"),
     source_param: Optional[list[str]] = typer.Option(None, "--source-param",
                                                      help="source option KEY=VALUE (repeat), e.g. label_column=label"),
-    storage_option: Optional[list[str]] = typer.Option(None, "--storage-option",
-                                                       help="fsspec option KEY=VALUE (repeat), e.g. endpoint_url=..."),
+    storage_option: Optional[list[str]] = storage_option_option(),
     dtype: str = typer.Option("float32", "--dtype", help="float32 or float16"),
     no_normalize: bool = typer.Option(False, "--no-normalize", help="keep rows as the encoder gives them"),
-    runner: str = typer.Option("dask", "--runner",
-                               help="dask (a LocalCluster, or --scheduler), threads (Prefect, shards in this "
-                               "process), or inline (no Prefect: quickest for small pools)"),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1,
-                                          help="Dask worker processes (default: one per core); threads: shards at once (default 1)"),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of a running Dask scheduler"),
+    runner: str = runner_option("shards", inline=": quickest for small pools"),
+    workers: Optional[int] = workers_option("shards"),
+    scheduler: Optional[str] = scheduler_option(),
 ) -> None:
     """Embed SOURCE into a resumable Zarr store: reruns finish what a killed run left and append new items."""
-    from infra.dask import launch_target
     from storage.lock import writer_lock
     from worth.data.encoders import get_encoder
     from worth.data.sources import load_source
 
-    try:
-        target = launch_target(runner, workers=workers, scheduler=scheduler)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--runner") from None
+    target = launch(runner, workers, scheduler)
     enc_params = parse_params(param, "--param")
     src_params = parse_params(source_param, "--source-param")
-    so = parse_params(storage_option, "--storage-option")
+    ref = store_ref(store, storage_option)
     try:
         src = load_source(source, limit=limit, **src_params)
         enc = get_encoder(encoder, normalize=not no_normalize, **enc_params)
@@ -72,20 +67,20 @@ def embed_command(
         raise typer.BadParameter(str(exc), param_hint="SOURCE / --encoder") from None
     # The lock is the run's first write: a second run, a read-only or full filesystem, or a path that is a file
     # fail here, in one line, before any server or cluster starts. The flow takes it again (re-entrant).
-    with writer_lock(store, so or None, command=f"worth embed {source} --store {store}"):
-        _embed_locked(store, source, encoder, src, enc, so, chunk_rows, dtype, limit, enc_params, src_params,
+    with writer_lock(ref, command=f"worth embed {source} --store {store}"):
+        _embed_locked(ref, source, encoder, src, enc, chunk_rows, dtype, limit, enc_params, src_params,
                       no_normalize, runner, target)
 
 
-def _embed_locked(store, source, encoder, src, enc, so, chunk_rows, dtype, limit, enc_params, src_params,
+def _embed_locked(ref, source, encoder, src, enc, chunk_rows, dtype, limit, enc_params, src_params,
                   no_normalize, runner, target) -> None:
     """The embed command once it holds the store's writer lock."""
     from storage.embedding import plan, summary_markdown
     from storage.integrity import StoreDamagedError
-    from storage.store import EmbeddingStore
 
+    store = ref.url
     try:
-        todo = plan(store, src, enc, chunk_rows=chunk_rows, dtype=dtype, storage_options=so or None, dry_run=True)
+        todo = plan(ref, src, enc, chunk_rows=chunk_rows, dtype=dtype, dry_run=True)
     except StoreDamagedError:
         raise
     except ValueError as exc:
@@ -97,18 +92,18 @@ def _embed_locked(store, source, encoder, src, enc, so, chunk_rows, dtype, limit
         typer.echo(f"{store}: complete, {todo.n:,} items of {source!r} by {encoder!r}; nothing to do.")
         return
     start_rows = 0
-    if EmbeddingStore.exists(store, storage_options=so or None):
-        start_rows = EmbeddingStore.open(store, storage_options=so or None).rows_done()
+    if ref.exists():
+        start_rows = ref.open().rows_done()
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(store, so, todo.pending_rows, stop, start_rows), daemon=True)
+    watcher = threading.Thread(target=_watch, args=(ref, todo.pending_rows, stop, start_rows), daemon=True)
     watcher.start()
     try:
         from flows.embed import EmbedOptions, run_embed
 
         options = EmbedOptions(source=source, store=store, encoder=encoder, encoder_params=enc_params,
                                source_params=src_params, limit=limit, chunk_rows=chunk_rows, dtype=dtype,
-                               normalize=not no_normalize, storage_options=so)
-        result = run_embed(options, **target)  # inline: {} (no Prefect)
+                               normalize=not no_normalize, storage_options=dict(ref.storage_options))
+        result = run_embed(options, **target)  # inline: {} (the flow's body, no Prefect)
     finally:
         stop.set()
         watcher.join()
@@ -116,19 +111,18 @@ def _embed_locked(store, source, encoder, src, enc, so, chunk_rows, dtype, limit
 
 
 def info_command(
-    store: str = typer.Option(..., "--store", "-s", help="store path or fsspec URL"),
-    storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help="fsspec option KEY=VALUE"),
+    store: str = store_option(),
+    storage_option: Optional[list[str]] = storage_option_option(),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     verify: bool = typer.Option(False, "--verify", help="check every chunk of every array against its digest; "
                                 "list the damaged ones and exit 1 if there are any"),
 ) -> None:
     """Summarise an embedding store: size, encoder, source, classes, split, chunks done (--verify: damage)."""
     from storage.embedding import summary_markdown
-    from storage.store import EmbeddingStore
 
-    so = parse_params(storage_option, "--storage-option")
+    ref = store_ref(store, storage_option)
     try:
-        st = EmbeddingStore.open(store, storage_options=so or None)
+        st = ref.open()
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--store") from None
     if verify:

@@ -1,7 +1,8 @@
 """``worth services up|down|status|env``: the local Prefect, MLflow and Dask services (:mod:`infra.services`).
 
-Runnable on its own as ``python -m cli.services ...``. Errors print one line on stderr and exit 1 (a service
-failed or was not found) or 2 (bad input), without a traceback.
+Runnable on its own as ``python -m flows.cli.services ...``. Errors print one line on stderr and exit 1 (a service
+failed or was not found) or 2 (bad input), without a traceback: the error path of every command,
+:mod:`flows.cli.errors`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from typing import Optional
 
 import typer
 
+from flows.cli.errors import OneLineErrors, bad_input, failed
+
 app = typer.Typer(
     name="services",
+    cls=OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -26,21 +30,15 @@ STATE_DIR = typer.Option(
 )
 
 
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def _run(call, *args, **kwargs):
-    """Call the infra function; a ServiceError becomes one stderr line and exit 2 (bad input) or 1."""
-    from infra.services import BadArgument, ServiceError
+    """Call the infra function; its BadArgument is bad input (exit 2), any other ServiceError a run-time failure
+    that :class:`~flows.cli.errors.OneLineErrors` reports (exit 1)."""
+    from infra.services import BadArgument
 
     try:
         return call(*args, **kwargs)
     except BadArgument as exc:
-        _fail(str(exc), 2)
-    except ServiceError as exc:
-        _fail(str(exc), 1)
+        raise bad_input(exc) from None
 
 
 def _table(services, show_seconds: bool) -> None:
@@ -122,7 +120,7 @@ def env(state_dir: Optional[Path] = STATE_DIR) -> None:
     found = _run(client_env, state_dir)
     if not found:
         where = state_dir or "the default state directory"
-        _fail(f"no running services in {where}: start them with `worth services up`", 1)
+        raise failed(f"no running services in {where}: start them with `worth services up`")
     for key, value in found.items():
         typer.echo(f"export {key}={shlex.quote(value)}")
 

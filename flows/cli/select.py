@@ -10,13 +10,11 @@ from typing import Optional
 import numpy as np
 import typer
 
-from cli.params import parse_params
-
-
-def _error(message: str) -> typer.Exit:
-    """One line on stderr, exit status 2 (bad input), no traceback."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
+from flows.cli.errors import bad_input, refusing
+from flows.cli.options import (
+    launch, runner_option, scheduler_option, storage_option_option, store_option, store_ref, workers_option,
+)
+from flows.cli.params import parse_params
 
 
 def _select_input(input: str, k: Optional[int], objective: str, optimizer: str, method: str, param: list[str],
@@ -30,8 +28,8 @@ def _select_input(input: str, k: Optional[int], objective: str, optimizer: str, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from cli.core import console
-    from cli.params import check_output_path, load_input, parse_quotas, resolve_labels
+    from flows.cli.core import console
+    from flows.cli.params import check_output_path, load_input, parse_quotas, resolve_labels
     from worth import select
 
     if k is None:
@@ -94,8 +92,8 @@ def _quotas(text: Optional[str]):
 def select_cmd(
     input: Optional[str] = typer.Option(None, "--input", "-i", help="Embeddings: a Zarr embedding store, a .npy "
                                         "file, a .npz with X (and y), or 'digits'. One process, no Prefect."),
-    store: Optional[str] = typer.Option(None, "--store", "-s", help="An embedding store (path or fsspec URL): run "
-                                        "the select flow and keep the result as a versioned manifest in it."),
+    store: Optional[str] = store_option("An embedding store (path or fsspec URL): run the select flow and keep the "
+                                        "result as a versioned manifest in it.", required=False),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="--store: the selection's name (its manifests: "
                                        "selections/NAME/vNNNN.json)."),
     specs: Optional[Path] = typer.Option(None, "--specs", help="--store: a JSON list of selection specs (fields of "
@@ -125,29 +123,25 @@ def select_cmd(
                                          "information with them)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="--store: select among the finished rows of "
                                        "a store still being written."),
-    storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help="fsspec option KEY=VALUE."),
-    runner: str = typer.Option("dask", "--runner", help="--store: dask (a LocalCluster, or --scheduler), threads "
-                               "(Prefect, jobs in this process), or inline (no Prefect)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Dask worker processes; threads: jobs at "
-                                          "once."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler."),
+    storage_option: Optional[list[str]] = storage_option_option(),
+    runner: str = runner_option("jobs"),
+    workers: Optional[int] = workers_option("jobs"),
+    scheduler: Optional[str] = scheduler_option(),
 ) -> None:
     """Greedily select items maximising OBJECTIVE: --input FILE in this process, or --store S --name N through the
     select flow (a versioned manifest in the store)."""
     if (input is None) == (store is None):
-        raise _error("give exactly one of --input FILE (one process) or --store STORE (the select flow)")
+        raise bad_input("give exactly one of --input FILE (one process) or --store STORE (the select flow)")
     if input is not None:
         _select_input(input, k, objective, optimizer, method, param, normalize, seed, force, out, show, labels,
                       quotas)
         return
-    from pydantic import ValidationError
-
-    from infra.dask import launch_target
-
     if (name is None) == (specs is None):
-        raise _error("with --store give exactly one of --name NAME (one selection) or --specs FILE (a JSON list)")
-    try:
-        target_kw = launch_target(runner, workers=workers, scheduler=scheduler)
+        raise bad_input("with --store give exactly one of --name NAME (one selection) or --specs FILE (a JSON list)")
+    target_kw = launch(runner, workers, scheduler)
+    ref = store_ref(store, storage_option)
+    # planning refuses what cannot be selected (specs, store, quotas ...) before any job: bad input, exit 2
+    with refusing(ValueError, FileNotFoundError, json.JSONDecodeError):
         from flows.select import SelectionSpec, SelectOptions
 
         if specs is not None:
@@ -158,16 +152,11 @@ def select_cmd(
                                        seed=0 if seed is None else seed, split=None if split == "all" else split,
                                        init=init, target=target, regime=regime, parts=parts,
                                        quotas=_quotas(quotas))]
-        options = SelectOptions(store=store, storage_options=parse_params(storage_option, "--storage-option"),
+        options = SelectOptions(store=ref.url, storage_options=dict(ref.storage_options),
                                 selections=spec_list, allow_partial=allow_partial)
         from flows.select import run_select
 
         result = run_select(options, **target_kw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise _error(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
-        raise _error(str(exc).splitlines()[0]) from None
     for e in result["manifests"]:
         how = "wrote" if e["status"] == "written" else "exists (same job key, skipped):"
         typer.echo(f"{e['name']} v{e['version']}: {how} {e['path']}  ({e['regime']}, {e['objective']} = "
@@ -175,27 +164,25 @@ def select_cmd(
 
 
 def selections_cmd(
-    store: str = typer.Option(..., "--store", "-s", help="The embedding store (path or fsspec URL)."),
+    store: str = store_option("The embedding store (path or fsspec URL)."),
     export: Optional[str] = typer.Option(None, "--export", help="Write the sorted ids of manifest NAME[@vN]."),
     format: Optional[str] = typer.Option(None, "--format", help="npy or txt (default: the suffix of --out)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where --export writes the ids."),
-    storage_option: Optional[list[str]] = typer.Option(None, "--storage-option", help="fsspec option KEY=VALUE."),
+    storage_option: Optional[list[str]] = storage_option_option(),
 ) -> None:
     """List the selection manifests of a store (name, version, objective, k, value, created), or export one."""
     from storage import manifest as mf
 
-    so = parse_params(storage_option, "--storage-option") or None
-    try:
+    ref = store_ref(store, storage_option)
+    with refusing(ValueError, FileNotFoundError):
         if export is not None:
             if out is None:
                 raise ValueError("--export needs --out FILE (the ids file to write)")
-            man = mf.read_manifest(store, export, storage_options=so)
+            man = mf.read_manifest(ref, export)
             path = mf.export_ids(man, str(out), format)
             typer.echo(f"wrote {len(man['picks']['ids'])} ids of {man['name']}@v{man['version']} to {path}")
             return
-        rows = mf.list_manifests(store, storage_options=so)
-    except (ValueError, FileNotFoundError) as exc:
-        raise _error(str(exc).splitlines()[0]) from None
+        rows = mf.list_manifests(ref)
     if not rows:
         typer.echo(f"no selections in {store} yet: make one with `worth select --store {store} --name NAME --k K`")
         return

@@ -7,12 +7,14 @@ from typing import Optional
 
 import typer
 
-from cli.params import parse_params
+from flows.cli.errors import refusing
+from flows.cli.options import launch, runner_option, scheduler_option, store_option, workers_option
+from flows.cli.params import parse_params
 
 
 def curate_command(
     source: str = typer.Argument(..., help="the pool: digits, mnist5k, fashion-mnist, an image folder, a file, hf:NAME"),
-    store: str = typer.Option(..., "--store", "-s", help="Zarr store of the pool (new items are appended)"),
+    store: str = store_option("Zarr store of the pool (new items are appended)"),
     k: int = typer.Option(50, "--k", min=1, help="items added tonight (at most)"),
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="largest size of the curated set overall"),
     objective: str = typer.Option("vendi", "--objective", "-o", help="objective the additions maximise"),
@@ -22,26 +24,27 @@ def curate_command(
     curated: Optional[str] = typer.Option(None, "--curated", help="folder of the versions (default STORE.curated)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri",
                                                help="MLflow URI (default: $MLFLOW_TRACKING_URI, else STORE's folder/mlflow.db)"),
-    runner: str = typer.Option("dask", "--runner", help="dask (LocalCluster or --scheduler), threads (Prefect, tasks in this process) or inline (no Prefect)"),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Dask worker processes"),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="address of a running Dask scheduler"),
+    runner: str = runner_option("steps"),
+    workers: Optional[int] = workers_option("steps"),
+    scheduler: Optional[str] = scheduler_option(),
     as_json: bool = typer.Option(False, "--json", help="print the night's record as JSON"),
 ) -> None:
-    """Curate one night: embed new items, add the best of them to the curated set, train, log, publish a version."""
+    """Curate one night: embed new items, add the best of them to the curated set, train, log, publish a version.
+
+    Bad options exit 2; a night that fails once started — another run holds the lock or published first, a step
+    failed — exits 1 (:mod:`flows.cli.errors`), and publishes nothing.
+    """
     from flows.curate import CurateOptions, run_curate
     from flows.demo import describe
-    from infra.dask import launch_target
-    from storage.curated import CurationConflict, CurationLocked
 
-    try:
-        target = launch_target(runner, workers=workers, scheduler=scheduler)
+    target = launch(runner, workers, scheduler)
+    # what the night refuses before it starts (options, source, encoder, objective, the curated folder) is bad
+    # input; a held lock, a lost compare-and-swap or a failed step (RuntimeError, OSError) is a run-time failure
+    with refusing():
         options = CurateOptions(source=source, store=store, k=k, budget=budget, objective=objective,
                                 objective_params=parse_params(param, "--param"), encoder=encoder, limit=limit,
                                 curated=curated, tracking_uri=tracking_uri)
         result = run_curate(options, **target)
-    except (ValueError, CurationLocked, CurationConflict, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(json.dumps(result["record"], indent=1, default=str) if as_json else describe(result))
 
 
