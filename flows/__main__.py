@@ -11,8 +11,10 @@ import argparse
 import importlib
 import json
 
-FLOWS = {"embed": ("flows.embed", "EmbedOptions", "run_embed"), "select": ("flows.select", "SelectOptions", "run_select"),
-         "study": ("flows.study", "StudyOptions", "run_study"), "curate": ("flows.curate", "CurateOptions", "run_curate")}
+FLOWS = {"embed": ("flows.embed", "EmbedOptions", "run_embed"),
+         "select": ("flows.select", "SelectOptions", "run_select"),
+         "study": ("flows.study", "StudyOptions", "run_study"),
+         "curate": ("flows.curate", "CurateOptions", "run_curate")}
 
 
 def main(argv: list[str] | None = None) -> dict:

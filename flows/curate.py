@@ -35,7 +35,6 @@ import numpy as np
 from flows.embed import embed_body, embed_flow
 from flows.runtime import deployed, launch, make_flow
 from pipeline.curate import CurateOptions, contact_sheet, held_out_mask, night_key  # noqa: F401
-from pipeline.embed import EmbedOptions
 from storage import curated as versions
 from storage.store import EmbeddingStore
 from tasks.curate import select_additions, train_evaluate
@@ -46,19 +45,13 @@ ADDITIONS_KEY = "curate-additions"
 CLASSES_KEY = "curate-classes"
 
 
-def _embed_options(options: CurateOptions) -> EmbedOptions:
-    return EmbedOptions(source=options.source, store=options.store, encoder=options.encoder,
-                        encoder_params=options.encoder_params, source_params=options.source_params,
-                        limit=options.limit, chunk_rows=options.chunk_rows, storage_options=options.storage_options)
-
-
 def plan_night(options: CurateOptions) -> str:
     """What the night checks before anything starts: the objective (name and parameters) and the curated
     folder (a remote store needs ``curated=``). Returns the folder."""
     import worth
 
     worth.get_objective(options.objective, **options.objective_params)  # a bad name fails before any work
-    return versions.curated_dir(options.store, options.curated)
+    return versions.curated_dir(options.pool.store, options.curated)
 
 
 def _class_name(classes: list[str] | None, label: int) -> str:
@@ -70,7 +63,7 @@ def _sheet(options: CurateOptions, ids: list[str], captions: list[str], new: lis
     """The contact sheet of the last ``sheet_max`` curated items (image sources only)."""
     from worth.data.sources import load_source
 
-    source = load_source(options.source, limit=options.limit, **options.source_params)
+    source = load_source(options.pool.source, limit=options.pool.limit, **options.pool.source_params)
     if source.kind != "images":
         return None
     keep = slice(max(0, len(ids) - options.sheet_max), len(ids))
@@ -121,36 +114,37 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         start = int(previous["store_rows"]) if previous else 0
         prev_version = int(previous["version"]) if previous else 0
         try:
-            embedded = runtime.subflow(embed_flow, embed_body, _embed_options(options))
+            embedded = runtime.subflow(embed_flow, embed_body, options.pool)
         except Exception as exc:
-            why = (f"Night not curated: embedding the new items of {options.source!r} failed, so no version was "
+            why = (f"Night not curated: embedding the new items of {options.pool.source!r} failed, so no version was "
                    f"published (LATEST stays v{prev_version:04d}). Cause: {type(exc).__name__}: {exc}")
             runtime.markdown(SUMMARY_KEY, f"# No curated version tonight\n\n{why}", "Nightly curation: failed")
             raise RuntimeError(why) from exc
-        store = EmbeddingStore.open(options.store, storage_options=options.storage_options or None)
+        store = EmbeddingStore.open(options.pool.store, storage_options=options.pool.storage_options or None)
         n = store.n
         if n < start:
-            raise ValueError(f"store {options.store!r} has {n} rows but curated v{prev_version:04d} recorded "
+            raise ValueError(f"store {options.pool.store!r} has {n} rows but curated v{prev_version:04d} recorded "
                              f"{start}: this is not the store the versions were made from; give another curated=")
         if previous is not None and n == start:
             print(f"Nothing new since v{prev_version:04d} ({n} rows): no version, no run.")
             runtime.markdown(SUMMARY_KEY, f"# Nothing new tonight\n\nThe store still has {n:,} rows, as when "
-                             f"v{prev_version:04d} was curated: nothing was published.", "Nightly curation: nothing new")
+                             f"v{prev_version:04d} was curated: nothing was published.",
+                             "Nightly curation: nothing new")
             return {"noop": True, "version": prev_version, "folder": folder, "record": previous,
                     "flow_run_id": run_id, "seconds": time.perf_counter() - t0}
         ids, labels, classes = store.ids(), store.labels(), store.classes
         held = held_out_mask(ids, store.split(), options.holdout_fraction)
         kept = [int(p) for p in previous["positions"]] if previous else []
         if previous and ids[kept].tolist() != previous["ids"]:
-            raise ValueError(f"the rows of store {options.store!r} at the curated positions no longer hold the "
+            raise ValueError(f"the rows of store {options.pool.store!r} at the curated positions no longer hold the "
                              "curated ids: the store was rebuilt; start a new curated folder")
         new = np.arange(start, n)
         candidates = new[~held[new]]
         room = options.budget - len(kept) if options.budget else options.k
         k = int(min(options.k, room, len(candidates)))
-        so = options.storage_options or None
+        so = options.pool.storage_options or None
         if k > 0:
-            sel = runtime.call(select_additions, options.store, kept, candidates.tolist(), k, options.objective,
+            sel = runtime.call(select_additions, options.pool.store, kept, candidates.tolist(), k, options.objective,
                                options.objective_params, so)
         elif kept:
             sel = {"positions": [], "gains": [], "value": previous["value"], "value_before": previous["value"]}
@@ -163,7 +157,7 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         if not len(test):
             raise ValueError("no held-out rows to evaluate on: raise holdout_fraction or add a test split")
         n_classes = max(len(classes or []), int(labels.max()) + 1)
-        ev = runtime.call(train_evaluate, options.store, positions, test.tolist(), n_classes,
+        ev = runtime.call(train_evaluate, options.pool.store, positions, test.tolist(), n_classes,
                           options.training().to_dict(), so)
         key = night_key(options, prev_version, n)
         version = max([prev_version, *versions.versions(folder)]) + 1
@@ -184,10 +178,10 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         adds_path = os.path.join(folder, "sheets", f"v{version:04d}-additions.json")
         with open(adds_path, "w") as f:
             json.dump(additions, f, indent=1)
-        params = {"source": options.source, "store": options.store, "encoder": options.encoder,
+        params = {"source": options.pool.source, "store": options.pool.store, "encoder": options.pool.encoder,
                   "objective": options.objective, "objective_params": json.dumps(options.objective_params),
                   "k": options.k, "budget": options.budget, "model": options.model, "epochs": options.epochs,
-                  "seed": options.seed, "holdout_fraction": options.holdout_fraction, "limit": options.limit}
+                  "seed": options.seed, "holdout_fraction": options.holdout_fraction, "limit": options.pool.limit}
         logged = runtime.here(log_night, tracking_uri, options.experiment, key, f"v{version:04d}", params, metrics,
                               version, [p for p in (sheet, adds_path) if p],
                               {"worth.version": str(version), "worth.flow_run_id": str(run_id),

@@ -17,8 +17,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipeline.embed import EmbedOptions
 from storage.holdout import nightly_mask, refuse_old_name
-from storage.store import DEFAULT_CHUNK_ROWS, EmbeddingStore
+from storage.store import EmbeddingStore
 from worth.train import TrainConfig
 
 #: The MLflow experiment of the nightly runs.
@@ -30,21 +31,9 @@ class CurateOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(description="The pool the items arrive in: digits, mnist5k, fashion-mnist, an image "
-                        "folder, a .csv/.parquet/.npy file or hf:NAME (as the embed flow takes it).")
-    store: str = Field(description="The Zarr embedding store of the pool (local path or fsspec URL); new items "
-                       "are appended to it each night.")
-    source_params: dict[str, Any] = Field(default_factory=dict, description="Source options, e.g. "
-                                          "{'label_column': 'label'} for a csv file.")
-    limit: int | None = Field(None, ge=1, description="Only the first LIMIT items of the source have arrived "
-                              "(how the demo delivers digits in two nights); None: all of them.")
-    encoder: str = Field("pixels", description="Encoder of the store: pixels, efficientnet-lite0, minilm, or a hub "
-                         "model (fixed once the store exists).")
-    encoder_params: dict[str, Any] = Field(default_factory=dict, description="Encoder parameters, e.g. "
-                                           "{'dim': 256} for pixels.")
-    chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=1, description="Rows per Zarr chunk when the store is created.")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options of a remote store, "
-                                            "e.g. {'endpoint_url': 'http://127.0.0.1:9000'}.")
+    pool: EmbedOptions = Field(description="The pool and how its new items are embedded each night: the embed "
+                               "flow's options (source, store, encoder, limit, chunk_rows, storage_options ...). "
+                               "Given flat (source=..., store=...) they are gathered here.")
     curated: str | None = Field(None, description="Local folder of the curated versions; default "
                                 "STORE.curated beside the store (required when the store is remote).")
     objective: str = Field("vendi", description="Objective the additions maximise, conditioned on the curated "
@@ -74,8 +63,15 @@ class CurateOptions(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _old_names(cls, values):
-        return refuse_old_name(values)  # test_fraction → holdout_fraction, with the fix in the message
+    def _old_names_and_flat_pool(cls, values):
+        values = refuse_old_name(values)  # test_fraction → holdout_fraction, with the fix in the message
+        if isinstance(values, dict):  # the embed options given flat, as the CLI and prefect.yaml give them
+            flat = {k: values[k] for k in EmbedOptions.model_fields if k in values and k not in cls.model_fields}
+            if flat:
+                pool = values.get("pool") or {}
+                pool = pool.model_dump() if isinstance(pool, BaseModel) else dict(pool)
+                values = {**{k: v for k, v in values.items() if k not in flat}, "pool": {**pool, **flat}}
+        return values
 
 
 def night_key(options: CurateOptions, previous_version: int, store_rows: int) -> str:
