@@ -44,7 +44,7 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from storage.ref import StoreRef, is_local_url, local_path
+from storage.ref import StoreRef
 from storage.integrity import (
     DIGEST_SCHEME, NOT_RECORDED, TRACKED, ChunkDamage, StoreDamagedError, VerifyReport, digest_name, digest_values,
 )
@@ -71,10 +71,6 @@ def _now() -> str:
 def _as_str(a: np.ndarray) -> np.ndarray:
     """Zarr 3 returns variable-length strings as NumPy's StringDType; give plain fixed-width str arrays."""
     return np.array(np.asarray(a).tolist(), dtype=str) if np.size(a) else np.zeros(np.shape(a), dtype="<U1")
-
-
-_is_local = is_local_url  # the names the modules beside this one import
-_local_path = local_path
 
 
 def zarr_store(url: StoreRef | str, *, storage_options: Mapping[str, Any] | None = None, read_only: bool = False):

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from storage.ref import StoreRef
 from tasks._task import worth_task
 
 KEY_TAG = "worth.key"
@@ -45,13 +46,13 @@ FINISHED = "FINISHED"
 
 def is_local(url: str) -> bool:
     """Whether ``url`` is a local path (or ``file://``), beside which files can be written."""
-    return "://" not in url or url.startswith("file://")
+    return StoreRef(url).is_local
 
 
 def beside_store(store: str, suffix: str) -> Path:
     """``<store><suffix>``, an absolute path beside a local store (``.mlflow``: its tracking database and
     artifacts; ``.study``: its study reports)."""
-    path = Path(store[len("file://"):] if store.startswith("file://") else store).resolve()
+    path = Path(StoreRef(store).path).resolve()
     return path.with_name(path.name + suffix)
 
 

@@ -6,8 +6,11 @@ hide a violation):
 - ``worth/`` never imports Prefect, Dask, Zarr or MLflow (and ``import worth`` loads neither torch nor them);
 - ``storage/`` never imports ``worth`` or Prefect;
 - ``tasks/`` never imports ``flows``;
-- ``pipeline/`` (the library behind the tasks) imports only ``worth``, ``storage`` and itself of the project, and
-  no Prefect, Dask or MLflow;
+- ``storage/`` and ``worth/`` never import the layers above them (``tasks``, ``flows``, ``infra``, ``pipeline``);
+- ``pipeline/`` (the plain-Python layer between ``tasks/`` and ``worth/``+``storage/``) imports neither Prefect
+  nor Dask, nor the layers above it (``tasks``, ``flows``);
+- the command line lives in ``flows/cli/`` only: nothing else imports Typer or Click, nor ``flows.cli``
+  (there is no top-level ``cli`` package, which would claim a generic import name on every user's machine);
 - MLflow is imported only in ``tasks/track.py`` and ``infra/``.
 
 The checker itself is tested on a planted violation, so a rule that can no longer fail is noticed.
@@ -24,13 +27,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("worth", "storage", "pipeline", "tasks", "flows", "infra")
+LAYERS = ("worth", "storage", "tasks", "flows", "infra", "pipeline")  # pipeline/: once it exists
+
+
+def _packages(root: Path) -> tuple[str, ...]:
+    return tuple(p for p in LAYERS if (root / p).is_dir())
+
+
+PACKAGES = _packages(ROOT)
 ORCHESTRATION = ("prefect", "prefect_dask", "dask", "distributed", "zarr", "mlflow")
 MLFLOW_HOMES = ("tasks/track.py", "infra/")
+CLI_HOME = "flows/cli/"
+CLI_LIBRARIES = ("typer", "click")
+ABOVE_STORAGE = ("tasks", "flows", "infra", "pipeline")
 
 RULES = [
     ("worth/", ORCHESTRATION, "the core library stays free of orchestration"),
+    ("worth/", ABOVE_STORAGE + ("storage",), "the core library never imports the layers above it"),
     ("storage/", ("worth", "prefect"), "the store knows nothing of the library or of Prefect"),
+    ("storage/", ABOVE_STORAGE, "the store never imports the layers above it"),
     ("tasks/", ("flows",), "tasks never import flows"),
     ("pipeline/", ORCHESTRATION + ("tasks", "flows", "infra", "cli"), "the pipeline is plain Python over worth and storage"),
 ]
@@ -62,7 +77,7 @@ def _imports(path: Path, package: str) -> list[tuple[str, int, bool]]:
 
 def _modules(root: Path) -> dict[str, Path]:
     mods = {}
-    for pkg in PACKAGES:
+    for pkg in _packages(root):
         for path in sorted((root / pkg).rglob("*.py")):
             rel = path.relative_to(root).with_suffix("")
             parts = list(rel.parts)
@@ -88,6 +103,9 @@ def violations(root: Path) -> list[str]:
                     found.setdefault((rel, line), f"{rel}:{line} imports {mod} ({why})")
             if head == "mlflow" and not rel.startswith(MLFLOW_HOMES):
                 found.setdefault((rel, line), f"{rel}:{line} imports {mod} (MLflow lives in tasks/track.py and infra/ only)")
+            cli = head in CLI_LIBRARIES or head == "cli" or mod == "flows.cli" or mod.startswith("flows.cli.")
+            if cli and not rel.startswith(CLI_HOME):
+                found.setdefault((rel, line), f"{rel}:{line} imports {mod} (the command line lives in flows/cli/ only)")
     return list(found.values())
 
 
@@ -141,6 +159,12 @@ def test_no_import_circle():
     ("pipeline/study.py", "from tasks import track", "pipeline is plain Python"),
     ("flows/embed.py", "import mlflow", "MLflow lives"),
     ("flows/cli/main.py", "def g():\n    import mlflow.tracking", "MLflow lives"),
+    ("storage/store.py", "from tasks.embed import embed_chunks", "store never imports the layers above"),
+    ("worth/api.py", "def h():\n    from storage import EmbeddingStore", "never imports the layers above"),
+    ("tasks/embed.py", "import typer", "command line lives in flows/cli/"),
+    ("flows/embed.py", "from flows.cli.errors import bad_input", "command line lives in flows/cli/"),
+    ("infra/dask.py", "def k():\n    from click import echo", "command line lives in flows/cli/"),
+    ("flows/select.py", "import cli.main", "command line lives in flows/cli/"),
 ])
 def test_a_planted_violation_is_caught(tmp_path, where, line, rule):
     for pkg in PACKAGES:
@@ -149,6 +173,30 @@ def test_a_planted_violation_is_caught(tmp_path, where, line, rule):
     target.write_text(target.read_text() + "\n\n" + line + "\n")
     found = violations(tmp_path)
     assert len(found) == 1 and found[0].startswith(where) and rule in found[0], found
+
+
+@pytest.mark.parametrize("line,rule", [
+    ("import prefect", "pipeline layer is plain Python"),
+    ("def f():\n    from dask import delayed", "pipeline layer is plain Python"),
+    ("from distributed import Client", "pipeline layer is plain Python"),
+    ("from tasks.select import run_select_job", "never imports tasks or flows"),
+    ("import flows.select", "never imports tasks or flows"),
+])
+def test_a_planted_violation_in_the_pipeline_layer_is_caught(tmp_path, line, rule):
+    """The rules of ``pipeline/`` hold whether or not the package exists yet: planted in a copy that has one."""
+    for pkg in PACKAGES:
+        shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "pipeline").mkdir(exist_ok=True)
+    (tmp_path / "pipeline" / "__init__.py").touch()
+    target = tmp_path / "pipeline" / "planted.py"
+    target.write_text('"""planted."""\n' + line + "\n")
+    found = [v for v in violations(tmp_path) if v.startswith("pipeline/planted.py")]
+    assert len(found) == 1 and rule in found[0], found
+
+
+def test_there_is_no_top_level_cli_package():
+    assert not (ROOT / "cli").exists()
+    assert "flows.cli.main:main" in (ROOT / "pyproject.toml").read_text()
 
 
 def test_a_planted_circle_is_caught(tmp_path):
