@@ -18,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -204,14 +205,17 @@ def show(renderable: Any, *, console: Console | None = None) -> None:
     if console is not None or con.is_terminal:
         con.print(renderable)
         return
+    head = ""
+    if isinstance(renderable, Table) and renderable.title:  # rich wraps a title to its table's width: a line
+        head, renderable = f"{renderable.title}\n", copy.copy(renderable)
+        renderable.title = None
     width = max(80, Console(width=10_000).measure(renderable).maximum)
-    lines = text(renderable, width=width).splitlines()
-    con.file.write("".join(line.rstrip() + "\n" for line in lines))
+    con.file.write(head + text(renderable, width=width))
     con.file.flush()
 
 
 def text(renderable: Any, width: int = 200) -> str:
-    """What :func:`show` would print, as plain text (no colour): for tests and logs."""
+    """What :func:`show` prints to a pipe, as plain text (no colour, no trailing blanks): for tests and logs."""
     con = Console(width=width, file=io.StringIO(), color_system=None)
     con.print(renderable)
-    return con.file.getvalue()
+    return "".join(line.rstrip() + "\n" for line in con.file.getvalue().splitlines())
