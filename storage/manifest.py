@@ -268,11 +268,6 @@ def export_ids(manifest: Mapping[str, Any], path: str, fmt: str | None = None) -
     fmt = fmt or os.path.splitext(str(path))[1].lstrip(".")
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format={fmt!r}: choose one of {', '.join(EXPORT_FORMATS)} (or name the file .npy/.txt)")
-    ids = sorted_ids(manifest)
-    if fmt == "npy":
-        with open(path, "wb") as f:  # np.save on a path would append .npy to any other suffix
-            np.save(f, np.asarray(ids, dtype=str), allow_pickle=False)
-    else:
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(f"{i}\n" for i in ids)
-    return str(path)
+    from storage.export import write_sorted_ids  # the one writer of sorted ids (storage.export: all formats)
+
+    return write_sorted_ids(sorted_ids(manifest), str(path), fmt)

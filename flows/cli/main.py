@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli import core, curate, select, services, store, study
+from flows.cli import core, curate, nights, select, services, store, study
 from flows.cli.errors import OneLineErrors, set_debug
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ def root(debug: bool = typer.Option(False, "--debug", help="Show the traceback o
     set_debug(debug)
 
 
-for group in (core, select, store, study, curate):
+for group in (core, select, store, study, curate, nights):
     group.register(app)
 app.add_typer(services.app, name="services")
 

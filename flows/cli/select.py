@@ -11,6 +11,9 @@ import numpy as np
 import typer
 
 from flows.cli.errors import bad_input, refusing
+from flows.cli.exports import (
+    embeddings_option, force_option, format_option, out_option, source_param_option, write_export,
+)
 from flows.cli.options import (
     launch, runner_option, scheduler_option, storage_option_option, store_option, store_ref, workers_option,
 )
@@ -165,12 +168,16 @@ def select_cmd(
 
 def selections_cmd(
     store: str = store_option("The embedding store (path or fsspec URL)."),
-    export: Optional[str] = typer.Option(None, "--export", help="Write the sorted ids of manifest NAME[@vN]."),
-    format: Optional[str] = typer.Option(None, "--format", help="npy or txt (default: the suffix of --out)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Where --export writes the ids."),
+    export: Optional[str] = typer.Option(None, "--export", help="Export manifest NAME[@vN] (see --format)."),
+    format: Optional[str] = format_option(),
+    out: Optional[Path] = out_option(),
+    force: bool = force_option(),
+    embeddings: bool = embeddings_option(),
+    source_param: Optional[list[str]] = source_param_option(),
     storage_option: Optional[list[str]] = storage_option_option(),
 ) -> None:
     """List the selection manifests of a store (name, version, objective, k, value, created), or export one."""
+    from flows.cli import render
     from storage import manifest as mf
 
     ref = store_ref(store, storage_option)
@@ -178,20 +185,19 @@ def selections_cmd(
         if export is not None:
             if out is None:
                 raise ValueError("--export needs --out FILE (the ids file to write)")
-            man = mf.read_manifest(ref, export)
-            path = mf.export_ids(man, str(out), format)
-            typer.echo(f"wrote {len(man['picks']['ids'])} ids of {man['name']}@v{man['version']} to {path}")
-            return
-        rows = mf.list_manifests(ref)
+            from storage.export import from_manifest, resolve_format
+
+            resolve_format(str(out), format)  # an unknown format is refused before the manifest is read
+            subset = from_manifest(ref, mf.read_manifest(ref, export))
+        else:
+            rows = mf.list_manifests(ref)
+    if export is not None:
+        write_export(subset, ref, out, format, force, source_param, embeddings)
+        return
     if not rows:
         typer.echo(f"no selections in {store} yet: make one with `worth select --store {store} --name NAME --k K`")
         return
-    header = ("name", "version", "regime", "objective", "k", "value", "created")
-    table = [header] + [(r["name"], f"v{r['version']}", str(r["regime"]), str(r["objective"]), str(r["k"]),
-                         f"{r['value']:.6g}" if r["value"] is not None else "-", str(r["created"])) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    render.show(render.selections_table(rows))
 
 
 def register(app: typer.Typer) -> None:

@@ -75,7 +75,8 @@ def embed_command(
 def _embed_locked(ref, source, encoder, src, enc, chunk_rows, dtype, limit, enc_params, src_params,
                   no_normalize, runner, target) -> None:
     """The embed command once it holds the store's writer lock."""
-    from storage.embedding import plan, summary_markdown
+    from flows.cli import render
+    from storage.embedding import plan
     from storage.integrity import StoreDamagedError
 
     store = ref.url
@@ -107,7 +108,7 @@ def _embed_locked(ref, source, encoder, src, enc, chunk_rows, dtype, limit, enc_
     finally:
         stop.set()
         watcher.join()
-    typer.echo(summary_markdown(result, rows=result["rows_embedded"], seconds=result["seconds"]))
+    render.show(render.store_summary(result, rows=result["rows_embedded"], seconds=result["seconds"]))
 
 
 def info_command(
@@ -118,7 +119,7 @@ def info_command(
                                 "list the damaged ones and exit 1 if there are any"),
 ) -> None:
     """Summarise an embedding store: size, encoder, source, classes, split, chunks done (--verify: damage)."""
-    from storage.embedding import summary_markdown
+    from flows.cli import render
 
     ref = store_ref(store, storage_option)
     try:
@@ -134,9 +135,7 @@ def info_command(
     if as_json:
         typer.echo(json.dumps(s, indent=2, default=str))
         return
-    text = summary_markdown(s, rows=0, seconds=0.0).splitlines()
-    text = [line for line in text if not line.startswith("| embedded this run")]
-    typer.echo("\n".join(text))
+    render.show(render.store_summary(s))
     if not s["complete"]:
         typer.echo(f"\nIncomplete: {s['rows_done']:,} of {s['n']:,} rows embedded; rerun `worth embed` to finish.")
 

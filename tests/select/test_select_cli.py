@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from flows.cli import render
 from tests.helpers import kill_9_when
 from flows.cli.main import app
 from storage import manifest as mf
@@ -32,9 +33,11 @@ def test_select_store_inline_then_list_and_export(digits_store, tmp_path):
 
     listed = runner.invoke(app, ["selections", "--store", digits_store])
     assert listed.exit_code == 0
-    header, row = listed.output.splitlines()
+    header, rule, row = listed.output.splitlines()  # a rendered table: header, rule, one row per manifest
     assert header.split() == ["name", "version", "regime", "objective", "k", "value", "created"]
-    assert row.split() == ["pc", "v1", "per-class", "logdet", "20", f"{man['value']:.6g}", man["created"]]
+    assert set(rule) == {"─"}
+    assert row.split() == ["pc", "v1", "per-class", "logdet", "20", render.number(man["value"]),
+                           *render.when(man["created"]).split()]
     for fmt in ("npy", "txt"):
         out = tmp_path / f"ids.{fmt}"
         res = runner.invoke(app, ["selections", "--store", digits_store, "--export", "pc@v1", "--out", str(out)])
