@@ -198,9 +198,12 @@ def selections_cmd(
             path = mf.export_ids(man, str(out), format)
             typer.echo(f"wrote {len(man['picks']['ids'])} ids of {man['name']}@v{man['version']} to {path}")
             return
-        rows = mf.list_manifests(store, storage_options=so)
+        damaged: list = []
+        rows = mf.list_manifests(store, storage_options=so, damaged=damaged)
     except (ValueError, FileNotFoundError) as exc:
         raise _error(str(exc).splitlines()[0]) from None
+    for exc in damaged:  # the readable ones are listed below; each damaged file by its path, with the repair
+        typer.echo(f"warning: {exc}", err=True)
     if not rows:
         typer.echo(f"no selections in {store} yet: make one with `worth select --store {store} --name NAME --k K`")
         return
