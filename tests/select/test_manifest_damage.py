@@ -120,3 +120,42 @@ def test_concurrent_writers_in_threads_leave_one_record(tmp_path):
         t.join()
     assert [m["version"] for m in done] == [1] * 6
     assert sorted(os.listdir(os.path.join(url, "selections", "same"))) == ["v0001.json"]
+
+
+# -- through the CLI ---------------------------------------------------------------------------------------
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+PC = ["--name", "pc", "--regime", "per-class", "--quotas", "2", "--objective", "logdet", "--runner", "inline"]
+
+
+def test_cli_lists_a_missing_store_as_an_error(tmp_path):
+    res = _cli("selections", "--store", str(tmp_path / "nope"))
+    assert res.exit_code == 2 and "does not exist" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_cli_select_and_listing_around_a_damaged_manifest(digits_store, damage):
+    assert _cli("select", "--store", digits_store, *PC).exit_code == 0
+    assert _cli("select", "--store", digits_store, *PC, "--name", "other").exit_code == 0
+    path = mf.manifest_path(digits_store, "pc", 1)
+    DAMAGE[damage](path)
+    listed = _cli("selections", "--store", digits_store)
+    assert listed.exit_code == 0, listed.output
+    assert f"warning: manifest file {path} is damaged" in listed.output
+    assert any(line.split()[:2] == ["other", "v1"] for line in listed.output.splitlines())
+    res = _cli("select", "--store", digits_store, *PC)
+    if damage == "truncated":  # the key is still legible: this job's record is damaged, said so
+        assert res.exit_code == 2, res.output
+        assert f"selection 'pc': this job's earlier record is damaged: manifest file {path}" in res.output
+        assert "move it aside or delete it" in res.output
+    else:  # nothing legible: the job is recomputed into the next version, the damaged file left as it was
+        assert res.exit_code == 0, res.output
+        assert mf.read_manifest(digits_store, "pc")["version"] == 2
+    os.replace(path, path + ".aside")  # the repair the message names
+    assert _cli("select", "--store", digits_store, *PC).exit_code == 0
