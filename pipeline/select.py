@@ -223,7 +223,11 @@ class _Pool:
         self.finished = st.finished_mask()
         self.row_of = {i: r for r, i in enumerate(self.ids.tolist())}
         #: job key → (name, version) of the latest manifest made with it: what a rerun skips
-        self.made = {m["key"]: (m["name"], m["version"]) for m in mf.list_manifests(options.store, storage_options=so)}
+        damaged: list = []
+        self.made = {m["key"]: (m["name"], m["version"])
+                     for m in mf.list_manifests(options.store, storage_options=so, damaged=damaged)}
+        #: job key → the damaged manifest file that still shows it (a truncated record of that job)
+        self.damaged = {exc.key: exc for exc in damaged if exc.key}
 
     def rows_of_ids(self, spec: SelectionSpec, ids: list[str], what: str) -> np.ndarray:
         missing = [i for i in ids if i not in self.row_of]
@@ -400,6 +404,8 @@ def _plan_one(spec: SelectionSpec, options: SelectOptions, pool: _Pool, device: 
         plan.jobs = [SelectJob(positions=rows[p], k=None if spec.k is None else min(spec.k, int(p.size)),
                                label=f"{spec.name}-part-{i}", **job) for i, p in enumerate(parts)]
         plan.merge = SelectJob(positions=rows, k=spec.k, label=f"{spec.name}-merge", **job)
+    if key not in pool.made and key in pool.damaged:
+        raise _fail(spec, f"this job's earlier record is damaged: {pool.damaged[key]}")
     if key in pool.made:
         name, version = pool.made[key]
         plan.existing = mf.read_manifest(options.store, name, version, storage_options=options.storage_options or None)

@@ -130,6 +130,30 @@ def _finish_claimed(folder: str) -> None:
         atomic.replace(os.path.join(folder, LATEST), f"{claimed}\n".encode("ascii"))
 
 
+def _parse_version(raw: bytes, path: str, version: int, folder: str) -> dict[str, Any]:
+    """The curated record in ``raw``, or a ``ValueError`` naming the damaged file and the repair."""
+    why = None
+    if not raw.strip():
+        why = "the file is empty"
+    else:
+        try:
+            record = json.loads(raw)
+        except UnicodeDecodeError:
+            why = "not text"
+        except json.JSONDecodeError as exc:
+            why = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}; truncated or overwritten"
+        else:
+            if isinstance(record, dict):
+                return record
+            why = "valid JSON, but not a curated version record"
+    previous = f"v{version - 1:04d}" if version > 1 else "none"
+    raise ValueError(
+        f"curated version file {path} is damaged ({why}): restore it from a backup, or move it aside and point "
+        f"{os.path.join(folder, LATEST)} at the previous good version (here {previous}); the next night "
+        "curates from there"
+    )
+
+
 def read_version(folder: str, version: int | None = None) -> dict[str, Any] | None:
     """Version ``version`` (default: the one ``LATEST`` points at); None when nothing is published yet."""
     version = latest_version(folder) if version is None else int(version)
@@ -138,10 +162,11 @@ def read_version(folder: str, version: int | None = None) -> dict[str, Any] | No
     path = version_path(folder, version)
     try:
         with open(path, "rb") as f:
-            record = json.loads(f.read())
+            raw = f.read()
     except FileNotFoundError:
         raise ValueError(f"{path} does not exist but {os.path.join(folder, LATEST)} points at it: the folder was "
                          "edited by hand; restore the file or point LATEST at an existing version") from None
+    record = _parse_version(raw, path, version, folder)
     if record.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{path} has schema version {record.get('schema_version')!r}; this worth reads "
                          f"version {SCHEMA_VERSION}")

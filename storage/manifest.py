@@ -25,6 +25,15 @@ Writes are atomic and exclusive:
 A writer that finds its version taken (another run won the race) writes the next version instead: nothing is
 ever overwritten. Manifest names must be safe path components (:func:`check_name`).
 
+One manifest per job key: a record with a ``key`` is published under that key's lock
+(:func:`storage.lock.writer_lock` on ``selections/.keys/<digest>``), and a writer that finds, under the lock, a
+readable manifest with its key returns that one instead of writing a second (two concurrent ``worth select``
+runs of one spec used to write v0001 and v0002 of one job, issue 21).
+
+A damaged file (empty, truncated, not JSON — a disk filled up, a hand edit) is reported by its path with the
+repair (:class:`DamagedManifestError`); listing and key look-ups skip it and name it, so the other records
+stay usable.
+
 This module knows nothing of ``worth`` or Prefect: the select flow builds the record, this module keeps it.
 """
 
@@ -34,14 +43,19 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import contextlib
 import re
+import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from storage import atomic
+from storage import atomic
+from storage import lock as _lock
 from storage.ref import StoreRef
 from storage.store import EmbeddingStore
 
@@ -98,6 +112,39 @@ def store_fingerprint(store: EmbeddingStore) -> str:
     h.update(f"n={store.n}".encode())
     h.update(np.ascontiguousarray(store.chunks_done(), dtype="<i8").tobytes())
     return "sha256:" + h.hexdigest()[:32]
+
+
+class DamagedManifestError(ValueError):
+    """A manifest file that is not a manifest (empty, truncated, not JSON): its path and the repair.
+
+    ``key`` is the job key if it could still be read from the damaged text (a truncated file keeps its head),
+    else None; ``path`` is where the file lies.
+    """
+
+    def __init__(self, path: str, why: str, key: str | None = None):
+        self.path, self.why, self.key = path, why, key
+        super().__init__(f"manifest file {path} is damaged ({why}): move it aside or delete it; rerunning its "
+                         "selection recomputes it")
+
+
+_KEY_TEXT = re.compile(rb'"key":\s*"([0-9a-f]{16,128})"')
+
+
+def _parse(raw: bytes, path: str) -> dict[str, Any]:
+    """The manifest in ``raw`` (read from ``path``), or :class:`DamagedManifestError` naming the path."""
+    if not raw.strip():
+        raise DamagedManifestError(path, "the file is empty")
+    try:
+        record = json.loads(raw)
+    except UnicodeDecodeError:
+        raise DamagedManifestError(path, "not text: not a JSON manifest") from None
+    except json.JSONDecodeError as exc:
+        found = _KEY_TEXT.search(raw)
+        raise DamagedManifestError(path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}; "
+                                   "truncated or overwritten", found.group(1).decode() if found else None) from None
+    if not isinstance(record, dict) or not isinstance(record.get("picks"), dict):
+        raise DamagedManifestError(path, "valid JSON, but not a selection manifest (no 'picks')")
+    return record
 
 
 # --------------------------------------------------------------------------------------------- file access
@@ -164,7 +211,9 @@ def write_manifest(store_url: StoreRef | str, name: str, record: Mapping[str, An
     """Write ``record`` as the next version of selection ``name``; return the manifest as written.
 
     ``name``, ``version`` and ``schema_version`` are set here (the version is the first free one, so a run that
-    loses a race to another writer takes the next). Existing versions are never touched.
+    loses a race to another writer takes the next). Existing versions are never touched. A record with a job
+    ``key`` is written under that key's lock, and only if no readable manifest has the key yet: otherwise that
+    manifest is returned (a concurrent run of the same job published first), so one job key has one record.
 
     Raises
     ------
@@ -172,7 +221,56 @@ def write_manifest(store_url: StoreRef | str, name: str, record: Mapping[str, An
         On an unsafe name, or a record that is not JSON (NaN and infinities are refused: ``null`` them first).
     """
     check_name(name)
-    folder = _Folder(store_url, storage_options)
+    store = StoreRef.of(store_url, storage_options)
+    folder = _Folder(store)
+    key = record.get("key")
+    if not isinstance(key, str) or not key:
+        return _write_next(folder, name, record, max_tries)
+    with _key_lock(folder, key, store.options):
+        try:
+            existing = find_by_key(store, key)
+        except DamagedManifestError:  # only a damaged copy of this job: the new record replaces it
+            existing = None
+        if existing is not None:
+            return existing
+        return _write_next(folder, name, record, max_tries)
+
+
+KEY_LOCK_WAIT = 60.0
+"""Seconds a writer waits for another writer of the same job key (it holds the lock for one listing and one
+write)."""
+
+
+# writer_lock is re-entrant within a process: threads of one process writing one key queue here first
+_IN_PROCESS: dict[str, threading.Lock] = {}
+_IN_PROCESS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _key_lock(folder: _Folder, key: str, storage_options) -> Iterator[None]:
+    """The lock of job ``key``: :func:`storage.lock.writer_lock` on ``selections/.keys/<digest>``, waited for."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    keys = folder.path(".keys")
+    if folder.local:
+        os.makedirs(keys, exist_ok=True)
+    target = folder.path(".keys", digest) if folder.local else f"{folder.fs.unstrip_protocol(keys)}/{digest}"
+    deadline = time.monotonic() + KEY_LOCK_WAIT
+    with _IN_PROCESS_GUARD:
+        mine = _IN_PROCESS.setdefault(target, threading.Lock())
+    with mine, contextlib.ExitStack() as held:
+        while True:
+            try:
+                held.enter_context(_lock.writer_lock(target, None if folder.local else storage_options,
+                                                     command="write-manifest"))
+                break
+            except _lock.StoreLockedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        yield
+
+
+def _write_next(folder: _Folder, name: str, record: Mapping[str, Any], max_tries: int) -> dict[str, Any]:
     version = (folder.versions(name) or [0])[-1] + 1
     for _ in range(max_tries):
         out = {"schema_version": SCHEMA_VERSION, "name": name, "version": version, **record}
@@ -209,7 +307,8 @@ def read_manifest(store_url: StoreRef | str, name: str, version: int | None = No
         version = versions[-1]
     elif version not in versions:
         raise ValueError(f"selection {ref_name!r} has versions {versions}, not {version}: pick one of them")
-    manifest = json.loads(folder.read(folder.path(ref_name, f"v{version:04d}.json")))
+    path = folder.path(ref_name, f"v{version:04d}.json")
+    manifest = _parse(folder.read(path), manifest_path(store_url, ref_name, version, storage_options=storage_options))
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(
             f"manifest {ref_name}@v{version} has schema version {manifest.get('schema_version')!r}; this worth "
@@ -227,31 +326,65 @@ def manifest_path(store_url: StoreRef | str, name: str, version: int, *,
     return path if folder.local else f"{store.url.split('://', 1)[0]}://{path.lstrip('/')}"
 
 
-def list_manifests(store_url: StoreRef | str, *,
-                   storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One summary per manifest of the store (name, version, key, regime, objective, k, value, created), by name
-    then version."""
+def list_manifests(store_url: StoreRef | str, *, storage_options: Mapping[str, Any] | None = None,
+                   damaged: list | None = None) -> list[dict[str, Any]]:
+    """One summary per readable manifest of the store (name, version, key, regime, objective, k, value, created),
+    by name then version.
+
+    A damaged file is skipped: appended to ``damaged`` (a list the caller passes) as a
+    :class:`DamagedManifestError`, or warned about when no list is given.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the store itself does not exist (a local path), naming it.
+    """
     store = StoreRef.of(store_url, storage_options)
     folder = _Folder(store)
+    if store.is_local and not os.path.exists(store.path):
+        raise FileNotFoundError(
+            f"store {store.url!r} does not exist: check the path, or make it with `worth embed --store "
+            f"{store.url} ...` first"
+        )
     out = []
     for name in folder.listdir(folder.root):
         if not _NAME.match(name):
             continue
         for version in folder.versions(name):
-            m = json.loads(folder.read(folder.path(name, f"v{version:04d}.json")))
+            shown = manifest_path(store_url, name, version, storage_options=storage_options)
+            try:
+                m = _parse(folder.read(folder.path(name, f"v{version:04d}.json")), shown)
+            except DamagedManifestError as exc:
+                if damaged is None:
+                    import warnings
+
+                    warnings.warn(str(exc), stacklevel=2)
+                else:
+                    damaged.append(exc)
+                continue
             out.append({"name": name, "version": version, "key": m.get("key"), "regime": m.get("regime"),
                         "objective": m.get("objective"), "k": len(m.get("picks", {}).get("ids", [])),
-                        "value": m.get("value"), "created": m.get("created"),
-                        "path": manifest_path(store, name, version)})
+                        "value": m.get("value"), "created": m.get("created"), "path": shown})
     return out
 
 
 def find_by_key(store_url: StoreRef | str, key: str, *,
                 storage_options: Mapping[str, Any] | None = None) -> dict | None:
-    """The latest manifest whose job key is ``key`` (any name), or None: how a rerun finds finished jobs."""
+    """The latest readable manifest whose job key is ``key`` (any name), or None: how a rerun finds finished jobs.
+
+    Raises
+    ------
+    DamagedManifestError
+        When no readable manifest has the key but a damaged file still shows it (a truncated manifest of this
+        job): its path and the repair.
+    """
     store = StoreRef.of(store_url, storage_options)
-    hits = [m for m in list_manifests(store) if m["key"] == key]
+    damaged: list = []
+    hits = [m for m in list_manifests(store, damaged=damaged) if m["key"] == key]
     if not hits:
+        for exc in damaged:
+            if exc.key == key:
+                raise exc
         return None
     last = max(hits, key=lambda m: (m["created"] or "", m["name"], m["version"]))
     return read_manifest(store, last["name"], last["version"])

@@ -71,6 +71,7 @@ class Conditioned(GainModel):
             state.start_from(init)
         self.base = float(state.value)
         self.lazy_batch = state.lazy_batch
+        self.scale = getattr(state, "scale", 1.0)
 
     @property
     def value(self) -> float:
@@ -108,6 +109,7 @@ class MutualInformation(GainModel):
         self.base_S = float(self.S.value)
         self.base_SQ = float(self.SQ.value)
         self.lazy_batch = self.S.lazy_batch
+        self.scale = max(getattr(self.S, "scale", 1.0), getattr(self.SQ, "scale", 1.0))
 
     @property
     def value(self) -> float:

@@ -71,7 +71,7 @@ def merge_parts(X, k: int, part_solutions: list, *, objective: str = "vendi", op
     if len(solutions) > 1:
         part_values = [score(X64, p, objective, normalize=False, labels=host_labels, **params) for p in solutions]
         best = int(np.argmax(part_values))
-        if part_values[best] > result.value + 1e-12 * max(1.0, abs(result.value)):
+        if part_values[best] > result.value + 1e-12 * abs(result.value):  # relative: rows may be tiny
             result, winner = on_pool(solutions[best]), "part"
     result.info.update(parts=len(solutions), round=winner, part_values=part_values)
     return result

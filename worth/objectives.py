@@ -120,6 +120,31 @@ class SpectralObjective(Objective):
         trace = float(xp.sum(eigenvalues))
         return self.combine(s, size, trace, pool)
 
+    def gain_scale(self, norms2, pool: int, statistic: bool = False) -> float:
+        """Magnitude of a gain on rows of squared norms ``norms2`` (host array): the tie rule's floor.
+
+        The larger of ``|f({x})|`` and ``|f({x}) − f({x/√2})|`` over the rows, through ``combine`` (of the
+        statistic ``Σ φ(λ)`` itself with ``statistic=True``, the units of the lazy key): it
+        transforms with the gains when the rows are scaled (``c^α`` for ``Σ λ^α``) and is not 0 where a
+        singleton is worth exactly 0 (``−t log t`` at ``t = 1``), so rounding noise of size ``ε·scale`` ties.
+        """
+        t = np.asarray(norms2, dtype=np.float64)
+        t = t[t > 0]
+        if t.size == 0:
+            return 0.0
+        def single(u):
+            s = self.phi(u, np)
+            if statistic or type(self).combine is SpectralObjective.combine:  # the plain sum: f({x}) = φ(‖x‖²)
+                return s
+            return np.asarray(self.combine(s, 1, u, pool), dtype=np.float64) - empty
+
+        with np.errstate(all="ignore"):
+            empty = float(self.combine(0.0, 0, 0.0, pool))
+            whole, half = single(t), single(t / 2)
+            mag = np.maximum(np.abs(whole), np.abs(whole - half))
+        mag = mag[np.isfinite(mag)]
+        return float(mag.max()) if mag.size else 0.0
+
     def phi_prime(self) -> tuple[Callable[[np.ndarray], np.ndarray], bool] | None:
         """``(φ', positive)`` on host arrays where the quadrature rule can serve ``φ``, else ``None``.
 

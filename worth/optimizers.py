@@ -2,7 +2,10 @@
 
 An optimiser asks for the gains of candidates and tells the model what it chose — nothing else (as in
 apricot's ``optimizers.py``). Ties go to the lowest index: gains within a relative ``1e-9`` of the best
-count as equal, so exact methods that differ by rounding pick the same items.
+count as equal, so exact methods that differ by rounding pick the same items. "Relative" means relative to
+the run's own magnitudes only — the best gain, the current value and the model's gain scale
+(:func:`_tie_tol`) — never to an absolute ``1``: rows scaled by ``1e-10`` have gains near ``1e-20``, and an
+absolute floor made every candidate tie (picks 0, 1, 2, …, issue 21).
 
 Constraints enter through a second, equally small seam (:class:`Constraint`): before each step it removes
 the candidates that can no longer be added (a full class, an item over the remaining budget), it turns
@@ -36,6 +39,11 @@ class GainModel(Protocol):
     lazy_batch: int = 16
     """Stale candidates :func:`lazy` refreshes first per step (a model whose gain calls carry a fixed cost,
     such as facility location's GEMM against unsettled rows, asks for more per call)."""
+
+    scale: float = 1.0
+    """Magnitude of a gain on this model's data (the tie rule's floor, :func:`_tie_tol`): models whose gains
+    scale with the rows (spectral objectives, facility location on raw rows) derive it from the rows, so that
+    the rule is relative to the data; ``1`` for gains of fixed units (counts, similarities in [0, 1])."""
 
     base: float | None = None
     """Value of the set the run starts from (``init=``), which ``value`` is relative to; ``None`` where it is
@@ -109,20 +117,23 @@ class Unconstrained:
         return None
 
 
-def _tie_tol(best: float, value: float) -> float:
-    return TIE_RTOL * max(1.0, abs(best), abs(value))
+def _tie_tol(best: float, value: float, scale: float) -> float:
+    """How far below ``best`` a criterion still ties with it: ``TIE_RTOL`` times the run's magnitude.
+
+    ``scale`` is the model's :attr:`GainModel.scale` (in criterion units), the size of a gain on this data;
+    with ``|best|`` and ``|value|`` (differences of values carry the value's rounding) it makes the rule
+    invariant when every gain is multiplied by a constant — rows scaled by ``c`` for an objective homogeneous
+    in ``X`` — where an absolute floor of ``1`` tied every candidate below it. It is not the first step's
+    largest gain: on unit rows every entropy singleton is worth exactly 0, and the first step's gains are
+    rounding noise, which must tie.
+    """
+    return TIE_RTOL * max(scale, abs(best), abs(value))
 
 
-def _pick_pos(crit: np.ndarray, value: float, unit: float = 1.0) -> int:
+def _pick_pos(crit: np.ndarray, value: float, unit: float = 1.0, scale: float = 1.0) -> int:
     """Position of the best criterion, ties (within tolerance) to the lowest; candidates ascending."""
     best = float(np.max(crit))
-    return int(np.flatnonzero(crit >= best - _tie_tol(best, value / unit))[0])
-
-
-def _pick(candidates: np.ndarray, gains: np.ndarray, value: float) -> tuple[int, float]:
-    """Best candidate, ties (within tolerance) to the lowest index; ``candidates`` must be ascending."""
-    pos = _pick_pos(gains, value)
-    return int(candidates[pos]), float(gains[pos])
+    return int(np.flatnonzero(crit >= best - _tie_tol(best, value / unit, scale / unit))[0])
 
 
 def _start(model: GainModel, available: np.ndarray | None, constraint: Constraint | None):
@@ -152,6 +163,7 @@ def _each_step(model: GainModel, k: int, draw: Callable[[np.ndarray], np.ndarray
     """The step loop of greedy and stochastic greedy: ``draw`` picks the candidates queried at each step."""
     trace = Trace()
     available, constraint = _start(model, available, constraint)
+    scale = float(getattr(model, "scale", 1.0))
     for step in range(k):
         constraint.prune(available)
         remaining = np.flatnonzero(available)
@@ -159,7 +171,7 @@ def _each_step(model: GainModel, k: int, draw: Callable[[np.ndarray], np.ndarray
             break
         cand = draw(remaining)
         g = _timed_gains(model, trace, cand)
-        pos = _pick_pos(constraint.criterion(cand, g), model.value, constraint.unit)
+        pos = _pick_pos(constraint.criterion(cand, g), model.value, constraint.unit, scale)
         i = int(cand[pos])
         available[i] = False
         constraint.commit(i)
@@ -195,6 +207,7 @@ def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh:
     gains = np.zeros(n)
     bounds = np.full(n, -np.inf)
     fresh = np.zeros(n, dtype=bool)
+    scale = float(getattr(model, "scale", 1.0))
     for step in range(k):
         constraint.prune(available)
         if not available.any():
@@ -215,7 +228,7 @@ def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh:
             # so a tying stale bound must be refreshed too); all of them while nothing is fresh yet.
             stale = available & ~fresh
             if best > -math.inf:
-                stale &= bounds >= best - _tie_tol(best, tol_value)
+                stale &= bounds >= best - _tie_tol(best, tol_value, scale / constraint.unit)
             contenders = np.flatnonzero(stale)
             if contenders.size == 0:
                 break
@@ -231,7 +244,7 @@ def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh:
             best = max(best, float(np.max(bounds[contenders])))
             batch *= 2
         cand = np.flatnonzero(fresh & available)
-        pos = _pick_pos(bounds[cand], value, constraint.unit)
+        pos = _pick_pos(bounds[cand], value, constraint.unit, scale)
         i = int(cand[pos])
         available[i] = False
         bounds[i] = -np.inf

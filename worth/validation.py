@@ -43,15 +43,59 @@ def prepare_rows(X, xp, *, normalize: bool, name: str = "X"):
             "drop or impute those rows before selecting."
         )
     if normalize:
-        norms = xp.sqrt(row_norms2(X64, xp))
-        zero = to_numpy(norms == 0)
+        # Divide by each row's largest entry first: ‖x‖² of rows near 1e±160 over- or underflows, and x/‖x‖
+        # would then be 0 or NaN (issue 21); after it every squared norm lies in [1, m].
+        amax = xp.max(xp.abs(X64), axis=1)
+        zero = to_numpy(amax == 0)
         if zero.any():
             raise ValueError(
                 f"{name} has all-zero rows {_list_rows(np.flatnonzero(zero))}, which cannot be L2-normalised; "
                 "drop them, or pass normalize=False."
             )
-        X64 = X64 / xp.reshape(norms, (-1, 1))
+        X64 = X64 / xp.reshape(amax, (-1, 1))
+        X64 = X64 / xp.reshape(xp.sqrt(row_norms2(X64, xp)), (-1, 1))
+    else:
+        check_magnitude(X64, xp, name)
     return X64
+
+
+NORM2_MIN = 1e-300
+"""Smallest largest squared row norm the spectral arithmetic resolves: below it pole gaps and weights of the
+secular equation reach float64's subnormal range (rows of norm ``1e-153`` gave wrong picks)."""
+
+NORM2_MAX = 1e303
+"""Largest sum of squared row norms (the largest trace of any ``C_S``): beyond it ``λ log λ`` and the
+quadrature interval overflow float64 (rows of norm ``1e153`` did)."""
+
+
+def check_magnitude(X64, xp, name: str = "X") -> None:
+    """Refuse rows (``normalize=False``) whose squared norms float64 cannot carry through the eigenvalues.
+
+    Inside ``[NORM2_MIN, NORM2_MAX]`` every tolerance of the core is relative to the data, so the picks of
+    the objectives homogeneous in ``X`` (``power``, ``entropy`` on rows of equal norm, facility location's
+    cosine) do not depend on a common factor of the rows; outside it the arithmetic itself fails, and the
+    fix is to divide or multiply ``X`` by a constant.
+    """
+    n2 = to_numpy(row_norms2(X64, xp))
+    if n2.size == 0:
+        return
+    top = float(np.max(n2))
+    total = float(np.sum(n2))
+    if not np.isfinite(total) or total > NORM2_MAX:
+        worst = int(np.argmax(n2))
+        raise ValueError(
+            f"{name} is too large for float64 arithmetic with normalize=False: its squared row norms sum to "
+            f"{total:.3g} (row {worst}: {n2[worst]:.3g}), above {NORM2_MAX:g}, where the eigenvalues' λ·log λ "
+            f"overflows; divide {name} by a constant first (e.g. {name} / np.abs({name}).max()), which does not "
+            "change the picks of scale-free objectives (power, facility-location), or pass normalize=True."
+        )
+    if 0 < top < NORM2_MIN or (top == 0 and bool(to_numpy(xp.any(X64 != 0)))):
+        raise ValueError(
+            f"{name} is too small for float64 arithmetic with normalize=False: its largest squared row norm is "
+            f"{top:.3g}, below {NORM2_MIN:g}, where the eigenvalue arithmetic reaches subnormal numbers; "
+            f"multiply {name} by a constant first (e.g. {name} / np.abs({name}).max()), which does not change "
+            "the picks of scale-free objectives (power, facility-location), or pass normalize=True."
+        )
 
 
 def check_in_memory(X, name: str = "X") -> None:

@@ -190,10 +190,13 @@ def selections_cmd(
             resolve_format(str(out), format)  # an unknown format is refused before the manifest is read
             subset = from_manifest(ref, mf.read_manifest(ref, export))
         else:
-            rows = mf.list_manifests(ref)
+            damaged: list = []
+            rows = mf.list_manifests(ref, damaged=damaged)
     if export is not None:
         write_export(subset, ref, out, format, force, source_param, embeddings)
         return
+    for exc in damaged:  # the readable ones are listed below; each damaged file by its path, with the repair
+        typer.echo(f"warning: {exc}", err=True)
     if not rows:
         typer.echo(f"no selections in {store} yet: make one with `worth select --store {store} --name NAME --k K`")
         return

@@ -182,6 +182,10 @@ class FacilityState(State):
         self.lists = None  # the SettledLists engine, built by the first gains() call (maintained mode)
         # Settled rows' gains are look-ups; the others cost a GEMM row per candidate: moderate batches.
         self.lazy_batch = _LAZY_BATCH
+        # The tie rule's floor: cosine similarities of raw rows (normalize=False) scale with ‖x‖²; the
+        # shifted cosine and the RBF kernel are bounded by 1 whatever the rows.
+        n2 = to_numpy(self.norms2)
+        self.scale = float(n2.max()) if self.similarity == "cosine" and n2.size else 1.0
 
     # -- similarities ------------------------------------------------------------------------------
     def transform(self, G, rows_norms=None, cols_norms=None):

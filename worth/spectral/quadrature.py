@@ -61,7 +61,10 @@ def _fit_scaled(fprime, lo, hi, n_nodes, relative, column_scale):
     # Nodes a decade beyond each end: the measure's mass outside [lo, hi] looks like 1/t or a constant there.
     s = np.geomspace(lo / 10.0, hi * 10.0, n_nodes)
     t = np.geomspace(lo, hi, 6 * n_nodes)
-    target = fprime(t)
+    with np.errstate(all="ignore"):
+        target = fprime(t)
+    if not _representable(target, relative):
+        return Rule(s, np.zeros_like(s), 0.0, lo, hi, float("inf"), relative, 1.0)
     scale = np.abs(target) if relative else np.full_like(t, max(1.0, float(np.max(np.abs(target)))))
     col = s if column_scale else np.ones_like(s)
     basis = np.concatenate([np.ones((t.size, 1)), col[None, :] / (t[:, None] + s[None, :])], axis=1)
@@ -74,6 +77,19 @@ def _fit_scaled(fprime, lo, hi, n_nodes, relative, column_scale):
     err = err / np.abs(exact) if relative else err
     return Rule(s, coef[1:], float(coef[0]), lo, hi, float(np.max(err)), relative,
                 1.0 if relative else float(scale[0]))
+
+
+def _representable(target: np.ndarray, relative: bool) -> bool:
+    """Whether float64 holds ``φ'`` on the fitting grid well enough to fit it.
+
+    Far from the scale of the objective's parameters it may not: the hybrid's ``φ' = (α/c)(1 + t/c)^(−α−1)``
+    underflows to 0 for ``t/c`` near ``1e300`` (rows of norm ``1e150``), and a relative fit then divides by
+    zero (LAPACK's SVD refused it: issue 21). Such a rule gets an infinite error, so the step uses the
+    exact roots instead.
+    """
+    if not np.all(np.isfinite(target)):
+        return False
+    return bool(np.all(target > 0)) if relative else True
 
 
 def fit_rule(objective: SpectralObjective, lo: float, hi: float, rtol: float) -> Rule | None:

@@ -423,6 +423,19 @@ def secular_roots_portable(poles, weights, xp, *, pole_block: int = 64):
     kernel); the pole sums are accumulated over blocks of ``pole_block`` poles, so memory stays
     ``O(B·K·pole_block)``. Sums are taken with the poles shifted to each root's origin, as in dlaed4.
     """
+    # The roots are homogeneous in (poles, weights): solve on data scaled by a power of two (exact) near 1,
+    # since the Gragg model forms cubes of pole gaps, which overflow or underflow for eigenvalues near
+    # 1e±100 (rows of norm 1e±50 and beyond; issue 21).
+    top = max(float(xp.max(poles)) if poles.shape[0] else 0.0,
+              float(xp.max(xp.sum(weights, axis=1))) if weights.shape[0] else 0.0)
+    if top > 0 and not 2.0 ** -64 <= top <= 2.0 ** 64:
+        unit = 2.0 ** -math.floor(math.log2(top))
+        origin, tau = _secular_roots_portable(poles * unit, weights * unit, xp, pole_block)
+        return origin / unit, tau / unit
+    return _secular_roots_portable(poles, weights, xp, pole_block)
+
+
+def _secular_roots_portable(poles, weights, xp, pole_block):
     n_cand, n_poles = weights.shape
     dtype = weights.dtype
     active = weights > 0

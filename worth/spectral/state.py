@@ -67,6 +67,7 @@ class SpectralState(State):
         self.pool = self.n if pool is None else pool
         self.batch_size = batch_size
         self.norms2 = row_norms2(X, xp)
+        self.scale = objective.gain_scale(to_numpy(self.norms2), self.pool)  # the tie rule's floor
         self.info: dict = {}
         self.C = xp.zeros((self.m, self.m), dtype=X.dtype)
         self.size = 0

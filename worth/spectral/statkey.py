@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._array import to_numpy
+
 from ..objectives import SpectralObjective
 
 _EQUAL_NORMS_RTOL = 1e-12
@@ -63,6 +65,8 @@ class StatisticKey:
         self.sign = float(sign)
         self.n = model.n
         self.lazy_batch = model.lazy_batch
+        # The keys are changes of Σ φ(λ): the tie rule's floor in those units.
+        self.scale = state.objective.gain_scale(to_numpy(state.norms2), state.pool, statistic=True)
 
     @property
     def value(self) -> float:

@@ -1,0 +1,161 @@
+"""Damaged manifest files and concurrent writers of one job (issue 21 §2, §3).
+
+One garbage, empty or truncated ``vNNNN.json`` blocked listing, exporting and every new ``select --store`` with
+"Expecting value: line 1 column 1 (char 0)", naming no file; two concurrent writers of one job key wrote
+v0001 and v0002; a store path that does not exist was "no selections yet".
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+
+import pytest
+
+from storage import curated
+from storage import manifest as mf
+
+
+def _record(key="a" * 64, ids=("b", "a", "c")):
+    return {"key": key, "created": mf.now(), "objective": "vendi", "value": 1.5,
+            "picks": {"ids": list(ids), "rows": [1, 0, 2], "gains": [1.0, 0.3, 0.2], "values": [1.0, 1.3, 1.5]}}
+
+
+def _truncate(path):
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+
+
+DAMAGE = {
+    "empty": lambda p: open(p, "wb").close(),
+    "garbage": lambda p: open(p, "wb").write(b"\x00\xff not json at all"),
+    "truncated": _truncate,
+    "foreign": lambda p: open(p, "w").write(json.dumps([1, 2, 3])),
+}
+
+
+@pytest.fixture
+def store(tmp_path):
+    url = str(tmp_path / "pool.zarr")
+    mf.write_manifest(url, "good", _record("1" * 64))
+    mf.write_manifest(url, "bad", _record("2" * 64))
+    return url
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_listing_names_the_damaged_file_and_keeps_the_others(store, damage):
+    path = mf.manifest_path(store, "bad", 1)
+    DAMAGE[damage](path)
+    damaged = []
+    rows = mf.list_manifests(store, damaged=damaged)
+    assert [(r["name"], r["version"]) for r in rows] == [("good", 1)]
+    assert len(damaged) == 1 and damaged[0].path == path
+    assert path in str(damaged[0]) and "move it aside or delete it" in str(damaged[0])
+    with pytest.raises(mf.DamagedManifestError, match="damaged.*move it aside or delete it"):
+        mf.read_manifest(store, "bad")
+    assert mf.read_manifest(store, "good")["key"] == "1" * 64
+    # a new write of another job still works, and the key look-up still finds the good one
+    assert mf.write_manifest(store, "bad", _record("3" * 64))["version"] == 2
+    assert mf.find_by_key(store, "1" * 64)["name"] == "good"
+
+
+def test_a_truncated_record_of_this_job_is_reported_by_the_key_lookup(store):
+    _truncate(mf.manifest_path(store, "bad", 1))
+    with pytest.raises(mf.DamagedManifestError, match="bad/v0001.json is damaged"):
+        mf.find_by_key(store, "2" * 64)
+
+
+def test_listing_a_store_that_does_not_exist_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*worth embed"):
+        mf.list_manifests(str(tmp_path / "nope.zarr"))
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "truncated", "foreign"])
+def test_a_damaged_curated_version_is_named_with_its_repair(tmp_path, damage):
+    folder = str(tmp_path / "pool.zarr.curated")
+    os.makedirs(folder)
+    with open(curated.version_path(folder, 1), "w") as f:
+        json.dump({"schema_version": curated.SCHEMA_VERSION, "ids": ["a"]}, f)
+    with open(os.path.join(folder, curated.LATEST), "w") as f:
+        f.write("1\n")
+    DAMAGE[damage](curated.version_path(folder, 1))
+    with pytest.raises(ValueError, match=r"v0001.json is damaged.*point .*LATEST at the previous good version"):
+        curated.read_version(folder)
+
+
+def _publish(url, key, tag, out):
+    man = mf.write_manifest(url, "same", _record(key, ids=(tag,)))
+    out.put((man["version"], man["picks"]["ids"][0]))
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_concurrent_writers_of_one_job_key_leave_one_record(tmp_path, attempt):
+    """Processes (the writer lock is per process): the second writer returns the first's manifest."""
+    url = str(tmp_path / "pool.zarr")
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_publish, args=(url, "f" * 64, f"w{i}", out)) for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    got = [out.get(timeout=10) for _ in procs]
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert sorted(os.listdir(os.path.join(url, "selections", "same"))) == ["v0001.json"]
+    assert len({tag for _, tag in got}) == 1 and {v for v, _ in got} == {1}  # all report the one record
+
+
+def test_concurrent_writers_in_threads_leave_one_record(tmp_path):
+    import threading
+
+    url = str(tmp_path / "pool.zarr")
+    done = []
+    threads = [threading.Thread(target=lambda i=i: done.append(mf.write_manifest(url, "same", _record("e" * 64))))
+               for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [m["version"] for m in done] == [1] * 6
+    assert sorted(os.listdir(os.path.join(url, "selections", "same"))) == ["v0001.json"]
+
+
+# -- through the CLI ---------------------------------------------------------------------------------------
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from flows.cli.main import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+PC = ["--name", "pc", "--regime", "per-class", "--quotas", "2", "--objective", "logdet", "--runner", "inline"]
+
+
+def test_cli_lists_a_missing_store_as_an_error(tmp_path):
+    res = _cli("selections", "--store", str(tmp_path / "nope"))
+    assert res.exit_code == 2 and "does not exist" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_cli_select_and_listing_around_a_damaged_manifest(digits_store, damage):
+    assert _cli("select", "--store", digits_store, *PC).exit_code == 0
+    assert _cli("select", "--store", digits_store, *PC, "--name", "other").exit_code == 0
+    path = mf.manifest_path(digits_store, "pc", 1)
+    DAMAGE[damage](path)
+    listed = _cli("selections", "--store", digits_store)
+    assert listed.exit_code == 0, listed.output
+    assert f"warning: manifest file {path} is damaged" in listed.output
+    assert any(line.split()[:2] == ["other", "v1"] for line in listed.output.splitlines())
+    res = _cli("select", "--store", digits_store, *PC)
+    if damage == "truncated":  # the key is still legible: this job's record is damaged, said so
+        assert res.exit_code == 2, res.output
+        assert f"selection 'pc': this job's earlier record is damaged: manifest file {path}" in res.output
+        assert "move it aside or delete it" in res.output
+    else:  # nothing legible: the job is recomputed into the next version, the damaged file left as it was
+        assert res.exit_code == 0, res.output
+        assert mf.read_manifest(digits_store, "pc")["version"] == 2
+    os.replace(path, path + ".aside")  # the repair the message names
+    assert _cli("select", "--store", digits_store, *PC).exit_code == 0
