@@ -388,11 +388,34 @@ def test_select_lets_go_of_its_float64_rows_unless_mutual_information_needs_them
 
     monkeypatch.setattr(FacilityState, "__init__", spy_init)
     monkeypatch.setattr(FacilityState, "gains", spy_gains)
-    X = digits.astype(np.float32)  # prepare_rows makes a float64 copy: only select can hold it
+    X = digits.astype(np.float64)  # prepare_rows makes a float64 copy: only select can hold it
     sel = worth.select(X, 5, "facility-location", "lazy", precision="float32", target=target)
     assert alive and all(alive) == (target is not None) and any(alive) == (target is not None)
     value = worth.score(X, sel.indices, "facility-location", precision="float32", target=target)
     assert sel.values[-1] == pytest.approx(value, rel=1e-6)
+
+
+@pytest.mark.parametrize("neighbors", [None, 10])
+def test_float32_rows_reach_the_state_without_a_float64_copy(digits, neighbors, monkeypatch):
+    """Facility location keeps float32 input float32 (Objective.float32_rows): the state is handed float32 rows
+    and, for unit rows, the caller's very array (no copy at all); its norms are float64."""
+    from worth.facility import FacilityState
+
+    got = []
+    init = FacilityState.__init__
+
+    def spy_init(self, X, *args, **kwargs):
+        init(self, X, *args, **kwargs)
+        got.append((X, self))
+
+    monkeypatch.setattr(FacilityState, "__init__", spy_init)
+    X = digits / np.linalg.norm(digits, axis=1, keepdims=True)
+    X32 = X.astype(np.float32)
+    worth.select(X32, 5, "facility-location", "lazy", precision="float32", neighbors=neighbors)
+    rows, state = got[0]
+    assert rows is X32 and state.norms2.dtype == np.float64
+    if neighbors is not None:
+        assert state.X is X32  # kNN mode: the rows only feed the graph, no copy
 
 
 @pytest.mark.parametrize("similarity", ["cosine", "rbf"])
