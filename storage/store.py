@@ -816,8 +816,9 @@ class EmbeddingStore:
         out = np.empty((idx.size, self.dim), dtype=out_dtype)
         chunk_of = idx // self.chunk_rows
         order = np.argsort(chunk_of, kind="stable")  # the result rows grouped by chunk: one pass, not n × chunks
-        bounds = np.flatnonzero(np.diff(chunk_of[order], prepend=-1, append=-1))
-        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        sorted_chunks = chunk_of[order]
+        cuts = (np.flatnonzero(sorted_chunks[1:] != sorted_chunks[:-1]) + 1).tolist()
+        for a, b in zip([0, *cuts], [*cuts, idx.size]):
             where = order[a:b]
             chunk = int(chunk_of[where[0]])
             d = self._digests("embeddings", chunk, chunk + 1)

@@ -145,6 +145,21 @@ def _inputs(job: SelectJob, store: EmbeddingStore, xp) -> dict[str, Any]:
     return kw
 
 
+def _rows(job: SelectJob, store: EmbeddingStore, xp):
+    """The job's rows, read chunk by chunk into one array: float32 and normalised in place for an objective
+    whose state keeps float32 rows (``worth.select`` then uses them without a copy), else in the stored dtype
+    (float16: half of float32), converted once by ``worth.select`` itself."""
+    import worth
+    from worth.validation import normalize_rows_inplace
+
+    if worth.get_objective(job.objective, **job.params).float32_rows and str(store.dtype) in ("float16", "float32"):
+        X = store.rows(job.positions, dtype=np.float32)
+        normalize_rows_inplace(X)
+    else:
+        X = store.rows(job.positions)
+    return xp.asarray(X)
+
+
 def run_select_job(job: SelectJob) -> dict[str, Any]:
     """Read the job's rows from the store and run :func:`worth.select` on them; picks as store positions."""
     from threadpoolctl import threadpool_limits
@@ -154,7 +169,7 @@ def run_select_job(job: SelectJob) -> dict[str, Any]:
     xp = _xp(job.device)
     t0 = time.perf_counter()
     store = _open(job)
-    X = xp.asarray(store.rows(job.positions))
+    X = _rows(job, store, xp)
     kw = _inputs(job, store, xp)
     read_s = time.perf_counter() - t0
     with threadpool_limits(limits=worker_threads()):
