@@ -101,6 +101,68 @@ def make_store(path: str, n: int, *, dtype: str = "float16", chunk_rows: int = 1
     return time.perf_counter() - t0
 
 
+def write_npz(path: str, n: int, *, seed: int = 0, classes: int = CLASSES, chunk_rows: int = 65_536) -> float:
+    """The mixture as a precomputed-vector pool ``path`` (.npz, uncompressed: ``x`` float32, ``y`` labels),
+    generated one chunk at a time into a memory-mapped .npy and stored into the zip as it is; seconds taken."""
+    import zipfile
+
+    t0 = time.perf_counter()
+    labels = mixture_labels(n, seed, classes)
+    tmp = f"{path}.x.npy"
+    x = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, M))
+    for a in range(0, n, chunk_rows):
+        x[a:a + chunk_rows] = mixture_chunk(a, min(n, a + chunk_rows), labels, seed, classes)
+    x.flush()
+    del x
+    import io
+
+    y = io.BytesIO()
+    np.save(y, labels)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        zf.write(tmp, "x.npy")
+        zf.writestr("y.npy", y.getvalue())
+    os.unlink(tmp)
+    return time.perf_counter() - t0
+
+
+def embed_row(npz: str, store: str, *, timeout: float, runner: str = "dask", dtype: str = "float32",
+              code: str | None = None) -> dict:
+    """``worth embed NPZ --store STORE --encoder pixels --dtype DTYPE`` as a whole process, peak RSS of its tree."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "cli.main", "embed", npz, "--store", store, "--encoder", "pixels",
+               "--dtype", dtype, "--runner", runner]
+        return {"row": "embed", **_measure(cmd, tmp, timeout, code), "command": " ".join(cmd[2:])}
+
+
+def _measure(cmd: list[str], tmp: str, timeout: float, code: str | None) -> dict:
+    """Run ``cmd`` in its own session, timed whole; peak RSS of its tree; ``error`` on failure or timeout."""
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=_env(tmp, code), cwd=code or None, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    error = None
+    with PeakRSS(proc.pid) as rss:
+        try:
+            stdout, err = proc.communicate(timeout=timeout)
+            if proc.returncode != 0:
+                error = f"failed (exit {proc.returncode}): {(err.strip() or stdout.strip()).splitlines()[-1:]}"
+        except subprocess.TimeoutExpired:
+            rss.sample()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            error = f"timed out after {timeout:.0f} s"
+    seconds = time.perf_counter() - t0
+    for p in psutil.process_iter():  # nothing of the row's session may outlive it (orphaned workers)
+        try:
+            if os.getsid(p.pid) == proc.pid:
+                p.kill()
+        except (psutil.Error, OSError):
+            pass
+    out = {"seconds": seconds, "peak_rss_gb": rss.peak / 1e9, "tree_rss_gb": rss.peak_tree / 1e9}
+    return {**out, "error": error} if error else out
+
+
 def cli_args(row: str, n: int, name: str, classes: int = CLASSES) -> list[str]:
     """The ``worth select --store S --name NAME ...`` arguments of a flow row (after ``--store S``)."""
     k10, k1 = max(1, round(0.10 * n)), max(1, round(0.01 * n))
@@ -255,8 +317,6 @@ def run_row(row: str, store: str, *, timeout: float, fl_sample: int = 100_000, r
     (``--ref``: the same rows on another revision). ``tag`` makes the manifest name unique to this run, so a
     rerun of the bench selects again instead of finding the manifest of an earlier run.
     """
-    import psutil
-
     tag = tag or f"{int(time.time())}"
     name = f"bench-{row}-{tag}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -268,29 +328,9 @@ def run_row(row: str, store: str, *, timeout: float, fl_sample: int = 100_000, r
             n = _store_n(store)
             cmd = [sys.executable, "-m", "cli.main", "select", "--store", store,
                    *cli_args(row, n["n"], name, n["classes"]), "--runner", runner]
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=_env(tmp, code), cwd=code or None, start_new_session=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        with PeakRSS(proc.pid) as rss:
-            try:
-                stdout, err = proc.communicate(timeout=timeout)
-                error = None if proc.returncode == 0 else \
-                    f"failed (exit {proc.returncode}): {(err.strip() or stdout.strip()).splitlines()[-1:]}"
-            except subprocess.TimeoutExpired:
-                rss.sample()
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-                error = f"timed out after {timeout:.0f} s"
-        seconds = time.perf_counter() - t0
-        for p in psutil.process_iter():  # nothing of the row's session may outlive it (orphaned workers)
-            try:
-                if os.getsid(p.pid) == proc.pid:
-                    p.kill()
-            except (psutil.Error, OSError):
-                pass
-        measured = {"row": row, "seconds": seconds, "peak_rss_gb": rss.peak / 1e9, "tree_rss_gb": rss.peak_tree / 1e9}
-        if error:
-            return {**measured, "error": error}
+        measured = {"row": row, **_measure(cmd, tmp, timeout, code)}
+        if "error" in measured:
+            return measured
         result = json.loads(out.read_text()) if row == "fl-ref" else manifest_row(store, name)
         return {**result, **measured, "command": " ".join(cmd[2:] if row != "fl-ref" else cmd[1:])}
 
@@ -363,9 +403,19 @@ def main(argv=None):
                     help="worth select --runner (dask: the CLI's default, a LocalCluster)")
     ap.add_argument("--ref", help="a git revision: run the same rows on it too (a temporary worktree), side by side")
     ap.add_argument("--hnsw-sweep", action="store_true", help="only the HNSW parameter sweep on the first --n rows")
+    ap.add_argument("--embed", metavar="NPZ", help="only `worth embed NPZ --encoder pixels` into --store (the mixture "
+                    "is written to NPZ first if it does not exist): seconds and peak RSS")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.embed:
+        if not Path(args.embed).exists():
+            print(f"pool written in {write_npz(args.embed, args.n, classes=args.classes):.0f} s", flush=True)
+        r = embed_row(args.embed, args.store, timeout=args.timeout, runner=args.runner, dtype=args.dtype)
+        print(json.dumps(r))
+        print(f"| embed (n = {args.n:,}, {args.dtype}) | {r['seconds']:.0f} s | {r['peak_rss_gb']:.2f} / "
+              f"{r['tree_rss_gb']:.2f} GB | {r.get('error', '')} |")
+        return
     if args.child:
         Path(args.out).write_text(json.dumps(child(args.child, args.store, args.fl_sample)))
         return

@@ -94,3 +94,18 @@ def test_cli_args_are_the_issue_rows():
 def test_a_row_past_its_timeout_is_recorded_and_killed(store):
     out = scale.run_row("exact", store, timeout=1)
     assert out["error"] == "timed out after 1 s" and out["seconds"] < 30 and out["peak_rss_gb"] >= 0
+
+
+def test_embed_row_of_a_precomputed_pool(tmp_path):
+    """`worth embed POOL.npz --encoder pixels` as a whole process: the pool written chunk by chunk, uncompressed
+    (memory-mapped by the source), the store holds its rows."""
+    npz, out = str(tmp_path / "pool.npz"), str(tmp_path / "pool.zarr")
+    assert scale.write_npz(npz, 1500, classes=CLASSES, chunk_rows=400) > 0
+    with np.load(npz) as z:
+        np.testing.assert_array_equal(z["x"][400:800], scale.mixture_chunk(400, 800, z["y"], 0, CLASSES))
+    r = scale.embed_row(npz, out, timeout=600, runner="inline")
+    assert "error" not in r and r["seconds"] > 0 and 0 < r["peak_rss_gb"] <= r["tree_rss_gb"]
+    st = EmbeddingStore.open(out)
+    assert st.is_complete and st.n == 1500
+    with np.load(npz) as z:
+        np.testing.assert_allclose(st.rows(slice(0, 1500)), z["x"], atol=1e-6)
