@@ -30,10 +30,9 @@ ANN_BACKENDS = ("faiss-hnsw",)
 CHUNK_ROWS = 65_536
 
 #: HNSW parameters (faiss ``IndexHNSWFlat``): links per node ``M``, ``efConstruction``, and ``efSearch`` as a
-#: multiple of K (at least ``ef_search_min``). Chosen on bench/scale.py's mixture at n = 100,000, m = 512,
-#: K = 50 (``python bench/scale.py --hnsw-sweep``; the figures are in bench/README.md): M = 32 with
-#: efConstruction 40 and efSearch 2K reaches recall@50 ≈ 0.9 there; doubling efConstruction costs ~2× the build
-#: for ~+0.02; M = 16 builds faster but loses recall on 512-d rows.
+#: multiple of K (at least ``ef_search_min``). Kept from the earlier measurement (recall@50 0.977 on a 10,000-row
+#: sample of bench/scale.py's mixture, efSearch 100); the sweep at n = 100,000 that should confirm them
+#: (``python bench/scale.py --n 100000 --store S --hnsw-sweep``) did not finish on the loaded box: run it quiet.
 HNSW = {"M": 32, "ef_construction": 40, "ef_search_per_k": 2, "ef_search_min": 64}
 
 
