@@ -557,6 +557,22 @@ def _rows(job: SelectJob, store: EmbeddingStore, positions: np.ndarray) -> np.nd
     return shared(("chunks", *_store_key(job)), lambda: _Chunks(store)).rows(positions)
 
 
+def _job_rows(job: SelectJob, store: EmbeddingStore) -> np.ndarray:
+    """The job's rows: float32 and normalised in place for an objective whose state keeps float32 rows
+    (``worth.select`` then uses them without a copy), else in the stored dtype (float16: half of float32),
+    converted once, chunk by chunk, by ``worth.select`` itself — never the whole pool in float64 beside it."""
+    import worth
+    from worth.validation import normalize_rows_inplace
+
+    X = _rows(job, store, job.positions)  # a fresh array (never a cached chunk): safe to change in place
+    params = {k: v for k, v in job.params.items() if k != "normalize"}
+    if str(X.dtype) in ("float16", "float32") and worth.get_objective(job.objective, **params).float32_rows:
+        X = X.astype(np.float32, copy=False)
+        if job.params.get("normalize", True):
+            normalize_rows_inplace(X)
+    return X
+
+
 def _labels(job: SelectJob, store: EmbeddingStore, positions: np.ndarray) -> np.ndarray:
     return shared(("labels", *_store_key(job)), store.labels)[positions]
 
@@ -606,7 +622,7 @@ def run_select_job(job: SelectJob) -> dict[str, Any]:
     xp = _xp(job.device)
     t0 = time.perf_counter()
     store = _open(job)
-    X = xp.asarray(_rows(job, store, job.positions))
+    X = xp.asarray(_job_rows(job, store))
     kw = _inputs(job, store, xp)
     read_s = time.perf_counter() - t0
     with threadpool_limits(limits=worker_threads()):

@@ -19,7 +19,7 @@ from .spectral.methods import resolve_method
 from .spectral.statkey import StatisticKey, key_sign
 from .threads import pick_phase, run_threads
 from .validation import (check_count, check_in_memory, check_indices, check_unit_norms,
-                         prepare_rows)
+                         prepare_rows, working_dtype)
 
 @dataclass
 class Selection:
@@ -185,7 +185,9 @@ def select(
     _check_options(obj, optimizer, evaluation, target, force, batch_size, rtol, epsilon, threads)
     check_in_memory(X)
     xp = namespace(X)
-    regime = Regime(prepare_rows(X, xp, normalize=normalize), xp, k, obj, normalize=normalize, labels=labels,
+    # (no local name for the prepared rows: the regime lets go of them once the states hold what they need)
+    regime = Regime(prepare_rows(X, xp, normalize=normalize, dtype=working_dtype(X, xp, obj.float32_rows)), xp, k,
+                    obj, normalize=normalize, labels=labels,
                     quotas=quotas, costs=costs, budget=budget, init=init, target=target, candidates=candidates)
     if not normalize and obj.unit_diagonal:
         check_unit_norms(regime.rows, xp, obj.name)

@@ -73,12 +73,18 @@ class Objective:
     unit_diagonal : bool
         Defined on a kernel with unit diagonal (the Vendi Score): rows far from unit norm are refused when the
         caller turns normalisation off, instead of giving a meaningless value.
+    float32_rows : bool
+        The objective's greedy state keeps float16/float32 rows in float32 (it accumulates what needs float64
+        itself), so :func:`worth.select` hands it float32 rows instead of a float64 copy of the pool (half the
+        memory: 2.6 GB instead of 5.2 GB at 1.28 M × 512). Facility location does; the spectral state keeps
+        its covariance in ``X.dtype`` and so gets float64 rows until it accumulates in float64 itself.
     """
 
     name: ClassVar[str] = ""
     content_aware: ClassVar[bool] = True
     target_keeps_submodularity: ClassVar[bool] = False
     unit_diagonal: ClassVar[bool] = False
+    float32_rows: ClassVar[bool] = False
     properties: Properties
 
     def __init__(self, **params: Any) -> None:

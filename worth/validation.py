@@ -12,8 +12,58 @@ def _list_rows(rows: np.ndarray, limit: int = 5) -> str:
     return shown + (f", … ({rows.size} in all)" if rows.size > limit else "")
 
 
-def prepare_rows(X, xp, *, normalize: bool, name: str = "X"):
-    """Validate an embedding matrix and return it as float64 in its own namespace (rows L2-normalised).
+#: Elements per chunk of :func:`prepare_rows` / :func:`normalize_rows_inplace` (32 MB of float64 temporaries).
+CHUNK_ELEMENTS = 1 << 22
+
+
+def unit_tolerance(m: int, dtype) -> float:
+    """How far from 1 a squared row norm may be for rows of ``m`` features normalised in ``dtype``.
+
+    Each stored coordinate of a normalised row carries a relative rounding of at most ``eps(dtype)/2``, so
+    ``|‖x‖² − 1| ≤ m · eps`` bounds what normalising in that precision can leave (6.1e-5 for float32 at
+    m = 512; in practice ≈ 1e-6). Rows within it count as unit rows: normalising them again changes nothing
+    beyond that rounding.
+    """
+    return float(m * np.finfo(dtype).eps)
+
+
+def working_dtype(X, xp, float32_ok: bool):
+    """The dtype the library computes in for rows ``X``: float32 for float16/float32 input when the objective's
+    state keeps float32 rows (``float32_ok``), else float64 (integers, float64, and every other state)."""
+    if float32_ok and str(getattr(X, "dtype", "")) in ("float16", "float32"):
+        return xp.float32
+    return xp.float64
+
+
+def _row_chunks(n: int, m: int):
+    step = max(1, CHUNK_ELEMENTS // max(1, m))
+    for a in range(0, n, step):
+        yield a, min(n, a + step)
+
+
+def normalize_rows_inplace(X, xp=np) -> None:
+    """L2-normalise the rows of the float ``X`` in place, chunk by chunk (norms accumulated in float64).
+
+    For a caller that owns a freshly read pool (the select task): :func:`prepare_rows` then finds unit rows and
+    uses ``X`` without a copy. All-zero and non-finite rows are left as they are (``prepare_rows`` names them).
+    """
+    n, m = X.shape
+    for a, b in _row_chunks(n, m):
+        block = X[a:b, :]
+        n2 = row_norms2(xp.astype(block, xp.float64), xp)
+        scale = xp.where((n2 > 0) & xp.isfinite(n2), 1.0 / xp.sqrt(xp.where(n2 > 0, n2, 1.0)), 1.0)
+        X[a:b, :] = xp.astype(block * xp.reshape(xp.astype(scale, block.dtype), (-1, 1)), block.dtype)
+
+
+def prepare_rows(X, xp, *, normalize: bool, name: str = "X", dtype=None):
+    """Validate an embedding matrix and return it in ``dtype`` (default float64) in its own namespace, rows
+    L2-normalised.
+
+    The rows are checked and converted chunk by chunk into one output array allocated up front, so the peak is
+    the input plus the result (never a float64 temporary of the whole pool beside them). With
+    ``dtype=float32`` and float32 input that is already finite and (with ``normalize``) of unit rows within
+    :func:`unit_tolerance`, ``X`` itself is returned: no copy at all. The norms are always computed in
+    float64; a float32 result is the float64-normalised row rounded once to float32.
 
     Raises
     ------
@@ -35,28 +85,42 @@ def prepare_rows(X, xp, *, normalize: bool, name: str = "X"):
         raise ValueError(f"{name} is empty (shape {tuple(X.shape)}); pass at least one item with one feature.")
     if is_numpy(xp) and X.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers; got dtype {X.dtype}. Convert it with X.astype(float).")
-    X64 = xp.astype(X, xp.float64) if X.dtype != xp.float64 else X
-    finite = to_numpy(xp.all(xp.isfinite(X64), axis=1))
+    dtype = xp.float64 if dtype is None else dtype
+    finite = np.ones(n, dtype=bool)
+    norms2 = np.empty(n, dtype=np.float64)
+    amax = np.empty(n, dtype=np.float64)
+    for a, b in _row_chunks(n, m):
+        block = xp.astype(X[a:b, :], xp.float64)
+        finite[a:b] = to_numpy(xp.all(xp.isfinite(block), axis=1))
+        norms2[a:b] = to_numpy(row_norms2(block, xp))
+        amax[a:b] = to_numpy(xp.max(xp.abs(block), axis=1))
     if not finite.all():
         raise ValueError(
             f"{name} has non-finite values (NaN or inf) in rows {_list_rows(np.flatnonzero(~finite))}; "
             "drop or impute those rows before selecting."
         )
     if normalize:
-        # Divide by each row's largest entry first: ‖x‖² of rows near 1e±160 over- or underflows, and x/‖x‖
-        # would then be 0 or NaN (issue 21); after it every squared norm lies in [1, m].
-        amax = xp.max(xp.abs(X64), axis=1)
-        zero = to_numpy(amax == 0)
+        zero = amax == 0  # not norms2 == 0: ‖x‖² of rows near 1e-160 underflows although the row is not zero
         if zero.any():
             raise ValueError(
                 f"{name} has all-zero rows {_list_rows(np.flatnonzero(zero))}, which cannot be L2-normalised; "
                 "drop them, or pass normalize=False."
             )
-        X64 = X64 / xp.reshape(amax, (-1, 1))
-        X64 = X64 / xp.reshape(xp.sqrt(row_norms2(X64, xp)), (-1, 1))
     else:
-        check_magnitude(X64, xp, name)
-    return X64
+        _check_norms(norms2, bool((amax > 0).any()), name)
+    if X.dtype == dtype and (not normalize or (dtype != xp.float64 and
+                                               np.abs(norms2 - 1.0).max() <= unit_tolerance(m, dtype))):
+        return X
+    out = xp.empty((n, m), dtype=dtype)  # CuPy: on the current device, where X is
+    for a, b in _row_chunks(n, m):
+        block = xp.astype(X[a:b, :], xp.float64)
+        if normalize:
+            # Divide by each row's largest entry first: ‖x‖² of rows near 1e±160 over- or underflows, and x/‖x‖
+            # would then be 0 or NaN (issue 21); after it every squared norm lies in [1, m].
+            block = block / xp.reshape(xp.asarray(amax[a:b]), (-1, 1))
+            block = block / xp.reshape(xp.sqrt(row_norms2(block, xp)), (-1, 1))
+        out[a:b, :] = block if dtype == xp.float64 else xp.astype(block, dtype)
+    return out
 
 
 NORM2_MIN = 1e-300
@@ -77,6 +141,11 @@ def check_magnitude(X64, xp, name: str = "X") -> None:
     fix is to divide or multiply ``X`` by a constant.
     """
     n2 = to_numpy(row_norms2(X64, xp))
+    _check_norms(n2, bool(to_numpy(xp.any(X64 != 0))), name)
+
+
+def _check_norms(n2: np.ndarray, any_nonzero: bool, name: str) -> None:
+    """:func:`check_magnitude` on the squared row norms ``n2`` (float64, computed chunk by chunk)."""
     if n2.size == 0:
         return
     top = float(np.max(n2))
@@ -89,7 +158,7 @@ def check_magnitude(X64, xp, name: str = "X") -> None:
             f"overflows; divide {name} by a constant first (e.g. {name} / np.abs({name}).max()), which does not "
             "change the picks of scale-free objectives (power, facility-location), or pass normalize=True."
         )
-    if 0 < top < NORM2_MIN or (top == 0 and bool(to_numpy(xp.any(X64 != 0)))):
+    if 0 < top < NORM2_MIN or (top == 0 and any_nonzero):
         raise ValueError(
             f"{name} is too small for float64 arithmetic with normalize=False: its largest squared row norm is "
             f"{top:.3g}, below {NORM2_MIN:g}, where the eigenvalue arithmetic reaches subnormal numbers; "

@@ -388,11 +388,34 @@ def test_select_lets_go_of_its_float64_rows_unless_mutual_information_needs_them
 
     monkeypatch.setattr(FacilityState, "__init__", spy_init)
     monkeypatch.setattr(FacilityState, "gains", spy_gains)
-    X = digits.astype(np.float32)  # prepare_rows makes a float64 copy: only select can hold it
+    X = digits.astype(np.float64)  # prepare_rows makes a float64 copy: only select can hold it
     sel = worth.select(X, 5, "facility-location", "lazy", precision="float32", target=target)
     assert alive and all(alive) == (target is not None) and any(alive) == (target is not None)
     value = worth.score(X, sel.indices, "facility-location", precision="float32", target=target)
     assert sel.values[-1] == pytest.approx(value, rel=1e-6)
+
+
+@pytest.mark.parametrize("neighbors", [None, 10])
+def test_float32_rows_reach_the_state_without_a_float64_copy(digits, neighbors, monkeypatch):
+    """Facility location keeps float32 input float32 (Objective.float32_rows): the state is handed float32 rows
+    and, for unit rows, the caller's very array (no copy at all); its norms are float64."""
+    from worth.facility import FacilityState
+
+    got = []
+    init = FacilityState.__init__
+
+    def spy_init(self, X, *args, **kwargs):
+        init(self, X, *args, **kwargs)
+        got.append((X, self))
+
+    monkeypatch.setattr(FacilityState, "__init__", spy_init)
+    X = digits / np.linalg.norm(digits, axis=1, keepdims=True)
+    X32 = X.astype(np.float32)
+    worth.select(X32, 5, "facility-location", "lazy", precision="float32", neighbors=neighbors)
+    rows, state = got[0]
+    assert rows is X32 and state.norms2.dtype == np.float64
+    if neighbors is not None:
+        assert state.X is X32  # kNN mode: the rows only feed the graph, no copy
 
 
 @pytest.mark.parametrize("similarity", ["cosine", "rbf"])
@@ -417,3 +440,59 @@ def test_knn_faiss_hnsw_graph_is_close_to_the_exact_one(digits, similarity):
 def test_knn_unknown_ann_backend_is_refused(digits):
     with pytest.raises(ValueError, match="ann"):
         worth.select(digits, 5, "facility-location", neighbors=10, ann="annoy")
+
+
+@pytest.mark.parametrize("queries", [50, 2000])
+def test_knn_recall_is_one_for_the_exact_graph_and_measures_hnsw(digits, queries):
+    """knn_recall (what bench/scale.py reports): the exact graph scores 1 against its brute-force reference; the
+    HNSW graph scores what a direct count of the shared neighbours gives; chunked brute force = one pass."""
+    pytest.importorskip("faiss")
+    from worth.facility.knn import exact_neighbours_of, knn_recall, neighbours
+
+    K = 20
+    exact = neighbours(digits, K)
+    assert knn_recall(digits, exact, sample=queries)["recall"] == pytest.approx(1.0, abs=2e-3)  # distance ties
+    q = np.arange(0, digits.shape[0], 7)
+    np.testing.assert_array_equal(np.sort(exact_neighbours_of(digits, q, K, chunk=97), axis=1),
+                                  np.sort(exact_neighbours_of(digits, q, K, chunk=10**6), axis=1))
+    approx = neighbours(digits, K, ann="faiss-hnsw", threads=2, hnsw={"M": 8, "ef_construction": 16,
+                                                                      "ef_search_per_k": 1, "ef_search_min": 20})
+    r = knn_recall(digits, approx, sample=queries, seed=3)
+    rows = np.sort(np.random.default_rng(3).choice(digits.shape[0], size=min(queries, digits.shape[0]),
+                                                   replace=False))
+    direct = np.mean([np.intersect1d(approx[i], exact[i]).size / K for i in rows])
+    assert r["sample"] == rows.size and r["K"] == K and 0 <= r["min"] <= r["recall"] < 1
+    assert r["recall"] == pytest.approx(direct, abs=5e-3)
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "shifted-cosine", "rbf"])
+@pytest.mark.parametrize("K", [1, 7, 64])
+def test_knn_graph_csr_by_sort_equals_scipys_transpose(digits, similarity, K, monkeypatch):
+    """The candidate-major CSR built by one stable sort is scipy's COO → CSR of the same pairs (sorted indices),
+    also when the search misses some neighbours (-1)."""
+    from scipy import sparse
+
+    from worth.facility import knn
+
+    real = knn.neighbours
+
+    def holes(X, K, metric="euclidean", ann=None, **kw):
+        nbr = real(X, K, metric, ann, **kw)
+        nbr[::5, -1] = -1
+        return nbr
+
+    monkeypatch.setattr(knn, "neighbours", holes)
+    state = worth.get_objective("facility-location", similarity=similarity, gamma=0.5, neighbors=K) \
+        .make_state(digits, np)
+    indptr, indices, data = state.graph
+    n = digits.shape[0]
+    nbr = holes(digits, K)
+    found = nbr >= 0
+    G = np.einsum("cm,ckm->ck", digits, digits[np.where(found, nbr, 0)])
+    S = {"cosine": np.maximum(G, 0), "shifted-cosine": np.maximum(0.5 * G + 0.5, 0),
+         "rbf": np.exp(-0.5 * np.maximum(2 - 2 * G, 0))}[similarity]
+    ref = sparse.csr_matrix((S[found], (nbr[found], np.repeat(np.arange(n), K).reshape(n, K)[found])), shape=(n, n))
+    ref.sort_indices()
+    np.testing.assert_array_equal(indptr, ref.indptr)
+    np.testing.assert_array_equal(indices, ref.indices)
+    np.testing.assert_allclose(data, ref.data, rtol=1e-12, atol=1e-12)

@@ -214,3 +214,34 @@ def test_head_fingerprint_and_ref():
     assert mem.ref() is mem  # in-memory sources travel as themselves
     with pytest.raises(ValueError, match="limit=0"):
         src.head(0)
+
+
+@pytest.mark.parametrize("save", ["npy", "savez", "savez_compressed"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.uint8])
+def test_numpy_file_rows_are_memory_mapped_where_stored_plainly(tmp_path, save, dtype):
+    """A .npy and an uncompressed .npz member are memory-mapped (no whole-pool load in every process); a
+    compressed one is loaded. Same rows, same fingerprint as the whole-array hash either way."""
+    import hashlib
+
+    x = (np.random.default_rng(0).random((37, 6)) * 200).astype(dtype)
+    path = tmp_path / ("x.npy" if save == "npy" else "x.npz")
+    if save == "npy":
+        np.save(path, x)
+    else:
+        getattr(np, save)(path, y=np.arange(37) % 3, x=x)
+    src = load_source(str(path))
+    data = src.loader.data
+    assert isinstance(data.base, np.memmap) == (save != "savez_compressed")  # np.asarray: a view of the map
+    np.testing.assert_array_equal(src.take(np.arange(37)[::-1]), x[::-1])
+    assert src.content_hint == hashlib.sha256(x.tobytes()).digest()
+
+
+def test_array_digest_by_blocks_is_the_whole_array_hash():
+    import hashlib
+
+    from worth.data.sources import array_digest
+
+    x = np.random.default_rng(1).standard_normal((101, 7)).astype(np.float32)
+    for block in (1, 28, 28 * 10, 1 << 20):
+        assert array_digest(x, block_bytes=block) == hashlib.sha256(x.tobytes()).digest()
+    assert array_digest(x[:0]) == hashlib.sha256(b"").digest()

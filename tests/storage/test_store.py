@@ -163,3 +163,31 @@ def test_nbytes_and_summary(tmp_path, rng):
     s = st.summary()
     assert s["n"] == 9 and s["dim"] == 4 and s["chunks"] == 3 and s["chunks_complete"] == 3 and s["complete"]
     assert s["bytes_stored"] > 0 and s["split_counts"] == {"train": 9}
+
+
+@pytest.mark.parametrize("stored", ["float16", "float32"])
+@pytest.mark.parametrize("dtype", [None, np.float32, np.float64])
+@pytest.mark.parametrize("index", [slice(None), slice(3, 14), slice(1, 17, 3), [16, 0, 5, 5, 9, 2, -1], []])
+def test_rows_read_chunk_by_chunk_into_the_asked_dtype(tmp_path, rng, stored, dtype, index):
+    """rows()/to_numpy() fill one preallocated array of ``dtype`` (default the stored one) chunk by chunk: the
+    values are the stored ones converted, in the order asked, repeats and negative indices included."""
+    x = rng.standard_normal((17, 5)).astype(np.float32)
+    st = _filled(tmp_path / "s.zarr", x, rng.integers(0, 3, 17), chunk_rows=4, dtype=stored)
+    ref = x.astype(stored)[index].astype(dtype or stored)
+    got = st.rows(index, dtype=dtype)
+    assert got.dtype == np.dtype(dtype or stored) and got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)
+    whole = st.to_numpy(dtype=None if dtype is None else np.dtype(dtype).name)
+    assert whole.dtype == np.dtype(dtype or stored)
+    np.testing.assert_array_equal(whole, x.astype(stored).astype(dtype or stored))
+
+
+def test_rows_as_float32_of_a_float16_store_need_no_float64(tmp_path, rng, monkeypatch):
+    """Reading a float16 store as float32 never makes a float64 array nor concatenates parts."""
+    x = rng.standard_normal((40, 8)).astype(np.float32)
+    st = _filled(tmp_path / "s.zarr", x, rng.integers(0, 3, 40), chunk_rows=8, dtype="float16")
+    monkeypatch.setattr(np, "concatenate", lambda *a, **k: pytest.fail("concatenated the parts"))
+    out = st.rows(np.arange(40)[::-1], dtype=np.float32)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, x.astype(np.float16).astype(np.float32)[::-1])
+    np.testing.assert_array_equal(st.rows(slice(0, 40), dtype=np.float32), x.astype(np.float16).astype(np.float32))

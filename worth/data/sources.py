@@ -419,15 +419,55 @@ def from_arrays(x: np.ndarray, labels: Sequence[Any] | None = None, *, ids: Sequ
     ids_arr = np.asarray(ids, dtype=str) if ids is not None else _ids("row-", n) if n else np.zeros(0, str)
     split_arr = np.asarray(split, dtype=str) if split is not None else np.full(n, "train")
     return Source(spec, kind, ids_arr, lab, split_arr, tuple(classes) if classes is not None else names,
-                  _ArrayLoader(x), {}, hashlib.sha256(np.ascontiguousarray(x).tobytes()).digest(),
-                  reloadable=(spec != "arrays"))
+                  _ArrayLoader(x), {}, array_digest(x), reloadable=(spec != "arrays"))
+
+
+def array_digest(x: np.ndarray, block_bytes: int = 1 << 26) -> bytes:
+    """SHA-256 of ``x``'s C-order bytes (``sha256(x.tobytes())``), hashed 64 MB of rows at a time: a 2.6 GB pool
+    (or a memory-mapped file) is never copied whole to be fingerprinted."""
+    h = hashlib.sha256()
+    if x.ndim == 0 or len(x) == 0:
+        h.update(np.ascontiguousarray(x).tobytes())
+        return h.digest()
+    step = max(1, block_bytes // max(1, x[0].nbytes))
+    for a in range(0, len(x), step):
+        h.update(memoryview(np.ascontiguousarray(x[a:a + step])).cast("B"))
+    return h.digest()
+
+
+def _npz_member(path: str, key: str) -> np.ndarray:
+    """Array ``key`` of the .npz at ``path``: memory-mapped, read-only, when it is stored uncompressed
+    (``np.savez``), so the rows are read from the page cache as the chunks are embedded instead of all at once;
+    loaded otherwise (``np.savez_compressed``)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(key + ".npy")
+        if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1:
+            with open(path, "rb") as f:
+                f.seek(info.header_offset)
+                local = f.read(30)
+                name_len, extra_len = struct.unpack("<HH", local[26:30])
+                f.seek(info.header_offset + 30 + name_len + extra_len)
+                version = np.lib.format.read_magic(f)
+                shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
+                                         np.lib.format.read_array_header_2_0(f))
+                offset = f.tell()
+            if not dtype.hasobject and int(np.prod(shape)) > 0:
+                return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                                 order="F" if fortran else "C")
+    with np.load(path, allow_pickle=False) as z:
+        return z[key]
 
 
 def _numpy_file(path: str, **_: Any) -> Source:
     """A .npy (one item per row) or .npz with ``x`` (or ``X``/``embeddings``), optional ``y``/``labels``,
     ``ids``, ``split``."""
+    # The rows are memory-mapped (a .npy, an uncompressed .npz member): 1.28 M × 512 float32 is 2.6 GB that each
+    # process resolving the source (the flow, every Dask worker) would otherwise load whole; a chunk's rows are
+    # read when it is embedded. Labels, ids and split are small and loaded.
     if str(path).endswith(".npy"):
-        return from_arrays(np.load(path), spec=str(path))
+        return from_arrays(np.load(path, mmap_mode="r"), spec=str(path))
     with np.load(path, allow_pickle=False) as z:
         keys = set(z.files)
         xkey = next((k for k in ("x", "X", "embeddings", "images") if k in keys), None)
@@ -435,8 +475,10 @@ def _numpy_file(path: str, **_: Any) -> Source:
             raise ValueError(f"source={path!r}: the .npz needs an array named x (or X, embeddings, images); "
                              f"it has {sorted(keys)}")
         ykey = next((k for k in ("y", "labels") if k in keys), None)
-        return from_arrays(z[xkey], z[ykey] if ykey else None, ids=z["ids"] if "ids" in keys else None,
-                           split=z["split"] if "split" in keys else None, spec=str(path))
+        y = z[ykey] if ykey else None
+        ids = z["ids"] if "ids" in keys else None
+        split = z["split"] if "split" in keys else None
+    return from_arrays(_npz_member(str(path), xkey), y, ids=ids, split=split, spec=str(path))
 
 
 # ---------------------------------------------------------------------------------------------- Hugging Face

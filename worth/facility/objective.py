@@ -111,6 +111,7 @@ class FacilityLocation(Objective):
     """
 
     name = "facility-location"
+    float32_rows = True  # FacilityState computes norms and similarities of kept pairs in float64 itself
     target_keeps_submodularity = True  # I(S; Q) is facility location on min(s_ij, max_q s_iq): submodular
 
     @property
@@ -126,6 +127,15 @@ class FacilityLocation(Objective):
         state = FacilityState(X, self, xp)
         state.start_from(idx)
         return state.value
+
+
+def _norms2_f64(X: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """Squared row norms accumulated in float64, chunk by chunk (no float64 copy of float32 rows)."""
+    out = np.empty(X.shape[0], dtype=np.float64)
+    for a in range(0, X.shape[0], chunk):
+        B = X[a:a + chunk].astype(np.float64, copy=False)
+        out[a:a + chunk] = np.einsum("ij,ij->i", B, B)
+    return out
 
 
 class FacilityState(State):
@@ -161,9 +171,14 @@ class FacilityState(State):
         self.xp = np if self.host else xp
         dtype_name = p["precision"]
         if self.host:
-            Xh = np.asarray(to_numpy(X), dtype=np.float64)
-            self.X = np.ascontiguousarray(Xh, dtype=np.float32 if dtype_name == "float32" else np.float64)
-            self.norms2 = np.einsum("ij,ij->i", Xh, Xh)
+            Xh = to_numpy(X)
+            if Xh.dtype not in (np.float32, np.float64):
+                Xh = np.asarray(Xh, dtype=np.float64)
+            # kNN mode uses the rows only to build the graph (pair similarities in float64 from them): they
+            # stay as given, float32 included, with no copy; the dense GEMM runs in `precision`.
+            self.X = Xh if self.sparse else \
+                np.ascontiguousarray(Xh, dtype=np.float32 if dtype_name == "float32" else np.float64)
+            self.norms2 = _norms2_f64(Xh)
         else:
             dt = xp.float32 if dtype_name == "float32" else xp.float64
             self.X = xp.astype(X, dt)
