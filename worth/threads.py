@@ -73,3 +73,48 @@ def run_threads(threads: int | None) -> Iterator[None]:
 def pick_phase():
     """Context for the greedy steps: BLAS on one thread (see the module docstring)."""
     return blas_threads(1)
+
+
+_POOL = None
+_POOL_SIZE = 0
+_SPLIT_FLOPS = 2 * 160 ** 3
+"""Below this a product runs on the calling thread: handing half to a worker costs ≈ 20–50 µs."""
+
+
+def _pool(workers: int):
+    global _POOL, _POOL_SIZE
+    if _POOL is None or _POOL_SIZE < workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if _POOL is not None:
+            _POOL.shutdown(wait=True)
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worth-rows")
+        _POOL_SIZE = workers
+    return _POOL
+
+
+def matmul_rows(a, b, out, threads: int | None = None):
+    """``out[...] = a @ b`` with the rows of ``a`` split over ``threads`` threads (default :func:`available`).
+
+    The per-pick rotation of the eigenvectors (:mod:`worth.spectral.eigupdate`) is one m×K×K product between
+    numba's kernels. In :func:`pick_phase` BLAS runs on one thread; rather than waking BLAS's own pool (whose
+    threads spin after the call, beside numba's), each block of rows is one single-threaded BLAS call on a
+    thread of our own (NumPy releases the GIL in ``matmul``), and those threads sleep between picks. Every
+    entry is the same dot product whichever block holds its row, so the result does not depend on the count.
+    """
+    t = available() if threads is None else max(1, int(threads))
+    rows = a.shape[0]
+    t = min(t, max(1, rows // 32))
+    if t <= 1 or 2.0 * a.shape[0] * a.shape[1] * b.shape[1] < _SPLIT_FLOPS:
+        import numpy as np
+
+        return np.matmul(a, b, out=out)
+    import numpy as np
+
+    edges = [rows * i // t for i in range(t + 1)]
+    futures = [_pool(t - 1).submit(np.matmul, a[edges[i]:edges[i + 1]], b, out=out[edges[i]:edges[i + 1]])
+               for i in range(1, t)]
+    np.matmul(a[:edges[1]], b, out=out[:edges[1]])
+    for f in futures:
+        f.result()
+    return out
