@@ -67,20 +67,10 @@ def _sum_squares(v):
     return s
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True)
-def _loewner_vectors(d, origins, taus, z, n_blocks):
-    """Eigenvectors of ``diag(d) + ẑẑᵀ`` with ``ẑ`` from Löwner's formula, as the rows of ``W`` (``V = Wᵀ``).
-
-    ``d`` ascending, distinct; root ``j`` is ``origins[j] + taus[j]`` with ``origins[j]`` a pole, so
-    ``μ_j − d_i = (origins[j] − d_i) + taus[j]`` keeps full relative precision.
-
-    ``ẑ_i² = (μ_i − d_i) Π_{j≠i} (μ_j − d_i)/(d_j − d_i)``: the products run elementwise over ``i`` (one
-    SIMD loop per ``j``; ``n_blocks`` blocks of ``i`` on numba's threads), numerators and denominators multiplied apart
-    and divided once every ``_CHUNK`` factors. Every value is first scaled by a power of two (exact) so
-    that the largest is below 1: a numerator factor is then at most 2 and a denominator factor at least
-    ``≈ 4ε`` (the deflation tolerance), so ``_CHUNK = 8`` factors neither overflow nor underflow. Row ``j`` of
-    ``W`` is ``ẑ_i/(d_i − μ_j)`` over ``i``, normalised: contiguous, one division per entry.
-    """
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _scaled_start(d, origins, taus):
+    """``d``, ``origins``, ``taus`` times one power of two (exact) that brings the largest below 1, and the
+    first Löwner factor ``μ_i − d_i`` of each ``i`` in those units; ``num``/``den`` set to 1."""
     K = d.shape[0]
     top = 0.0
     for i in range(K):
@@ -91,36 +81,49 @@ def _loewner_vectors(d, origins, taus, z, n_blocks):
     ds = d * scale
     os_ = origins * scale
     ts = taus * scale
-    num = np.ones(K)
-    den = np.ones(K)
     prod = np.empty(K)
     for i in range(K):
         prod[i] = (os_[i] - ds[i]) + ts[i]
-    n_blocks = max(1, min(n_blocks, K // 64))
-    width = (K + n_blocks - 1) // n_blocks
-    for blk in numba.prange(n_blocks):
-        a = blk * width
-        b = min(K, a + width)
-        count = 0
-        for j in range(K):
-            oj, tj, dj = os_[j], ts[j], ds[j]
-            if a <= j < b:
-                _factor_range(num, den, ds, a, j, oj, tj, dj)
-                _factor_range(num, den, ds, j + 1, b, oj, tj, dj)
-            else:
-                _factor_range(num, den, ds, a, b, oj, tj, dj)
-            count += 1
-            if count == _CHUNK or j == K - 1:
-                for i in range(a, b):
-                    prod[i] *= num[i] / den[i]
-                    num[i] = 1.0
-                    den[i] = 1.0
-                count = 0
+    return ds, os_, ts, prod, np.ones(K), np.ones(K)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _zhat_block(ds, os_, ts, prod, num, den, a, b):
+    """``prod[i] *= Π_{j≠i} (μ_j − d_i)/(d_j − d_i)`` for ``a <= i < b``: one SIMD loop over ``i`` per ``j``,
+    one division per ``_CHUNK`` factors."""
+    K = ds.shape[0]
+    count = 0
+    for j in range(K):
+        oj, tj, dj = os_[j], ts[j], ds[j]
+        if a <= j < b:
+            _factor_range(num, den, ds, a, j, oj, tj, dj)
+            _factor_range(num, den, ds, j + 1, b, oj, tj, dj)
+        else:
+            _factor_range(num, den, ds, a, b, oj, tj, dj)
+        count += 1
+        if count == _CHUNK or j == K - 1:
+            for i in range(a, b):
+                prod[i] *= num[i] / den[i]
+                num[i] = 1.0
+                den[i] = 1.0
+            count = 0
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _zhat(prod, z):
+    """``ẑ_i = sign(z_i) √ẑ_i²`` of the scaled problem (its vectors are the unscaled problem's)."""
+    K = prod.shape[0]
     zhat = np.empty(K)
     for i in range(K):
-        zhat[i] = math.copysign(math.sqrt(max(prod[i], 0.0)), z[i])  # ẑ of the scaled problem: scale-free below
-    W = np.empty((K, K))
-    for j in numba.prange(K):
+        zhat[i] = math.copysign(math.sqrt(max(prod[i], 0.0)), z[i])
+    return zhat
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _vector_rows(d, origins, taus, zhat, W, a, b):
+    """Rows ``a <= j < b`` of ``W``: ``ẑ_i/(d_i − μ_j)`` over ``i`` (contiguous, one division each), normalised."""
+    K = d.shape[0]
+    for j in range(a, b):
         oj, tj = origins[j], taus[j]
         row = W[j]
         for i in range(K):
@@ -128,7 +131,57 @@ def _loewner_vectors(d, origins, taus, z, n_blocks):
         inv = 1.0 / math.sqrt(_sum_squares(row))
         for i in range(K):
             row[i] *= inv
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _loewner_serial(d, origins, taus, z):
+    """:func:`_loewner_vectors` on the calling thread."""
+    K = d.shape[0]
+    ds, os_, ts, prod, num, den = _scaled_start(d, origins, taus)
+    _zhat_block(ds, os_, ts, prod, num, den, 0, K)
+    W = np.empty((K, K))
+    _vector_rows(ds, os_, ts, _zhat(prod, z), W, 0, K)
     return W
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _loewner_parallel(d, origins, taus, z, n_blocks):
+    """:func:`_loewner_vectors` with ``n_blocks`` blocks of ``i`` (then of ``j``) on numba's threads."""
+    K = d.shape[0]
+    ds, os_, ts, prod, num, den = _scaled_start(d, origins, taus)
+    width = (K + n_blocks - 1) // n_blocks
+    for blk in numba.prange(n_blocks):
+        _zhat_block(ds, os_, ts, prod, num, den, blk * width, min(K, (blk + 1) * width))
+    zhat = _zhat(prod, z)
+    W = np.empty((K, K))
+    for blk in numba.prange(n_blocks):
+        _vector_rows(ds, os_, ts, zhat, W, blk * width, min(K, (blk + 1) * width))
+    return W
+
+
+_PARALLEL_K = 256
+"""From this many poles the Löwner vectors run on numba's threads (below, a parallel region costs more)."""
+
+
+def _loewner_vectors(d: np.ndarray, origins: np.ndarray, taus: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Eigenvectors of ``diag(d) + ẑẑᵀ`` with ``ẑ`` from Löwner's formula, as the rows of ``W`` (``V = Wᵀ``).
+
+    ``d`` ascending, distinct; root ``j`` is ``origins[j] + taus[j]`` with ``origins[j]`` a pole, so
+    ``μ_j − d_i = (origins[j] − d_i) + taus[j]`` keeps full relative precision.
+
+    ``ẑ_i² = (μ_i − d_i) Π_{j≠i} (μ_j − d_i)/(d_j − d_i)``: the products run elementwise over ``i`` (one
+    SIMD loop per ``j``), numerators and denominators multiplied apart and divided once every ``_CHUNK``
+    factors. Every value is first scaled by a power of two (exact) so that the largest is below 1: a
+    numerator factor is then at most 2 and a denominator factor at least ``≈ 4ε`` (the deflation
+    tolerance), so ``_CHUNK = 8`` factors neither overflow nor underflow; the vectors, scale-free, are taken
+    in the same units. Row ``j`` of ``W`` is ``ẑ_i/(d_i − μ_j)`` over ``i``, normalised: contiguous, one division per entry. From ``_PARALLEL_K``
+    poles, blocks of ``i`` (and of ``j``) run on numba's threads; each entry is computed the same way
+    whichever block holds it.
+    """
+    threads = numba.get_num_threads()
+    if d.shape[0] < _PARALLEL_K or threads < 2:
+        return _loewner_serial(d, origins, taus, z)
+    return _loewner_parallel(d, origins, taus, z, min(2 * threads, d.shape[0] // 64))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -190,7 +243,7 @@ def _roots(d: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _merge(d: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenpairs of ``diag(d) + z zᵀ``: the roots, and the eigenvectors as the rows of ``W`` (``V = Wᵀ``)."""
     origins, taus = _roots(d, z)
-    return origins + taus, _loewner_vectors(d, origins, taus, z, 2 * numba.get_num_threads())
+    return origins + taus, _loewner_vectors(d, origins, taus, z)
 
 
 def _product(basis: np.ndarray, V: np.ndarray, out: np.ndarray | None) -> np.ndarray:
