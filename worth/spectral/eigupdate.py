@@ -15,6 +15,11 @@ the roots and vectors — the classical divide-and-conquer merge step (LAPACK ``
    of ``D + ẑẑᵀ``; its eigenvectors ``ẑ_i/(d_i − μ_j)`` are then orthogonal to working precision however
    close the roots, and ``U ← U V`` is one GEMM.
 
+Past full rank that GEMM (m×K×K) is the floor of a pick; the rest is O(K²) and kept well below it: the Löwner
+products as SIMD loops (one division per 8 factors, numba's threads from ``_PARALLEL_K`` poles), deflation
+compiled, the rotation written into the caller's spare buffer (``out=``) and split by rows over the pick
+phase's threads (:func:`worth.threads.matmul_rows`). ``bench/pick_update.py`` measures it against the GEMM.
+
 Each update keeps the columns orthonormal to working precision, but rounding accumulates over many steps;
 :class:`worth.spectral.state.SpectralState` measures ``‖UᵀU − I‖`` and falls back to a fresh ``eigh`` when it
 passes a bound (see ``eig_refresh`` there).

@@ -52,12 +52,16 @@ class SpectralState(State):
         every method but ``oracle``) instead of a fresh ``eigh``: O(m·K²) against ≈9m³.
     eig_refresh : int
         A fresh ``eigh`` after this many updates, which bounds their accumulated rounding (the drift
-        ``max|UᵀU − I|`` measured then is reported as ``info["eig_orth_drift"]``).
+        ``max|UᵀU − I|`` measured then is reported as ``info["eig_orth_drift"]``). The drift grows slowly:
+        measured from a full-rank state at m = 128 without any refresh, ``max|UᵀU − I|`` and the eigenvalue
+        error (relative to ``λ_max``) stayed ≤ 1.5e-14 after 128 updates and ≤ 3.3e-14 after 1,024 (gaussian,
+        near-degenerate and clustered rows), so 128 costs nothing in accuracy; at m = 512 the ``eigh`` (≈ 9m³)
+        amortised over 32 updates cost ≈ 40 % of a pick's GEMM floor, over 128 about 10 %.
     """
 
     def __init__(self, X, objective: SpectralObjective, method: str, xp, *, pool: int | None = None,
                  batch_size: int = 1024, rtol: float = 1e-8, refresh: int = 200, eig_update: bool = True,
-                 eig_refresh: int = 32) -> None:
+                 eig_refresh: int = 128) -> None:
         check_method(method, objective)
         self.X = X
         self.xp = xp
