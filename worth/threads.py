@@ -7,7 +7,10 @@ them fight over the cores; on a shared machine OpenBLAS's threads also oversubsc
 Vendi n = 100,000, m = 128, k = 2,000 on 2 cores): 23.9 s with BLAS on every core against 10.0 s with one BLAS
 thread on a quiet machine, 39.7 s against 17.8 s beside another job. So the per-pick phase (gains and
 updates, :func:`pick_phase`) runs BLAS on one thread, and the setup (the states, the conditioning set's
-product and ``eigh``) keeps BLAS's own count. ``bench/gains.py`` measures both settings.
+product and ``eigh``) keeps BLAS's own count. ``bench/gains.py`` measures both settings. The one large
+product of a pick, the rotation of the eigenvectors, still uses every core: :func:`matmul_rows` splits its rows
+over threads of our own, each calling single-threaded BLAS (``bench/pick_update.py``). The refresh's ``eigh``
+stays on one thread: on a loaded 2-core machine two BLAS threads made it ten times slower, not faster.
 
 ``threads=t`` (:func:`worth.select`) caps the whole run at ``t`` threads — numba's kernels, BLAS and
 facility location's task pool — for a process that shares its cores (a Dask worker's share).
@@ -73,3 +76,48 @@ def run_threads(threads: int | None) -> Iterator[None]:
 def pick_phase():
     """Context for the greedy steps: BLAS on one thread (see the module docstring)."""
     return blas_threads(1)
+
+
+_POOL = None
+_POOL_SIZE = 0
+_SPLIT_FLOPS = 2 * 160 ** 3
+"""Below this a product runs on the calling thread: handing half to a worker costs ≈ 20–50 µs."""
+
+
+def _pool(workers: int):
+    global _POOL, _POOL_SIZE
+    if _POOL is None or _POOL_SIZE < workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if _POOL is not None:
+            _POOL.shutdown(wait=True)
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worth-rows")
+        _POOL_SIZE = workers
+    return _POOL
+
+
+def matmul_rows(a, b, out, threads: int | None = None):
+    """``out[...] = a @ b`` with the rows of ``a`` split over ``threads`` threads (default :func:`available`).
+
+    The per-pick rotation of the eigenvectors (:mod:`worth.spectral.eigupdate`) is one m×K×K product between
+    numba's kernels. In :func:`pick_phase` BLAS runs on one thread; rather than waking BLAS's own pool (whose
+    threads spin after the call, beside numba's), each block of rows is one single-threaded BLAS call on a
+    thread of our own (NumPy releases the GIL in ``matmul``), and those threads sleep between picks. Every
+    entry is the same dot product whichever block holds its row, so the result does not depend on the count.
+    """
+    t = available() if threads is None else max(1, int(threads))
+    rows = a.shape[0]
+    t = min(t, max(1, rows // 32))
+    if t <= 1 or 2.0 * a.shape[0] * a.shape[1] * b.shape[1] < _SPLIT_FLOPS:
+        import numpy as np
+
+        return np.matmul(a, b, out=out)
+    import numpy as np
+
+    edges = [rows * i // t for i in range(t + 1)]
+    futures = [_pool(t - 1).submit(np.matmul, a[edges[i]:edges[i + 1]], b, out=out[edges[i]:edges[i + 1]])
+               for i in range(1, t)]
+    np.matmul(a[:edges[1]], b, out=out[:edges[1]])
+    for f in futures:
+        f.result()
+    return out

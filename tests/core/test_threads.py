@@ -47,3 +47,17 @@ def test_caps_hold_inside_the_run_and_are_restored():
 def test_bad_threads_refused(threads, match):
     with pytest.raises(ValueError, match=match):
         worth.select(make_instance("gaussian", n=20, m=3), 3, "logdet", threads=threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(200, 180, 190), (97, 300, 64), (33, 8, 5)])
+def test_matmul_rows_is_matmul(threads, shape):
+    """The row-split product (the rotation of the eigenvectors) writes ``a @ b`` into ``out``, any split."""
+    rng = np.random.default_rng(1)
+    rows, inner, cols = shape
+    a, b = rng.normal(size=(rows, inner)), rng.normal(size=(cols, inner)).T  # b transposed, as the update passes it
+    out = np.full((rows, cols), np.nan)
+    with worth_threads.blas_threads(1):
+        got = worth_threads.matmul_rows(a, b, out, threads=threads)
+    assert got is out
+    np.testing.assert_allclose(out, a @ b, rtol=0, atol=1e-12 * np.abs(a).max() * np.abs(b).max() * inner)

@@ -15,6 +15,11 @@ the roots and vectors — the classical divide-and-conquer merge step (LAPACK ``
    of ``D + ẑẑᵀ``; its eigenvectors ``ẑ_i/(d_i − μ_j)`` are then orthogonal to working precision however
    close the roots, and ``U ← U V`` is one GEMM.
 
+Past full rank that GEMM (m×K×K) is the floor of a pick; the rest is O(K²) and kept well below it: the Löwner
+products as SIMD loops (one division per 8 factors, numba's threads from ``_PARALLEL_K`` poles), deflation
+compiled, the rotation written into the caller's spare buffer (``out=``) and split by rows over the pick
+phase's threads (:func:`worth.threads.matmul_rows`). ``bench/pick_update.py`` measures it against the GEMM.
+
 Each update keeps the columns orthonormal to working precision, but rounding accumulates over many steps;
 :class:`worth.spectral.state.SpectralState` measures ``‖UᵀU − I‖`` and falls back to a fresh ``eigh`` when it
 passes a bound (see ``eig_refresh`` there).
@@ -27,6 +32,7 @@ import math
 import numba
 import numpy as np
 
+from ..threads import matmul_rows
 from .secular import secular_roots_compiled
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -41,36 +47,194 @@ def zero_weight_floor(m: int) -> float:
     return 64 * m * _EPS
 
 
+_CHUNK = 8
+"""Löwner factors multiplied before one division: 8 scaled factors stay inside float64's range (below)."""
+
+_GATHER_FRACTION = 0.125
+"""Above this fraction of deflated poles the deflated columns are copied, not carried through the GEMM."""
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _factor_range(num, den, ds, a, b, oj, tj, dj):
+    """``num[i] *= (o_j − d_i) + τ_j``, ``den[i] *= d_j − d_i`` for ``a <= i < b`` (elementwise: SIMD)."""
+    for i in range(a, b):
+        di = ds[i]
+        num[i] *= (oj - di) + tj
+        den[i] *= dj - di
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"}, inline="always")
+def _sum_squares(v):
+    """``Σ v_i²`` (reassociated: a norm, whose rounding does not depend on the order at this precision)."""
+    s = 0.0
+    for i in range(v.shape[0]):
+        s += v[i] * v[i]
+    return s
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _scaled_start(d, origins, taus):
+    """``d``, ``origins``, ``taus`` times one power of two (exact) that brings the largest below 1, and the
+    first Löwner factor ``μ_i − d_i`` of each ``i`` in those units; ``num``/``den`` set to 1."""
+    K = d.shape[0]
+    top = 0.0
+    for i in range(K):
+        top = max(top, abs(d[i]), abs(origins[i] + taus[i]))
+    scale = 1.0
+    if top > 0.0:
+        scale = 2.0 ** (-math.ceil(math.log2(top)))
+    ds = d * scale
+    os_ = origins * scale
+    ts = taus * scale
+    prod = np.empty(K)
+    for i in range(K):
+        prod[i] = (os_[i] - ds[i]) + ts[i]
+    return ds, os_, ts, prod, np.ones(K), np.ones(K)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _zhat_block(ds, os_, ts, prod, num, den, a, b):
+    """``prod[i] *= Π_{j≠i} (μ_j − d_i)/(d_j − d_i)`` for ``a <= i < b``: one SIMD loop over ``i`` per ``j``,
+    one division per ``_CHUNK`` factors."""
+    K = ds.shape[0]
+    count = 0
+    for j in range(K):
+        oj, tj, dj = os_[j], ts[j], ds[j]
+        if a <= j < b:
+            _factor_range(num, den, ds, a, j, oj, tj, dj)
+            _factor_range(num, den, ds, j + 1, b, oj, tj, dj)
+        else:
+            _factor_range(num, den, ds, a, b, oj, tj, dj)
+        count += 1
+        if count == _CHUNK or j == K - 1:
+            for i in range(a, b):
+                prod[i] *= num[i] / den[i]
+                num[i] = 1.0
+                den[i] = 1.0
+            count = 0
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _zhat(prod, z):
+    """``ẑ_i = sign(z_i) √ẑ_i²`` of the scaled problem (its vectors are the unscaled problem's)."""
+    K = prod.shape[0]
+    zhat = np.empty(K)
+    for i in range(K):
+        zhat[i] = math.copysign(math.sqrt(max(prod[i], 0.0)), z[i])
+    return zhat
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _vector_rows(d, origins, taus, zhat, W, a, b):
+    """Rows ``a <= j < b`` of ``W``: ``ẑ_i/(d_i − μ_j)`` over ``i`` (contiguous, one division each), normalised."""
+    K = d.shape[0]
+    for j in range(a, b):
+        oj, tj = origins[j], taus[j]
+        row = W[j]
+        for i in range(K):
+            row[i] = zhat[i] / ((d[i] - oj) - tj)
+        inv = 1.0 / math.sqrt(_sum_squares(row))
+        for i in range(K):
+            row[i] *= inv
+
+
 @numba.njit(cache=True, error_model="numpy")
-def _loewner_vectors(d, origins, taus, z):
-    """Eigenvectors of ``diag(d) + ẑẑᵀ`` (columns, normalised) with ``ẑ`` from Löwner's formula.
+def _loewner_serial(d, origins, taus, z):
+    """:func:`_loewner_vectors` on the calling thread."""
+    K = d.shape[0]
+    ds, os_, ts, prod, num, den = _scaled_start(d, origins, taus)
+    _zhat_block(ds, os_, ts, prod, num, den, 0, K)
+    W = np.empty((K, K))
+    _vector_rows(ds, os_, ts, _zhat(prod, z), W, 0, K)
+    return W
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _loewner_parallel(d, origins, taus, z, n_blocks):
+    """:func:`_loewner_vectors` with ``n_blocks`` blocks of ``i`` (then of ``j``) on numba's threads."""
+    K = d.shape[0]
+    ds, os_, ts, prod, num, den = _scaled_start(d, origins, taus)
+    width = (K + n_blocks - 1) // n_blocks
+    for blk in numba.prange(n_blocks):
+        _zhat_block(ds, os_, ts, prod, num, den, blk * width, min(K, (blk + 1) * width))
+    zhat = _zhat(prod, z)
+    W = np.empty((K, K))
+    for blk in numba.prange(n_blocks):
+        _vector_rows(ds, os_, ts, zhat, W, blk * width, min(K, (blk + 1) * width))
+    return W
+
+
+_PARALLEL_K = 256
+"""From this many poles the Löwner vectors run on numba's threads (below, a parallel region costs more)."""
+
+
+def _loewner_vectors(d: np.ndarray, origins: np.ndarray, taus: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Eigenvectors of ``diag(d) + ẑẑᵀ`` with ``ẑ`` from Löwner's formula, as the rows of ``W`` (``V = Wᵀ``).
 
     ``d`` ascending, distinct; root ``j`` is ``origins[j] + taus[j]`` with ``origins[j]`` a pole, so
     ``μ_j − d_i = (origins[j] − d_i) + taus[j]`` keeps full relative precision.
+
+    ``ẑ_i² = (μ_i − d_i) Π_{j≠i} (μ_j − d_i)/(d_j − d_i)``: the products run elementwise over ``i`` (one
+    SIMD loop per ``j``), numerators and denominators multiplied apart and divided once every ``_CHUNK``
+    factors. Every value is first scaled by a power of two (exact) so that the largest is below 1: a
+    numerator factor is then at most 2 and a denominator factor at least ``≈ 4ε`` (the deflation
+    tolerance), so ``_CHUNK = 8`` factors neither overflow nor underflow; the vectors, scale-free, are taken
+    in the same units. Row ``j`` of ``W`` is ``ẑ_i/(d_i − μ_j)`` over ``i``, normalised: contiguous, one division per entry. From ``_PARALLEL_K``
+    poles, blocks of ``i`` (and of ``j``) run on numba's threads; each entry is computed the same way
+    whichever block holds it.
+    """
+    threads = numba.get_num_threads()
+    if d.shape[0] < _PARALLEL_K or threads < 2:
+        return _loewner_serial(d, origins, taus, z)
+    return _loewner_parallel(d, origins, taus, z, min(2 * threads, d.shape[0] // 64))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _deflate(d, z, tol, norm_z, active, pairs, cs):
+    """Deflation (``dlaed2``), in place on ``d``, ``z``, ``active``; the Givens rotations into ``pairs``/``cs``.
+
+    A negligible ``z_i`` leaves its pair unchanged; two poles closer than ``tol`` are rotated so that the
+    upper carries all the weight and the lower is deflated. Returns the number of rotations, to be applied
+    in order to the basis columns (:func:`_apply_givens`).
     """
     K = d.shape[0]
-    zhat = np.empty(K)
     for i in range(K):
-        prod = (origins[i] - d[i]) + taus[i]
-        for j in range(K):
-            if j != i:
-                prod *= ((origins[j] - d[i]) + taus[j]) / (d[j] - d[i])
-        zhat[i] = math.copysign(math.sqrt(max(prod, 0.0)), z[i])
-    V = np.empty((K, K))
-    for j in range(K):
-        norm = 0.0
-        for i in range(K):
-            v = zhat[i] / ((d[i] - origins[j]) - taus[j])
-            V[i, j] = v
-            norm += v * v
-        norm = math.sqrt(norm)
-        for i in range(K):
-            V[i, j] /= norm
-    return V
+        active[i] = abs(z[i]) * norm_z > tol
+    n_rot = 0
+    prev = -1
+    for i in range(K):
+        if not active[i]:
+            continue
+        if prev >= 0:
+            h = math.hypot(z[prev], z[i])
+            c, s = z[i] / h, z[prev] / h
+            if abs(c * s * (d[i] - d[prev])) <= tol:
+                pairs[n_rot, 0], pairs[n_rot, 1] = prev, i
+                cs[n_rot, 0], cs[n_rot, 1] = c, s
+                n_rot += 1
+                dp, di = d[prev], d[i]
+                d[prev] = c * c * dp + s * s * di
+                d[i] = s * s * dp + c * c * di
+                z[prev], z[i] = 0.0, h
+                active[prev] = False
+        prev = i
+    return n_rot
 
 
-def _merge(d: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenpairs of ``diag(d) + z zᵀ`` (``d`` ascending and distinct, every ``z_i ≠ 0``): roots, then vectors."""
+@numba.njit(cache=True, error_model="numpy")
+def _apply_givens(basis, pairs, cs, n_rot):
+    """The deflation's rotations, in order, on the columns of ``basis`` (row by row: contiguous)."""
+    for row in range(basis.shape[0]):
+        for r in range(n_rot):
+            p, i = pairs[r, 0], pairs[r, 1]
+            c, s = cs[r, 0], cs[r, 1]
+            up, ui = basis[row, p], basis[row, i]
+            basis[row, p] = c * up - s * ui
+            basis[row, i] = s * up + c * ui
+
+
+def _roots(d: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Roots of ``diag(d) + z zᵀ`` (``d`` ascending and distinct, every ``z_i ≠ 0``) as origins and offsets."""
     lead = d[0] == 0.0  # the zero pole is the secular solver's first pole; add an empty one if absent
     poles = d if lead else np.concatenate([[0.0], d])
     w = z * z if lead else np.concatenate([[0.0], z * z])
@@ -78,10 +242,25 @@ def _merge(d: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     origins, taus = origins[0], taus[0]
     if not lead:
         origins, taus = origins[1:], taus[1:]
+    return origins, taus
+
+
+def _merge(d: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of ``diag(d) + z zᵀ``: the roots, and the eigenvectors as the rows of ``W`` (``V = Wᵀ``)."""
+    origins, taus = _roots(d, z)
     return origins + taus, _loewner_vectors(d, origins, taus, z)
 
 
-def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _product(basis: np.ndarray, V: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``basis @ V`` into ``out`` (when its shape fits), on the pick phase's threads (:func:`worth.threads.matmul_rows`)."""
+    shape = (basis.shape[0], V.shape[1])
+    if out is None or out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+        out = np.empty(shape)
+    return matmul_rows(basis, V, out)
+
+
+def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray, *,
+                    out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Eigenpairs of ``U diag(lam) Uᵀ + x xᵀ`` (its non-zero part), ascending.
 
     Parameters
@@ -89,19 +268,23 @@ def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray) -> tuple[np.n
     lam : ndarray, shape (r,)
         Positive eigenvalues of ``C``, ascending.
     U : ndarray, shape (m, r)
-        Orthonormal eigenvectors of ``C`` (columns).
+        Orthonormal eigenvectors of ``C`` (columns). Not modified.
     x : ndarray, shape (m,)
         The added row.
+    out : ndarray, optional
+        Where to write the new eigenvectors when its shape is theirs (C-contiguous float64, not ``U``): the
+        caller's spare buffer, so that a pick allocates no m×m array. Ignored otherwise.
 
     Returns
     -------
     lam_new : ndarray, shape (r,) or (r + 1,)
     U_new : ndarray, shape (m, r) or (m, r + 1)
+        ``out`` where it was used.
     """
     m, r = U.shape
     z = U.T @ x
     xx = float(x @ x)
-    d = np.asarray(lam, dtype=np.float64)
+    d = np.array(lam, dtype=np.float64)
     basis = U
     if r < m:
         q = x - U @ z
@@ -116,45 +299,39 @@ def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray) -> tuple[np.n
     K = d.size
     if K == 0:  # x = 0 added to C = 0: nothing to merge, the spectrum stays empty
         return d, basis
-    d = d.copy()
-    z = z.copy()
-    copied = basis is not U
+    if out is not None and np.may_share_memory(out, U):
+        out = None
+    z = np.array(z, dtype=np.float64)
     zz = float(z @ z)
-    tol = 8.0 * _EPS * max(float(d[-1]) if K else 0.0, zz)
-    norm_z = math.sqrt(zz)
-    active = np.abs(z) * norm_z > tol  # negligible coupling: the eigenpair stays
-    # Close poles (dlaed2): rotate the weight of the lower onto the upper, deflate the lower.
-    prev = -1
-    for i in range(K):
-        if not active[i]:
-            continue
-        if prev >= 0:
-            h = math.hypot(z[prev], z[i])
-            c, s = z[i] / h, z[prev] / h
-            if abs(c * s * (d[i] - d[prev])) <= tol:
-                if not copied:  # the caller's U is read-only here: copy before the first rotation
-                    basis, copied = basis.copy(), True
-                up, ui = basis[:, prev].copy(), basis[:, i].copy()
-                basis[:, prev] = c * up - s * ui
-                basis[:, i] = s * up + c * ui
-                dp, di = d[prev], d[i]
-                d[prev] = c * c * dp + s * s * di
-                d[i] = s * s * dp + c * c * di
-                z[prev], z[i] = 0.0, h
-                active[prev] = False
-        prev = i
+    tol = 8.0 * _EPS * max(float(d[-1]), zz)
+    active = np.empty(K, dtype=np.bool_)
+    pairs = np.empty((K, 2), dtype=np.int64)
+    cs = np.empty((K, 2))
+    n_rot = _deflate(d, z, tol, math.sqrt(zz), active, pairs, cs)
+    if n_rot:
+        if basis is U:  # the caller's U is read-only here: copy before the first rotation
+            basis = U.copy()
+        _apply_givens(basis, pairs, cs, n_rot)
     act = np.flatnonzero(active)
     keep = np.flatnonzero(~active)
     if keep.size == 0:  # the common case: nothing deflated, the roots come out ascending and positive
-        mu, V = _merge(d, z)
-        return mu, basis @ V
-    mu_parts, vec_parts = [d[keep]], [basis[:, keep]]
-    if act.size:
-        mu, V = _merge(d[act], z[act])
-        mu_parts.append(mu)
-        vec_parts.append(basis[:, act] @ V)
-    mu = np.concatenate(mu_parts)
-    vecs = np.concatenate(vec_parts, axis=1)
-    positive = mu > 0.0
-    order = np.argsort(mu[positive], kind="stable")
-    return mu[positive][order], np.ascontiguousarray(vecs[:, positive][:, order])
+        mu, W = _merge(d, z)
+        return mu, _product(basis, W.T, out)
+    # Deflated poles keep their pair. The new pairs in ascending order, the non-positive dropped.
+    mu_act, W = _merge(d[act], z[act]) if act.size else (np.zeros(0), np.zeros((0, 0)))
+    mu = np.concatenate([d[keep], mu_act])
+    source = np.flatnonzero(mu > 0.0)
+    source = source[np.argsort(mu[source], kind="stable")]  # output column p is concatenated pair source[p]
+    from_keep = source < keep.size
+    p_keep, p_act = np.flatnonzero(from_keep), np.flatnonzero(~from_keep)
+    if keep.size <= _GATHER_FRACTION * K:
+        # Few deflated: one GEMM with their unit columns in it (multiplying by 1 and adding 0 is exact).
+        V = np.zeros((K, source.size))
+        V[keep[source[p_keep]], p_keep] = 1.0
+        V[np.ix_(act, p_act)] = W[source[p_act] - keep.size].T
+        return mu[source], _product(basis, V, out)
+    vecs = np.empty((m, source.size))
+    vecs[:, p_keep] = basis[:, keep[source[p_keep]]]
+    if p_act.size:
+        vecs[:, p_act] = basis[:, act] @ W[source[p_act] - keep.size].T
+    return mu[source], vecs
