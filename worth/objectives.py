@@ -73,12 +73,17 @@ class Objective:
     unit_diagonal : bool
         Defined on a kernel with unit diagonal (the Vendi Score): rows far from unit norm are refused when the
         caller turns normalisation off, instead of giving a meaningless value.
+    marginal_gains : bool
+        The state's ``gains`` are ``f(S + j) − f(S)``. ``False`` for the recurrences of :mod:`worth.coreset`
+        (herding, k-center greedy), whose gains are a step criterion: mutual information (``target=``) is
+        refused for them and ``Selection.gains`` reports the differences of the values instead.
     """
 
     name: ClassVar[str] = ""
     content_aware: ClassVar[bool] = True
     target_keeps_submodularity: ClassVar[bool] = False
     unit_diagonal: ClassVar[bool] = False
+    marginal_gains: ClassVar[bool] = True
     properties: Properties
 
     def __init__(self, **params: Any) -> None:
