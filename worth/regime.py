@@ -149,13 +149,19 @@ def state_factory(obj: Objective, xp, *, method: str, pool: int, batch_size: int
 
 def spectral_value(obj: SpectralObjective, X64, idx: np.ndarray, xp, pool: int) -> float:
     """Exact spectral value of the rows ``idx`` (repeats count twice): the smaller of ``K_S`` and ``C_S``."""
+    return float(obj.value_from_eigenvalues(subset_eigenvalues(X64, idx, xp), int(idx.size), pool, xp))
+
+
+def subset_eigenvalues(X64, idx: np.ndarray, xp):
+    """The snapped eigenvalues of the smaller of ``K_S`` and ``C_S`` (``None`` for the empty set): what every
+    spectral value of the subset is made of, so one decomposition serves them all
+    (:func:`worth.appraisal.scoring.score_subsets`)."""
     if idx.size == 0:
-        return float(obj.value_from_eigenvalues(None, 0, pool, xp))
+        return None
     m = X64.shape[1]
     rows = xp.take(X64, from_numpy(idx, xp, X64), axis=0)
     gram = rows @ rows.T if idx.size <= m else rows.T @ rows
-    eig = snap_eigenvalues(xp.linalg.eigvalsh(gram), m, xp)  # the greedy state's floor (m, whichever Gram)
-    return float(obj.value_from_eigenvalues(eig, int(idx.size), pool, xp))
+    return snap_eigenvalues(xp.linalg.eigvalsh(gram), m, xp)  # the greedy state's floor (m, whichever Gram)
 
 
 def floor_bound(obj: SpectralObjective, eigenvalues, m: int, size: int, trace: float, pool: int) -> float:

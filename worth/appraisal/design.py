@@ -200,6 +200,12 @@ def _maximiser(spec: SubsetSpec, X, labels, cache: dict | None) -> np.ndarray:
     return idx
 
 
+def random_subset(spec: SubsetSpec, labels, rng: np.random.Generator) -> np.ndarray:
+    """A random spec's rows: uniform, or class-balanced in the balanced regime."""
+    counts = balanced_counts(labels, spec.k, rng) if spec.balanced else None
+    return np.asarray(_draw(rng, labels, np.zeros(0, dtype=np.int64), counts, spec.k), dtype=np.int64)
+
+
 def realise(spec: SubsetSpec, X, labels, cache: dict | None = None) -> np.ndarray:
     """The rows of ``spec``'s subset (pick order for ``max``/``min``; prefix then completion for ``mix``).
 
@@ -207,8 +213,7 @@ def realise(spec: SubsetSpec, X, labels, cache: dict | None = None) -> np.ndarra
     call in one process.
     """
     labels = np.asarray(labels)
-    rng = np.random.default_rng([spec.seed, spec.k, int(spec.balanced), round(spec.fraction * 100),
-                                 KINDS.index(spec.kind)])
+    rng = spec_rng(spec)
     if spec.kind == "max":
         return _maximiser(spec, X, labels, cache)
     if spec.kind == "min":
@@ -216,11 +221,20 @@ def realise(spec: SubsetSpec, X, labels, cache: dict | None = None) -> np.ndarra
                                quotas="balanced" if spec.balanced else None, sample=spec.sample, seed=spec.seed,
                                **spec.params)
     if spec.kind == "random":
-        counts = balanced_counts(labels, spec.k, rng) if spec.balanced else None
-        return np.asarray(_draw(rng, labels, np.zeros(0, dtype=np.int64), counts, spec.k), dtype=np.int64)
+        return random_subset(spec, labels, rng)
     if spec.kind != "mix":
         raise ValueError(f"spec.kind={spec.kind!r} is unknown; one of {list(KINDS)}.")
-    best = _maximiser(spec, X, labels, cache)
+    return complete_mixture(spec, _maximiser(spec, X, labels, cache), X, labels, rng)
+
+
+def spec_rng(spec: SubsetSpec) -> np.random.Generator:
+    """The seeded generator of a spec's random draws (random subsets, mixtures' random fillers)."""
+    return np.random.default_rng([spec.seed, spec.k, int(spec.balanced), round(spec.fraction * 100),
+                                  KINDS.index(spec.kind)])
+
+
+def complete_mixture(spec: SubsetSpec, best: np.ndarray, X, labels, rng: np.random.Generator) -> np.ndarray:
+    """A mixture from its maximiser's picks ``best``: the prefix of ``1 − f``, then the filler's completion."""
     keep = best[: round((1 - spec.fraction) * spec.k)]
     need = spec.k - keep.size
     deficits = None

@@ -3,7 +3,10 @@
 Each step is its own function with small, picklable inputs and outputs, so the Prefect flow can map
 :func:`realise`, :func:`score_subset` and :func:`train_subset` over Dask workers and log each result to
 MLflow, and call :func:`aggregate` once at the end. :func:`run_study` chains them in-process: the reference
-the flow is tested against, and the way to run a study without any orchestration.
+the flow is tested against, and the way to run a study without any orchestration. It takes the fast path:
+every greedy path once (:func:`worth.appraisal.paths.realise_subsets`), every subset scored in batches
+(:func:`worth.appraisal.scoring.score_subsets`); per-spec :func:`~worth.appraisal.design.realise` and
+:func:`score_subset` stay as the references they are tested against.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ import worth
 from ..train import fit_and_evaluate
 from .config import StudyConfig
 from .correlate import correlation_table, path_table, spread_table, stops_paying
-from .design import SubsetSpec, check_design, make_specs, realise
+from .design import SubsetSpec, check_design, make_specs
+from .paths import realise_subsets
+from .scoring import score_subsets
 from .report import accuracy_vs_k_figure, heatmap_figure, path_figure, scatter_figures, write_report
 
 
 def score_subset(X, indices, objectives: dict, labels=None) -> dict[str, float]:
-    """Every objective's exact score of the subset (:func:`worth.score`)."""
+    """Every objective's exact score of the subset (:func:`worth.score`): the reference of
+    :func:`worth.appraisal.scoring.score_subsets`, which scores many subsets at once."""
     return {name: float(worth.score(X, indices, name, labels=labels, **params)) for name, params in objectives.items()}
 
 
@@ -105,14 +111,13 @@ def run_study(X, labels, X_test, y_test, config: StudyConfig, out_dir, *, inputs
     n_classes = int(n_classes or max(labels.max(), np.max(y_test)) + 1)
     check_design(config, labels)
     specs = make_specs(config)
-    cache: dict = {}
-    subsets: dict[str, np.ndarray] = {}
+    subsets = realise_subsets(specs, X, labels)  # every greedy path once, every subset cut from them
+    keys = list(subsets)
+    table = dict(zip(keys, score_subsets(X, [subsets[k] for k in keys], config.objectives, labels)))
     rows = []
     for i, spec in enumerate(specs):
-        if spec.subset_key not in subsets:
-            subsets[spec.subset_key] = realise(spec, X, labels, cache)
         idx = subsets[spec.subset_key]
-        scores = score_subset(X, idx, config.objectives, labels)
+        scores = table[spec.subset_key]
         row = result_row(spec, scores, train_subset(spec, idx, inputs, labels, X_test, y_test, n_classes, config))
         rows.append(row)
         if progress is not None:
