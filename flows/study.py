@@ -184,7 +184,7 @@ def plan_study(options: StudyOptions) -> StudyPlan:
     store = EmbeddingStore.open(options.store, storage_options=so)
     n_classes = len(store.classes) if store.classes else int(store_labels.max()) + 1
     return StudyPlan(options, config, holdout, is_new, pool, int(pool_labels.size), n_test, n_classes,
-                     make_specs(config), key, uri, name, location, out_dir)
+                     make_specs(config, n_pool=int(pool_labels.size)), key, uri, name, location, out_dir)
 
 
 def _labels(url: str, so) -> np.ndarray:
@@ -197,6 +197,8 @@ def _labels(url: str, so) -> np.ndarray:
 def _optimizer(spec: SubsetSpec) -> tuple[str, str]:
     """(optimizer, method) of how the subset was selected, as the run's params say it."""
     sampled = "exact" if spec.sample is None else f"sampled-{spec.sample}"
+    if spec.kind == "coreset":
+        return spec.objective, "class-balanced" if spec.balanced else "uniform"
     if spec.kind == "max":
         return "greedy", "auto"
     if spec.kind == "min":
@@ -238,14 +240,14 @@ def row_from_run(spec: SubsetSpec, run: track.RunRecord, objectives, n_classes: 
 
 
 def correlation_metrics(table: list[dict]) -> list[tuple[str, float, int]]:
-    """``(name, value, step=k)``: ``spearman.OBJECTIVE.REGIME`` (all subsets), ``….random``, ``….moderate``,
-    and the same for ``kendall``: one metric per objective and regime, one step per k, so the MLflow UI plots
-    each against k."""
+    """``(name, value, step=k)``: ``spearman.OBJECTIVE.REGIME.kK`` (all subsets), ``….random``, ``….moderate``,
+    and the same for ``kendall``: one metric per (objective, regime, k), so the run page shows every one (a name
+    without k, logged at step k, showed only the last k)."""
     out = []
     for c in table:
         tail = "" if c["subsets"] == "all" else f".{c['subsets']}"
         for stat in ("spearman", "kendall"):
-            out.append((f"{stat}.{c['objective']}.{c['regime']}{tail}", c[stat], int(c["k"])))
+            out.append((f"{stat}.{c['objective']}.{c['regime']}.k{int(c['k'])}{tail}", c[stat], int(c["k"])))
     return out
 
 
@@ -399,7 +401,7 @@ def conduct(options: StudyOptions, runtime, on_result=None) -> dict[str, Any]:
     if todo or parent is None or not parent.finished:  # a finished study rerun with nothing new logs nothing twice
         tracker.log_metrics(parent_id, correlation_metrics(out["tables"]["correlation"]))
     figures = [p for v in out["figures"].values() for p in (v if isinstance(v, list) else [v])]
-    tracker.log_files(parent_id, [out["report"], out["results"], *figures])
+    tracker.log_files(parent_id, [out["report"], out["html"], out["results"], *figures])
     tracker.finish(parent_id)
     seconds = time.perf_counter() - t0
     report_md = Path(out["report"]).read_text()

@@ -65,6 +65,7 @@ def test_paths_are_shared(config):
     assert {path_key(s) for s in specs if s.kind == "mix"} <= set(plan)
 
 
+@pytest.mark.slow
 def test_picks_equal_the_reference(split, config, both):
     X, y, _, _ = split
     ref_subsets, *_ = both
@@ -74,6 +75,7 @@ def test_picks_equal_the_reference(split, config, both):
         np.testing.assert_array_equal(fast[key], idx, err_msg=key)
 
 
+@pytest.mark.slow
 def test_scores_equal_the_reference(split, config, both):
     X, y, _, _ = split
     ref_subsets, *_ = both
@@ -84,6 +86,7 @@ def test_scores_equal_the_reference(split, config, both):
         assert got == want, key  # bit for bit, facility location included (no differing GEMM rounding here)
 
 
+@pytest.mark.slow
 def test_rows_and_correlation_tables_equal_the_reference(both):
     _, ref_rows, ref, fast = both
     untimed = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]  # noqa: E731

@@ -14,7 +14,8 @@ fill a class past what the run at ``k`` may take: no prefix property there). :fu
 :func:`realise_path` computes one (a flow maps it over workers, the pool loaded once per worker),
 :func:`subset_from_paths` makes any spec's rows from the stored paths (a maximiser or minimiser is a prefix;
 a mixture is its maximiser's prefix completed by its filler, :func:`worth.appraisal.design.complete_mixture`;
-a random subset its seeded draw), and :func:`realise_subsets` chains them in one process. The equality test
+a random subset its seeded draw; a coreset selection its balanced maximiser's path, shared with a
+balanced study maximiser of the same k), and :func:`realise_subsets` chains them in one process. The equality test
 (``tests/appraisal/test_fast_path.py``) checks every spec's rows against :func:`realise`'s.
 """
 
@@ -28,7 +29,7 @@ import numpy as np
 
 import worth
 
-from .design import SubsetSpec, complete_mixture, random_subset, spec_rng
+from .design import DRAWN, FULL, SubsetSpec, complete_mixture, coreset_subset, random_subset, spec_rng
 from .minimise import greedy_minimise
 
 
@@ -63,7 +64,7 @@ class PathKey:
 
 def path_key(spec: SubsetSpec) -> PathKey | None:
     """The path a spec is cut from (a mixture: its maximiser's), or ``None`` for a random subset."""
-    if spec.kind == "random":
+    if spec.kind == "random" or (spec.kind == "coreset" and spec.objective in (*DRAWN, FULL)):
         return None
     params = json.dumps(spec.params, sort_keys=True)
     balanced_k = spec.k if spec.balanced else None
@@ -109,6 +110,8 @@ def subset_from_paths(spec: SubsetSpec, paths: dict[PathKey, np.ndarray], X, lab
     rng = spec_rng(spec)
     if spec.kind == "random":
         return random_subset(spec, labels, rng)
+    if spec.kind == "coreset":
+        return coreset_subset(spec, labels, rng, lambda: paths[path_key(spec)][:spec.k])
     path = paths[path_key(spec)]
     if path.size < spec.k:
         raise ValueError(f"the stored path {path_key(spec).name} has {path.size} picks; {spec.name} needs {spec.k}.")

@@ -21,11 +21,13 @@ import worth
 
 from ..train import fit_and_evaluate
 from .config import StudyConfig
+from .coreset_table import coreset_headline, coreset_table
 from .correlate import correlation_table, path_table, spread_table, stops_paying
 from .design import SubsetSpec, check_design, make_specs
 from .paths import realise_subsets
 from .scoring import score_subsets
-from .report import accuracy_vs_k_figure, heatmap_figure, path_figure, scatter_figures, write_report
+from .report import (accuracy_vs_k_figure, heatmap_figure, path_figure, scatter_figures, write_html,
+                     write_report)
 
 
 def score_subset(X, indices, objectives: dict, labels=None) -> dict[str, float]:
@@ -55,14 +57,20 @@ def result_row(spec: SubsetSpec, scores: dict, evaluation: dict) -> dict:
 
 
 def aggregate(rows: list[dict], config: StudyConfig, out_dir, *, title: str = "Appraisal study") -> dict:
-    """Tables, figures and ``report.md`` from the results table; returns their paths and the tables."""
+    """Tables, figures, ``report.md`` and ``report.html`` (figures embedded) from the results table; returns
+    their paths and the tables. Rows of kind ``coreset`` make the coreset table; the other tables are the
+    study's subsets' alone."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     objectives = list(config.objectives)
+    cores = [r for r in rows if r["kind"] == "coreset"]
+    rows = [r for r in rows if r["kind"] != "coreset"]  # the correlations are the study's subsets' alone
     corr = correlation_table(rows, objectives, n_boot=config.bootstrap, seed=config.bootstrap_seed)
     path = path_table(rows, objectives)
     tables = {"correlation": corr, "spread": spread_table(rows, objectives), "path": path,
               "stops_paying": stops_paying(path)}
+    if cores:  # a config without a coreset section keeps exactly the tables it had
+        tables.update(coreset=coreset_table(cores), coreset_headline=coreset_headline(cores))
     figures = {
         "scatter": scatter_figures(rows, objectives, out_dir),
         "accuracy_vs_k": accuracy_vs_k_figure(rows, objectives, out_dir),
@@ -70,8 +78,10 @@ def aggregate(rows: list[dict], config: StudyConfig, out_dir, *, title: str = "A
         "path": path_figure(path, out_dir),
     }
     report = write_report(rows, tables, figures, out_dir, title=title, config=config.to_dict())
-    (out_dir / "results.json").write_text(json.dumps({"rows": rows, "tables": tables}, indent=1))
-    return {"report": report, "results": out_dir / "results.json", "figures": figures, "tables": tables}
+    html = write_html(report)
+    (out_dir / "results.json").write_text(json.dumps({"rows": rows + cores, "tables": tables}, indent=1))
+    return {"report": report, "html": html, "results": out_dir / "results.json", "figures": figures,
+            "tables": tables}
 
 
 def run_study(X, labels, X_test, y_test, config: StudyConfig, out_dir, *, inputs=None, n_classes: int | None = None,
@@ -110,7 +120,7 @@ def run_study(X, labels, X_test, y_test, config: StudyConfig, out_dir, *, inputs
                          f"({labels.shape[0]}) must describe the same pool, row for row.")
     n_classes = int(n_classes or max(labels.max(), np.max(y_test)) + 1)
     check_design(config, labels)
-    specs = make_specs(config)
+    specs = make_specs(config, n_pool=int(labels.shape[0]))
     subsets = realise_subsets(specs, X, labels)  # every greedy path once, every subset cut from them
     keys = list(subsets)
     table = dict(zip(keys, score_subsets(X, [subsets[k] for k in keys], config.objectives, labels)))
