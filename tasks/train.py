@@ -1,6 +1,6 @@
 """Prefect tasks of the appraisal study: realise a subset, score it with every objective, train and evaluate it.
 
-Thin wrappers over :mod:`worth.appraisal` (``realise``, ``score_subset``, ``train_subset``). What travels through
+Thin wrappers over :mod:`worth.appraisal` (``realise``, ``score_subsets``, ``train_subset``). What travels through
 the scheduler is small: the store's URL, the held-out split's description, a subset spec and the subset's
 row positions. Each worker reads the pool itself from the Zarr store (:func:`load_pool`, once per process and
 then cached), so no array is ever shipped through Dask; each task returns a small picklable dict.
@@ -31,7 +31,7 @@ import numpy as np
 from storage.holdout import Holdout, read_recorded, split_mask
 from storage.store import EmbeddingStore
 from tasks._task import worker_threads, worth_task
-from worth.appraisal import StudyConfig, SubsetSpec, holdout_split, realise, score_subset, train_subset
+from worth.appraisal import StudyConfig, SubsetSpec, holdout_split, realise, score_subsets, train_subset
 from worth.appraisal.config import check_holdout_fraction
 from worth.data.encoders import set_torch_threads
 
@@ -179,7 +179,7 @@ def _score(url: str, holdout: dict, subset: dict, objectives: dict,
            storage_options: dict | None = None) -> dict[str, float]:
     """Every objective's exact score of a realised subset (``subset`` is :func:`_realise`'s result)."""
     pool = load_pool(url, holdout, storage_options)
-    return score_subset(pool.X, np.asarray(subset["indices"], dtype=np.int64), objectives, pool.labels)
+    return score_subsets(pool.X, [np.asarray(subset["indices"], dtype=np.int64)], objectives, pool.labels)[0]
 
 
 def _train(url: str, holdout: dict, spec: dict, subset: dict, config: dict,
