@@ -110,3 +110,15 @@ def test_batched_facility_scores_equal_worth_score(similarity, precision):
     # float64: a GEMM of another shape may round an inner product by an ulp; float32 by ~1e-7 of a similarity
     np.testing.assert_allclose(got, want, rtol=1e-12 if precision == "float64" else 1e-6, atol=0)
     assert got[-1] == got[2]
+
+
+def test_facility_batches_and_chunks_do_not_change_scores(monkeypatch):
+    from worth.appraisal import scoring
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200, 6))
+    subsets = [rng.choice(200, size=s, replace=False) for s in (3, 30, 30, 90, 7)]
+    whole = score_subsets(X, subsets, {"facility-location": {}})
+    monkeypatch.setattr(scoring, "_CUR_BYTES", 8 * 200 * 2)  # two subsets per batch
+    monkeypatch.setattr(scoring, "_GEMM_ELEMENTS", 500)  # a few pool rows per GEMM chunk
+    assert score_subsets(X, subsets, {"facility-location": {}}) == whole

@@ -35,7 +35,7 @@ from ..regime import subset_eigenvalues, value
 from ..validation import prepare_rows
 
 _GEMM_ELEMENTS = 1 << 22  # inner products per GEMM chunk (32 MB in float64)
-_SUBSET_BATCH = 256  # subsets whose running maxima are kept at once (n floats each)
+_CUR_BYTES = 1 << 30  # running maxima kept at once (n float64 per subset): all of a study's subsets at n = 48,000
 
 
 def score_subsets(X, subsets, objectives: dict, labels=None, *, normalize: bool = True) -> list[dict[str, float]]:
@@ -74,8 +74,9 @@ def facility_scores(X64, subsets: list[np.ndarray], obj: FacilityLocation, xp) -
     state = FacilityState(X64, obj, xp)  # the prepared rows in the objective's precision, norms, similarity
     sx, n = state.xp, state.n
     values: list[float] = []
-    for b0 in range(0, len(subsets), _SUBSET_BATCH):
-        batch = subsets[b0:b0 + _SUBSET_BATCH]
+    per_batch = max(1, _CUR_BYTES // (8 * n))  # the pool's Gram against the union is computed once per batch
+    for b0 in range(0, len(subsets), per_batch):
+        batch = subsets[b0:b0 + per_batch]
         union, inverse = np.unique(np.concatenate(batch) if batch else np.zeros(0, np.int64), return_inverse=True)
         cols, start = [], 0
         for S in batch:  # each subset's columns in the union
