@@ -141,7 +141,7 @@ def study_body(options: StudyOptions, runtime) -> dict[str, Any]:
     if todo or parent is None or not parent.finished:  # a finished study rerun with nothing new logs nothing twice
         tracker.log_metrics(parent_id, correlation_metrics(out["tables"]["correlation"]))
     figures = [p for v in out["figures"].values() for p in (v if isinstance(v, list) else [v])]
-    tracker.log_files(parent_id, [out["report"], out["results"], *figures])
+    tracker.log_files(parent_id, [out["report"], out["html"], out["results"], *figures])
     tracker.finish(parent_id)
     seconds = time.perf_counter() - t0
     report_md = Path(out["report"]).read_text()

@@ -43,7 +43,7 @@ from pipeline.threads import worker_threads
 from storage.holdout import Holdout, read_recorded, split_mask
 from storage.store import EmbeddingStore
 from worth.appraisal import (StudyConfig, SubsetSpec, holdout_split, load_config, make_specs, realise, result_row,
-                             score_subset, train_subset)
+                             score_subsets, train_subset)
 from worth.appraisal.config import check_holdout_fraction
 from worth.appraisal.design import check_design
 from worth.data.encoders import set_torch_threads
@@ -171,7 +171,7 @@ def plan_pool(options: StudyOptions) -> StudyPlan:
     pool = pool_identity(options.store, holdout.describe(), so, store=store)
     n_classes = len(store.classes) if store.classes else int(store_labels.max()) + 1
     return StudyPlan(options, config, holdout, is_new, pool, int(pool_labels.size), n_test, n_classes,
-                     make_specs(config), study_key(config, pool))
+                     make_specs(config, n_pool=int(pool_labels.size)), study_key(config, pool))
 
 
 # ------------------------------------------------------------------------------------------ keys and records
@@ -193,6 +193,8 @@ def study_key(config: StudyConfig, pool: dict) -> str:
 def _optimizer(spec: SubsetSpec) -> tuple[str, str]:
     """(optimizer, method) of how the subset was selected, as the run's params say it."""
     sampled = "exact" if spec.sample is None else f"sampled-{spec.sample}"
+    if spec.kind == "coreset":
+        return spec.objective, "class-balanced" if spec.balanced else "uniform"
     if spec.kind == "max":
         return "greedy", "auto"
     if spec.kind == "min":
@@ -234,14 +236,14 @@ def row_from_run(spec: SubsetSpec, run, objectives, n_classes: int) -> dict:
 
 
 def correlation_metrics(table: list[dict]) -> list[tuple[str, float, int]]:
-    """``(name, value, step=k)``: ``spearman.OBJECTIVE.REGIME`` (all subsets), ``….random``, ``….moderate``,
-    and the same for ``kendall``: one metric per objective and regime, one step per k, so the MLflow UI plots
-    each against k."""
+    """``(name, value, step=k)``: ``spearman.OBJECTIVE.REGIME.kK`` (all subsets), ``….random``, ``….moderate``,
+    and the same for ``kendall``: one metric per (objective, regime, k), so the run page shows every one (a name
+    without k, logged at step k, showed only the last k)."""
     out = []
     for c in table:
         tail = "" if c["subsets"] == "all" else f".{c['subsets']}"
         for stat in ("spearman", "kendall"):
-            out.append((f"{stat}.{c['objective']}.{c['regime']}{tail}", c[stat], int(c["k"])))
+            out.append((f"{stat}.{c['objective']}.{c['regime']}.k{int(c['k'])}{tail}", c[stat], int(c["k"])))
     return out
 
 
@@ -390,7 +392,7 @@ def _score(url: str, holdout: dict, subset: dict, objectives: dict,
            storage_options: dict | None = None) -> dict[str, float]:
     """Every objective's exact score of a realised subset (``subset`` is :func:`_realise`'s result)."""
     pool = load_pool(url, holdout, storage_options)
-    return score_subset(pool.X, np.asarray(subset["indices"], dtype=np.int64), objectives, pool.labels)
+    return score_subsets(pool.X, [np.asarray(subset["indices"], dtype=np.int64)], objectives, pool.labels)[0]
 
 
 def _train(url: str, holdout: dict, spec: dict, subset: dict, config: dict,

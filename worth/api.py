@@ -116,7 +116,8 @@ def select(
         ``None`` means their total.
     objective : str
         A name from :func:`worth.objectives` (``vendi``, ``vendi-pool``, ``entropy``, ``logdet``, ``power``,
-        ``hybrid``, ``facility-location``, ``scaling-law``); its parameters go in ``**params`` (e.g. ``q=2``,
+        ``hybrid``, ``facility-location``, ``scaling-law``, and the coreset baselines ``herding`` and
+        ``k-center`` of :mod:`worth.coreset`); its parameters go in ``**params`` (e.g. ``q=2``,
         ``sigma2=0.5``, ``alpha=0.3``; facility location: ``similarity=``, ``gamma=``, ``neighbors=``,
         ``block_size=``, ``precision=``; scaling law: ``b=``, ``alpha=``, ``offset=``, ``per_class=``).
     optimizer : {"greedy", "lazy", "stochastic"}
@@ -209,8 +210,9 @@ def select(
                                                seed=seed)
         total = time.perf_counter() - t0
     info = {"init_value": base, "init": int(regime.init.size), "evaluation": evaluation}
-    if isinstance(model, StatisticKey):
-        # The optimiser saw keys; the gains are the objective's own (differences of its values, f(∅) = 0).
+    if isinstance(model, StatisticKey) or not obj.marginal_gains:
+        # The optimiser saw keys or a recurrence's criterion; report the objective's own gains (differences
+        # of its values, f(∅) = 0).
         trace.gains = list(np.diff(np.asarray(trace.values, dtype=np.float64), prepend=0.0))
     if regime.constraint is not None:
         info.update(regime.constraint.summary(trace.indices), singleton=singleton)

@@ -78,6 +78,10 @@ class Objective:
         itself), so :func:`worth.select` hands it float32 rows instead of a float64 copy of the pool (half the
         memory: 2.6 GB instead of 5.2 GB at 1.28 M × 512). Facility location does; the spectral state keeps
         its covariance in ``X.dtype`` and so gets float64 rows until it accumulates in float64 itself.
+    marginal_gains : bool
+        The state's ``gains`` are ``f(S + j) − f(S)``. ``False`` for the recurrences of :mod:`worth.coreset`
+        (herding, k-center greedy), whose gains are a step criterion: mutual information (``target=``) is
+        refused for them and ``Selection.gains`` reports the differences of the values instead.
     """
 
     name: ClassVar[str] = ""
@@ -85,6 +89,7 @@ class Objective:
     target_keeps_submodularity: ClassVar[bool] = False
     unit_diagonal: ClassVar[bool] = False
     float32_rows: ClassVar[bool] = False
+    marginal_gains: ClassVar[bool] = True
     properties: Properties
 
     def __init__(self, **params: Any) -> None:

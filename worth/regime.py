@@ -29,6 +29,21 @@ def is_submodular(obj: Objective, target) -> bool:
     return obj.target_keeps_submodularity
 
 
+def check_target_objective(obj: Objective) -> None:
+    """``target=`` (mutual information, a difference of two states' gains) needs marginal gains of the
+    items' content: refuse count-only objectives and the recurrences of :mod:`worth.coreset`."""
+    if not obj.content_aware:
+        raise ValueError(
+            f"target= needs an objective of the items' content; {obj.name!r} depends on counts only. "
+            "Pass objective='facility-location' or a spectral objective such as 'logdet'."
+        )
+    if not obj.marginal_gains:
+        raise ValueError(
+            f"target= selects by mutual information, a difference of marginal gains, and {obj.name!r} is a "
+            "recurrence without them; drop target=, or pass objective='facility-location' or 'logdet'."
+        )
+
+
 class Regime:
     """Validated regime arguments of one run over ``n`` pool rows (see :func:`worth.select`).
 
@@ -58,11 +73,7 @@ class Regime:
         self.init = np.zeros(0, dtype=np.int64) if init is None else check_init(init, n)
         self.target_idx, self.target_rows = (None, None)
         if target is not None:
-            if not obj.content_aware:
-                raise ValueError(
-                    f"target= needs an objective of the items' content; {obj.name!r} depends on counts only. "
-                    "Pass objective='facility-location' or a spectral objective such as 'logdet'."
-                )
+            check_target_objective(obj)
             self.target_idx, self.target_rows = prepare_target(target, X64, xp, normalize=normalize)
         self.rows = stack_rows(X64, self.target_rows, xp)
         self.available = np.ones(n, dtype=bool)
@@ -138,13 +149,19 @@ def state_factory(obj: Objective, xp, *, method: str, pool: int, batch_size: int
 
 def spectral_value(obj: SpectralObjective, X64, idx: np.ndarray, xp, pool: int) -> float:
     """Exact spectral value of the rows ``idx`` (repeats count twice): the smaller of ``K_S`` and ``C_S``."""
+    return float(obj.value_from_eigenvalues(subset_eigenvalues(X64, idx, xp), int(idx.size), pool, xp))
+
+
+def subset_eigenvalues(X64, idx: np.ndarray, xp):
+    """The snapped eigenvalues of the smaller of ``K_S`` and ``C_S`` (``None`` for the empty set): what every
+    spectral value of the subset is made of, so one decomposition serves them all
+    (:func:`worth.appraisal.scoring.score_subsets`)."""
     if idx.size == 0:
-        return float(obj.value_from_eigenvalues(None, 0, pool, xp))
+        return None
     m = X64.shape[1]
     rows = xp.take(X64, from_numpy(idx, xp, X64), axis=0)
     gram = rows @ rows.T if idx.size <= m else rows.T @ rows
-    eig = snap_eigenvalues(xp.linalg.eigvalsh(gram), m, xp)  # the greedy state's floor (m, whichever Gram)
-    return float(obj.value_from_eigenvalues(eig, int(idx.size), pool, xp))
+    return snap_eigenvalues(xp.linalg.eigvalsh(gram), m, xp)  # the greedy state's floor (m, whichever Gram)
 
 
 def floor_bound(obj: SpectralObjective, eigenvalues, m: int, size: int, trace: float, pool: int) -> float:
@@ -189,8 +206,7 @@ def conditional_value(obj: Objective, X64, idx: np.ndarray, xp, *, normalize: bo
     if target is None:
         f = lambda S: value(obj, X64, S, xp, pool=n, labels=lab)  # noqa: E731
         return f(np.concatenate([idx, A])) - (f(A) if A.size else 0.0)
-    if not obj.content_aware:
-        raise ValueError(f"target= needs an objective of the items' content; {obj.name!r} depends on counts only.")
+    check_target_objective(obj)
     t_idx, t_rows = prepare_target(target, X64, xp, normalize=normalize)
     rows = stack_rows(X64, t_rows, xp)
     Q = t_idx if t_idx is not None else np.arange(n, rows.shape[0], dtype=np.int64)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .coreset import Herding, KCenter
 from .facility.knn import ANN_BACKENDS
 from .facility.objective import FacilityLocation
 from .objectives import Objective, Properties
@@ -218,6 +219,22 @@ for _spec in [
          "offset": (_positive, "a positive count offset, e.g. offset=1"),
          "per_class": (lambda v: isinstance(v, (bool, np.bool_)) or v in (0, 1), "True or False")},
         {"per_class": bool},
+    ),
+    ObjectiveSpec(
+        "herding",
+        Properties(False, False, False, False,
+                   "Herding on the mean embedding: argmax <w_t, x>, w_{t+1} = w_t + mu - x_t (DeepCore baseline); "
+                   "value |mu| - |mu - mean(X_S)|. A recurrence, not submodular: lazy refused."),
+        {},
+        Herding,
+    ),
+    ObjectiveSpec(
+        "k-center",
+        Properties(False, False, False, False,
+                   "K-center greedy (farthest-first; DeepCore baseline): radius within 2x of the optimal "
+                   "k-center; value -radius. A recurrence, not submodular: lazy refused."),
+        {},
+        KCenter,
     ),
 ]:
     register(_spec)

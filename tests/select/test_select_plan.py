@@ -149,3 +149,15 @@ def test_a_cuda_job_picks_what_the_cpu_job_picks(digits_store):
     cpu, gpu = run_select_job(SelectJob(**job)), run_select_job(SelectJob(**job, device="cuda"))
     assert gpu["rows"] == cpu["rows"]
     np.testing.assert_allclose(gpu["values"], cpu["values"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("objective", ["herding", "k-center"])
+def test_coreset_baselines_through_the_flow_equal_the_library(digits_store, objective):
+    """The select flow takes the coreset baselines through the registry, quotas included, with no other change."""
+    st = EmbeddingStore.open(digits_store)
+    X, labels = st.rows(np.arange(st.n)), st.labels()
+    _inline(digits_store, SelectionSpec(name=f"{objective}-b", objective=objective, k=20, regime="balanced"))
+    ref = worth.select(X, 20, objective, labels=labels, quotas="balanced")
+    man = mf.read_manifest(digits_store, f"{objective}-b")
+    assert man["picks"]["rows"] == np.asarray(ref.indices).tolist()
+    np.testing.assert_allclose(man["picks"]["values"], ref.values, rtol=1e-12)

@@ -84,11 +84,11 @@ def test_parent_and_a_child_per_subset_with_every_metric_and_artifact(flow_run, 
     pm = parent[0].data.metrics
     for obj in ("logdet", "facility-location"):
         for regime in ("fixed", "balanced", "budget"):
-            hist = client.get_metric_history(result["parent_run_id"], f"spearman.{obj}.{regime}")
+            hist = client.get_metric_history(result["parent_run_id"], f"spearman.{obj}.{regime}.k20")
             assert [h.step for h in hist] == [20] and -1 <= hist[0].value <= 1
-        assert f"kendall.{obj}.fixed" in pm
+        assert f"kendall.{obj}.fixed.k20" in pm and f"spearman.{obj}.fixed.k20.random" in pm
     arts = {a.path for a in client.list_artifacts(result["parent_run_id"])}
-    assert {"report.md", "results.json", "study.json", "accuracy-vs-k.png", "heatmap-spearman-all.png",
+    assert {"report.md", "report.html", "results.json", "study.json", "accuracy-vs-k.png", "heatmap-spearman-all.png",
             "scatter-balanced-k20.png", "path-budget-k20.png"} <= arts
     report = Path(client.download_artifacts(result["parent_run_id"], "report.md")).read_text()
     assert "(scatter-fixed-k20.png)" in report and "| 20 | facility-location | random |" in report
@@ -138,7 +138,7 @@ def test_rerun_reuses_every_finished_run_and_logs_nothing_twice(flow_run, digits
     assert {r.info.run_id: r.data.tags["worth.key"] for r in after} == before
     child = next(r for r in after if r.info.run_name == "facility-location-k20-fixed-s0")
     assert len(_client(uri).get_metric_history(child.info.run_id, "accuracy")) == 1
-    assert len(_client(uri).get_metric_history(result["parent_run_id"], "spearman.logdet.balanced")) == 1
+    assert len(_client(uri).get_metric_history(result["parent_run_id"], "spearman.logdet.balanced.k20")) == 1
     rows = json.loads(Path(again["results"]).read_text())["rows"]
     assert rows == json.loads(Path(result["results"]).read_text())["rows"]
 

@@ -21,6 +21,52 @@ TRAIN_KEYS = tuple(name for name in TrainConfig.fields() if name != "seed")
 
 REGIMES = ("fixed", "balanced", "budget")
 FILLERS = ("random", "min")
+#: Coreset baselines (besides each objective's maximiser and the full pool): what users pick instead.
+BASELINES = ("uniform", "balanced-random", "herding", "k-center")
+_CORESET_KEYS = ("fractions", "seeds", "baselines", "maximisers", "full")
+
+
+def check_coreset(section) -> dict | None:
+    """The ``coreset:`` section, normalised: ``fractions`` (shares of the pool in (0, 1)), ``seeds`` (training
+    seeds: a count or a list), ``baselines`` (of :data:`BASELINES`), ``maximisers`` (each objective's balanced
+    maximiser, default true), ``full`` (the whole pool, default true). ``None`` stays ``None`` (no table)."""
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise ValueError(f"coreset must be a mapping, e.g. coreset: {{fractions: [0.01, 0.05, 0.1], seeds: 5}}; "
+                         f"got {section!r}.")
+    unknown = sorted(set(section) - set(_CORESET_KEYS))
+    if unknown:
+        raise ValueError(f"coreset: key {unknown[0]!r} is unknown; the allowed keys are: {', '.join(_CORESET_KEYS)}.")
+    fractions = section.get("fractions", [0.01, 0.05, 0.1])
+    fractions = list(fractions) if isinstance(fractions, (list, tuple)) else [fractions]
+    if not fractions or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1
+                            for f in fractions):
+        raise ValueError(f"coreset.fractions={fractions} must be shares of the pool in (0, 1), e.g. [0.01, 0.05, 0.1] "
+                         "(the full pool is its own row: coreset.full).")
+    seeds = section.get("seeds", 5)
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"coreset.seeds={seeds} must be a positive count of training seeds, e.g. 5.")
+        seeds = list(range(seeds))
+    if (not isinstance(seeds, (list, tuple)) or not seeds
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in seeds) or len(set(seeds)) != len(seeds)):
+        raise ValueError(f"coreset.seeds={seeds!r} must be a count (5) or a list of distinct integers ([0, 1, 2]).")
+    baselines = section.get("baselines", list(BASELINES))
+    baselines = list(baselines) if isinstance(baselines, (list, tuple)) else [baselines]
+    bad = [b for b in baselines if b not in BASELINES]
+    if bad:
+        raise ValueError(f"coreset.baselines: {bad} unknown; pass a subset of {list(BASELINES)}.")
+    flags = {}
+    for name in ("maximisers", "full"):
+        v = section.get(name, True)
+        if not isinstance(v, bool):
+            raise ValueError(f"coreset.{name}={v!r} must be true or false.")
+        flags[name] = v
+    if not baselines and not flags["maximisers"]:
+        raise ValueError("coreset has nothing to compare: name baselines, or set maximisers: true.")
+    return {"fractions": [float(f) for f in fractions], "seeds": list(seeds),
+            "baselines": list(dict.fromkeys(baselines)), **flags}
 
 
 @dataclass(frozen=True)
@@ -55,6 +101,10 @@ class StudyConfig:
         Stratified split of a pool without a held-out set.
     bootstrap : int
         Bootstrap resamples of every correlation interval (seeded by ``bootstrap_seed``).
+    coreset : dict or None
+        The coreset table (:func:`check_coreset`): at each fraction of the pool, class-balanced, over several
+        training seeds, the accuracy of the baselines, each objective's maximiser and the full pool. ``None``
+        (the default): no table, and the study's results and keys are those of a config without the key.
     """
 
     objectives: dict = field(default_factory=lambda: {"vendi": {}, "logdet": {}, "facility-location": {}})
@@ -79,6 +129,7 @@ class StudyConfig:
     holdout_seed: int = 0
     bootstrap: int = 1000
     bootstrap_seed: int = 0
+    coreset: dict | None = None
 
     def __post_init__(self) -> None:
         objs = self.objectives
@@ -118,6 +169,7 @@ class StudyConfig:
             raise ValueError(f"minimiser_sample={self.minimiser_sample!r} must be null (all candidates) or a positive integer.")
         _ = self.train  # the training keys are worth.train.TrainConfig's: checked there (model, lr > 0, device ...)
         check_holdout_fraction(self.holdout_fraction)
+        object.__setattr__(self, "coreset", check_coreset(self.coreset))
 
     @property
     def train(self) -> TrainConfig:
@@ -137,9 +189,10 @@ class StudyConfig:
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-ready data (``from_dict(to_dict())`` round-trips)."""
+        """Plain, JSON-ready data (``from_dict(to_dict())`` round-trips). No ``coreset`` key when there is no
+        table, so a config without one keys its study exactly as before the table existed."""
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
+                for f in dataclasses.fields(self) if not (f.name == "coreset" and self.coreset is None)}
 
     @classmethod
     def quick(cls) -> "StudyConfig":

@@ -15,6 +15,11 @@ Kinds of subsets, per regime and size ``k`` (all of exactly ``k`` rows, and clas
            (or the minimiser's): the range between is spanned at fixed size, balance and budget.
 ``random`` uniform (``fixed``, ``budget``) or class-balanced (``balanced``) random rows.
 
+``coreset`` one row of the coreset table (regime ``coreset``, ``fraction`` = share of the pool, ``objective`` =
+           the selection): ``uniform`` or ``balanced-random`` rows (a new draw per seed), ``full`` (the whole
+           pool), or the class-balanced maximiser of a registered objective (``herding``, ``k-center``, or a
+           study objective), trained for ``epochs`` passes under each of the table's seeds.
+
 ``fixed`` and ``budget`` draw the same subsets (their training differs: epochs against a fixed number of
 steps), so a realisation cache shared by both regimes (:attr:`SubsetSpec.subset_key`) selects each once.
 """
@@ -34,7 +39,10 @@ import worth
 from .config import StudyConfig, check_holdout_fraction
 from .minimise import greedy_minimise
 
-KINDS = ("max", "min", "mix", "random")
+KINDS = ("max", "min", "mix", "random", "coreset")
+#: Coreset selections that are not a registered objective's maximiser (:data:`worth.appraisal.config.BASELINES`).
+DRAWN = ("uniform", "balanced-random")
+FULL = "full"
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,10 @@ class SubsetSpec:
 
     @property
     def balanced(self) -> bool:
+        """Selected under class quotas: the ``balanced`` regime, and every coreset selection but ``uniform``
+        and the full pool."""
+        if self.kind == "coreset":
+            return self.objective not in ("uniform", FULL)
         return self.regime == "balanced"
 
     @property
@@ -79,6 +91,9 @@ class SubsetSpec:
         """``OBJECTIVE-kK-REGIME-sSEED`` (``vendi-k100-balanced-s0``, ``min-vendi-…``, ``mix50-vendi-random-…``,
         ``random-k100-fixed-s3``): the run name in MLflow."""
         tail = f"k{self.k}-{self.regime}-s{self.seed}"
+        if self.kind == "coreset":
+            share = "" if self.objective == FULL else f"{self.fraction * 100:g}"
+            return f"coreset{share}-{self.objective}-k{self.k}-s{self.seed}"
         if self.kind == "max":
             return f"{self.objective}-{tail}"
         if self.kind == "min":
@@ -103,6 +118,8 @@ class SubsetSpec:
     def subset_key(self) -> str:
         """Key of the selected rows alone: ``fixed`` and ``budget`` specs that select alike share it."""
         data = {**self.to_dict(), "regime": "balanced" if self.balanced else "any"}
+        if self.kind == "coreset" and self.objective not in DRAWN:  # deterministic: one subset for every seed
+            data["seed"] = None
         return _digest(data)
 
 
@@ -110,8 +127,32 @@ def _digest(data: dict) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def make_specs(config: StudyConfig) -> list[SubsetSpec]:
-    """Every subset of the study, in a fixed order (regime, k, then maximisers, minimisers, mixtures, random)."""
+def coreset_k(fraction: float, n_pool: int) -> int:
+    """Rows of a coreset at ``fraction`` of a pool of ``n_pool`` rows (at least 2)."""
+    return max(2, round(fraction * n_pool))
+
+
+def coreset_specs(config: StudyConfig, n_pool: int) -> list[SubsetSpec]:
+    """The coreset table's subsets (empty without a ``coreset`` section): fraction, then selection, then seed."""
+    section = config.coreset
+    if section is None:
+        return []
+    selections = [(b, {}) for b in section["baselines"]]
+    if section["maximisers"]:
+        selections += [(name, params) for name, params in config.objectives.items()
+                       if name not in section["baselines"]]
+    specs = [SubsetSpec("coreset", name, coreset_k(f, n_pool), "coreset", seed, fraction=f, params=params)
+             for f in section["fractions"] for name, params in selections for seed in section["seeds"]]
+    if section["full"]:
+        specs += [SubsetSpec("coreset", FULL, n_pool, "coreset", seed, fraction=1.0) for seed in section["seeds"]]
+    return specs
+
+
+def make_specs(config: StudyConfig, n_pool: int | None = None) -> list[SubsetSpec]:
+    """Every subset of the study, in a fixed order (regime, k, then maximisers, minimisers, mixtures, random),
+    then the coreset table's (which need the pool's size ``n_pool``)."""
+    if config.coreset is not None and n_pool is None:
+        raise ValueError("the config has a coreset section, whose subsets are shares of the pool: pass n_pool=.")
     specs: list[SubsetSpec] = []
     for regime in config.regimes:
         for k in config.k:
@@ -127,7 +168,7 @@ def make_specs(config: StudyConfig) -> list[SubsetSpec]:
                                                     params=params,
                                                     sample=config.minimiser_sample if filler == "min" else None))
             specs.extend(SubsetSpec("random", None, k, regime, s) for s in range(config.random_subsets))
-    return specs
+    return specs + (coreset_specs(config, n_pool) if n_pool is not None else [])
 
 
 def check_design(config: StudyConfig, labels) -> None:
@@ -137,8 +178,16 @@ def check_design(config: StudyConfig, labels) -> None:
     big = [k for k in config.k if k > n]
     if big:
         raise ValueError(f"k={big} exceeds the pool's {n} rows; lower k.")
+    classes, counts = np.unique(labels, return_counts=True)
+    if config.coreset is not None:
+        for f in config.coreset["fractions"]:
+            k = coreset_k(f, n)
+            need = math.ceil(k / classes.size)
+            if k >= n or counts.min() < need:
+                raise ValueError(f"coreset fraction {f} ({k} rows, class-balanced) needs {need} rows of every class "
+                                 f"of the {n}-row pool, but class {classes[np.argmin(counts)].item()} has "
+                                 f"{counts.min()}; lower coreset.fractions.")
     if "balanced" in config.regimes:
-        classes, counts = np.unique(labels, return_counts=True)
         for k in config.k:
             need = math.ceil(k / classes.size)
             if counts.min() < need:
@@ -200,6 +249,12 @@ def _maximiser(spec: SubsetSpec, X, labels, cache: dict | None) -> np.ndarray:
     return idx
 
 
+def random_subset(spec: SubsetSpec, labels, rng: np.random.Generator) -> np.ndarray:
+    """A random spec's rows: uniform, or class-balanced in the balanced regime."""
+    counts = balanced_counts(labels, spec.k, rng) if spec.balanced else None
+    return np.asarray(_draw(rng, labels, np.zeros(0, dtype=np.int64), counts, spec.k), dtype=np.int64)
+
+
 def realise(spec: SubsetSpec, X, labels, cache: dict | None = None) -> np.ndarray:
     """The rows of ``spec``'s subset (pick order for ``max``/``min``; prefix then completion for ``mix``).
 
@@ -207,8 +262,7 @@ def realise(spec: SubsetSpec, X, labels, cache: dict | None = None) -> np.ndarra
     call in one process.
     """
     labels = np.asarray(labels)
-    rng = np.random.default_rng([spec.seed, spec.k, int(spec.balanced), round(spec.fraction * 100),
-                                 KINDS.index(spec.kind)])
+    rng = spec_rng(spec)
     if spec.kind == "max":
         return _maximiser(spec, X, labels, cache)
     if spec.kind == "min":
@@ -216,11 +270,35 @@ def realise(spec: SubsetSpec, X, labels, cache: dict | None = None) -> np.ndarra
                                quotas="balanced" if spec.balanced else None, sample=spec.sample, seed=spec.seed,
                                **spec.params)
     if spec.kind == "random":
-        counts = balanced_counts(labels, spec.k, rng) if spec.balanced else None
-        return np.asarray(_draw(rng, labels, np.zeros(0, dtype=np.int64), counts, spec.k), dtype=np.int64)
+        return random_subset(spec, labels, rng)
+    if spec.kind == "coreset":
+        return coreset_subset(spec, labels, rng, lambda: _maximiser(spec, X, labels, cache))
     if spec.kind != "mix":
         raise ValueError(f"spec.kind={spec.kind!r} is unknown; one of {list(KINDS)}.")
-    best = _maximiser(spec, X, labels, cache)
+    return complete_mixture(spec, _maximiser(spec, X, labels, cache), X, labels, rng)
+
+
+def coreset_subset(spec: SubsetSpec, labels, rng: np.random.Generator, maximiser) -> np.ndarray:
+    """A coreset spec's rows: drawn (``uniform``, ``balanced-random``), the whole pool, or ``maximiser()``
+    (the selection's class-balanced greedy maximiser, from :func:`worth.select`)."""
+    if spec.objective == "uniform":
+        return np.asarray(_draw(rng, labels, np.zeros(0, dtype=np.int64), None, spec.k), dtype=np.int64)
+    if spec.objective == "balanced-random":
+        counts = balanced_counts(labels, spec.k, rng)
+        return np.asarray(_draw(rng, labels, np.zeros(0, dtype=np.int64), counts, spec.k), dtype=np.int64)
+    if spec.objective == FULL:
+        return np.arange(labels.shape[0], dtype=np.int64)
+    return np.asarray(maximiser(), dtype=np.int64)
+
+
+def spec_rng(spec: SubsetSpec) -> np.random.Generator:
+    """The seeded generator of a spec's random draws (random subsets, mixtures' random fillers)."""
+    return np.random.default_rng([spec.seed, spec.k, int(spec.balanced), round(spec.fraction * 100),
+                                  KINDS.index(spec.kind)])
+
+
+def complete_mixture(spec: SubsetSpec, best: np.ndarray, X, labels, rng: np.random.Generator) -> np.ndarray:
+    """A mixture from its maximiser's picks ``best``: the prefix of ``1 − f``, then the filler's completion."""
     keep = best[: round((1 - spec.fraction) * spec.k)]
     need = spec.k - keep.size
     deficits = None

@@ -176,6 +176,8 @@ def write_report(rows, tables: dict, figures: dict, out_dir, *, title: str = "Ap
              f"{len(rows)} subsets trained and evaluated. Rank correlations are per regime and size k, with 95% "
              "bootstrap percentile intervals; `moderate` = scores between the random subsets' 10th percentile and "
              "halfway from their 90th percentile to the objective's maximiser (docs/appraisal.md).", ""]
+    if "coreset" in tables:
+        lines += coreset_section(tables["coreset"], tables["coreset_headline"])
     lines += ["## Correlation heat maps", ""]
     lines += [f"![{p.stem}]({p.name})" for p in figures.get("heatmaps", [])]
     lines += ["", f"![accuracy vs k]({figures['accuracy_vs_k'].name})", ""]
@@ -205,3 +207,113 @@ def write_report(rows, tables: dict, figures: dict, out_dir, *, title: str = "Ap
     path_md = out_dir / "report.md"
     path_md.write_text("\n".join(lines))
     return path_md
+
+
+def coreset_section(table: list[dict], headline: list[dict]) -> list[str]:
+    """The report's coreset section: the headline per fraction, then accuracy mean ± sd per selection."""
+    from .coreset_table import headline_sentences
+
+    lines = ["## Coreset table: does the selection beat what users pick instead?", "",
+             "Held-out accuracy mean ± sd over the training seeds, per share of the pool. Selections are "
+             "class-balanced (at most ⌈k/C⌉ per class, `worth.select(quotas='balanced')`; balanced random draws "
+             "k // C per class); uniform random is not balanced; margin = mean and sd of the per-seed difference from uniform "
+             "random (a new random draw per seed).", ""]
+    lines += headline_sentences(headline) + [""]
+    cells = [dict(c, share=("full pool" if c["selection"] == "full" else f"{c['fraction'] * 100:g} %"),
+                  accuracy=f"{_fmt(c['mean'], 4)} ± {_fmt(c['sd'], 4)}") for c in table]
+    lines += [_md_table(cells, ["share", "k", "selection", "n", "accuracy"]), ""]
+    return lines
+
+
+def _inline(text: str) -> str:
+    import html
+    import re
+
+    out = html.escape(text, quote=False)
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", out)
+
+
+def markdown_to_html(markdown: str, out_dir, *, title: str = "report") -> str:
+    """The report's markdown as one self-contained HTML page, every ``![alt](file.png)`` embedded as a base64
+    ``<img>`` (MLflow's artifact viewer does not resolve relative image links in markdown, mlflow PR #20003).
+
+    Renders what :func:`write_report` writes — headings, tables, lists, fenced code, images, paragraphs — with
+    no dependency; anything else passes through as an escaped paragraph.
+    """
+    import base64
+    import html
+    import re
+
+    out_dir = Path(out_dir)
+    body, table, code, para = [], [], None, []
+
+    def flush_para():
+        if para:
+            body.append(f"<p>{_inline(' '.join(para))}</p>")
+            para.clear()
+
+    def flush_table():
+        if table:
+            head, *rest = table
+            cells = lambda row, tag: "".join(f"<{tag}>{_inline(c.strip())}</{tag}>" for c in row)  # noqa: E731
+            body.append("<table><thead><tr>" + cells(head, "th") + "</tr></thead><tbody>"
+                        + "".join("<tr>" + cells(r, "td") + "</tr>" for r in rest) + "</tbody></table>")
+            table.clear()
+
+    for line in markdown.splitlines():
+        if code is not None:
+            if line.startswith("```"):
+                body.append("<pre><code>" + html.escape("\n".join(code)) + "</code></pre>")
+                code = None
+            else:
+                code.append(line)
+            continue
+        if line.startswith("```"):
+            flush_para(), flush_table()
+            code = []
+            continue
+        if line.startswith("|"):
+            flush_para()
+            cells = line.strip().strip("|").split("|")
+            if not all(set(c.strip()) <= set("-:") for c in cells):
+                table.append(cells)
+            continue
+        flush_table()
+        image = re.fullmatch(r"!\[([^\]]*)\]\(([^)]+)\)", line.strip())
+        heading = re.match(r"(#{1,6}) (.*)", line)
+        if image:
+            flush_para()
+            alt, src = image.groups()
+            path = out_dir / src
+            if path.is_file() and path.suffix.lower() == ".png":
+                data = base64.b64encode(path.read_bytes()).decode()
+                body.append(f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/></figure>')
+            else:
+                body.append(f"<p>[missing figure {html.escape(src)}]</p>")
+        elif heading:
+            flush_para()
+            n = len(heading.group(1))
+            body.append(f"<h{n}>{_inline(heading.group(2))}</h{n}>")
+        elif line.startswith("- "):
+            flush_para()
+            body.append(f"<ul><li>{_inline(line[2:])}</li></ul>")
+        elif not line.strip():
+            flush_para()
+        else:
+            para.append(line.strip())
+    flush_para(), flush_table()
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
+             "img{max-width:100%}pre{background:#f4f4f4;padding:1em;overflow:auto}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>" + "\n".join(body) + "</body></html>")
+
+
+def write_html(report_md: Path) -> Path:
+    """``report.html`` beside ``report.md``, the figures embedded (:func:`markdown_to_html`)."""
+    report_md = Path(report_md)
+    text = report_md.read_text()
+    title = text.splitlines()[0].lstrip("# ") if text else "report"
+    path = report_md.with_suffix(".html")
+    path.write_text(markdown_to_html(text, report_md.parent, title=title))
+    return path

@@ -3,7 +3,10 @@
 Each step is its own function with small, picklable inputs and outputs, so the Prefect flow can map
 :func:`realise`, :func:`score_subset` and :func:`train_subset` over Dask workers and log each result to
 MLflow, and call :func:`aggregate` once at the end. :func:`run_study` chains them in-process: the reference
-the flow is tested against, and the way to run a study without any orchestration.
+the flow is tested against, and the way to run a study without any orchestration. It takes the fast path:
+every greedy path once (:func:`worth.appraisal.paths.realise_subsets`), every subset scored in batches
+(:func:`worth.appraisal.scoring.score_subsets`); per-spec :func:`~worth.appraisal.design.realise` and
+:func:`score_subset` stay as the references they are tested against.
 """
 
 from __future__ import annotations
@@ -18,13 +21,18 @@ import worth
 
 from ..train import fit_and_evaluate
 from .config import StudyConfig
+from .coreset_table import coreset_headline, coreset_table
 from .correlate import correlation_table, path_table, spread_table, stops_paying
-from .design import SubsetSpec, check_design, make_specs, realise
-from .report import accuracy_vs_k_figure, heatmap_figure, path_figure, scatter_figures, write_report
+from .design import SubsetSpec, check_design, make_specs
+from .paths import realise_subsets
+from .scoring import score_subsets
+from .report import (accuracy_vs_k_figure, heatmap_figure, path_figure, scatter_figures, write_html,
+                     write_report)
 
 
 def score_subset(X, indices, objectives: dict, labels=None) -> dict[str, float]:
-    """Every objective's exact score of the subset (:func:`worth.score`)."""
+    """Every objective's exact score of the subset (:func:`worth.score`): the reference of
+    :func:`worth.appraisal.scoring.score_subsets`, which scores many subsets at once."""
     return {name: float(worth.score(X, indices, name, labels=labels, **params)) for name, params in objectives.items()}
 
 
@@ -49,14 +57,20 @@ def result_row(spec: SubsetSpec, scores: dict, evaluation: dict) -> dict:
 
 
 def aggregate(rows: list[dict], config: StudyConfig, out_dir, *, title: str = "Appraisal study") -> dict:
-    """Tables, figures and ``report.md`` from the results table; returns their paths and the tables."""
+    """Tables, figures, ``report.md`` and ``report.html`` (figures embedded) from the results table; returns
+    their paths and the tables. Rows of kind ``coreset`` make the coreset table; the other tables are the
+    study's subsets' alone."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     objectives = list(config.objectives)
+    cores = [r for r in rows if r["kind"] == "coreset"]
+    rows = [r for r in rows if r["kind"] != "coreset"]  # the correlations are the study's subsets' alone
     corr = correlation_table(rows, objectives, n_boot=config.bootstrap, seed=config.bootstrap_seed)
     path = path_table(rows, objectives)
     tables = {"correlation": corr, "spread": spread_table(rows, objectives), "path": path,
               "stops_paying": stops_paying(path)}
+    if cores:  # a config without a coreset section keeps exactly the tables it had
+        tables.update(coreset=coreset_table(cores), coreset_headline=coreset_headline(cores))
     figures = {
         "scatter": scatter_figures(rows, objectives, out_dir),
         "accuracy_vs_k": accuracy_vs_k_figure(rows, objectives, out_dir),
@@ -64,8 +78,10 @@ def aggregate(rows: list[dict], config: StudyConfig, out_dir, *, title: str = "A
         "path": path_figure(path, out_dir),
     }
     report = write_report(rows, tables, figures, out_dir, title=title, config=config.to_dict())
-    (out_dir / "results.json").write_text(json.dumps({"rows": rows, "tables": tables}, indent=1))
-    return {"report": report, "results": out_dir / "results.json", "figures": figures, "tables": tables}
+    html = write_html(report)
+    (out_dir / "results.json").write_text(json.dumps({"rows": rows + cores, "tables": tables}, indent=1))
+    return {"report": report, "html": html, "results": out_dir / "results.json", "figures": figures,
+            "tables": tables}
 
 
 def run_study(X, labels, X_test, y_test, config: StudyConfig, out_dir, *, inputs=None, n_classes: int | None = None,
@@ -104,15 +120,14 @@ def run_study(X, labels, X_test, y_test, config: StudyConfig, out_dir, *, inputs
                          f"({labels.shape[0]}) must describe the same pool, row for row.")
     n_classes = int(n_classes or max(labels.max(), np.max(y_test)) + 1)
     check_design(config, labels)
-    specs = make_specs(config)
-    cache: dict = {}
-    subsets: dict[str, np.ndarray] = {}
+    specs = make_specs(config, n_pool=int(labels.shape[0]))
+    subsets = realise_subsets(specs, X, labels)  # every greedy path once, every subset cut from them
+    keys = list(subsets)
+    table = dict(zip(keys, score_subsets(X, [subsets[k] for k in keys], config.objectives, labels)))
     rows = []
     for i, spec in enumerate(specs):
-        if spec.subset_key not in subsets:
-            subsets[spec.subset_key] = realise(spec, X, labels, cache)
         idx = subsets[spec.subset_key]
-        scores = score_subset(X, idx, config.objectives, labels)
+        scores = table[spec.subset_key]
         row = result_row(spec, scores, train_subset(spec, idx, inputs, labels, X_test, y_test, n_classes, config))
         rows.append(row)
         if progress is not None:

@@ -1,0 +1,131 @@
+"""Greedy paths computed once and shared: every maximiser, minimiser and mixture of a study from stored paths.
+
+:func:`worth.appraisal.design.realise` (the reference) selects per spec, with a cache that lives in one
+process: a flow mapping specs over workers selects the same maximiser once per worker and per mixture, and
+every ``k`` from scratch. But a greedy run does not depend on how many picks are asked of it — without
+quotas the first ``k`` picks of a run to ``K ≥ k`` *are* the run to ``k`` (lazy and full greedy alike: the
+picks depend only on the gains so far; the minimiser's seeded draws are made step by step too). So a study
+needs one path per
+
+``(kind, objective, parameters[, seed, sample])`` unconstrained (``fixed`` and ``budget``), at its largest k,
+
+and one per balanced ``k`` (``quotas="balanced"`` is ``ceil(k/C)`` per class, so a balanced run at ``K`` may
+fill a class past what the run at ``k`` may take: no prefix property there). :func:`plan_paths` lists them,
+:func:`realise_path` computes one (a flow maps it over workers, the pool loaded once per worker),
+:func:`subset_from_paths` makes any spec's rows from the stored paths (a maximiser or minimiser is a prefix;
+a mixture is its maximiser's prefix completed by its filler, :func:`worth.appraisal.design.complete_mixture`;
+a random subset its seeded draw; a coreset selection its balanced maximiser's path, shared with a
+balanced study maximiser of the same k), and :func:`realise_subsets` chains them in one process. The equality test
+(``tests/appraisal/test_fast_path.py``) checks every spec's rows against :func:`realise`'s.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+import worth
+
+from .design import DRAWN, FULL, SubsetSpec, complete_mixture, coreset_subset, random_subset, spec_rng
+from .minimise import greedy_minimise
+
+
+@dataclass(frozen=True)
+class PathKey:
+    """One greedy path: a maximiser (``kind="max"``) or minimiser (``"min"``) of an objective.
+
+    ``balanced_k`` is the k of a balanced run (``None``: unconstrained, shared by every k as prefixes);
+    ``seed`` and ``sample`` matter to minimisers only (``None`` for maximisers, which are deterministic).
+    """
+
+    kind: str
+    objective: str
+    params: str  # the objective's parameters as sorted JSON (hashable)
+    balanced_k: int | None = None
+    seed: int | None = None
+    sample: int | None = None
+
+    @property
+    def name(self) -> str:
+        regime = f"balanced-k{self.balanced_k}" if self.balanced_k else "any"
+        tail = "" if self.kind == "max" else f"-s{self.seed}-n{self.sample}"
+        return f"{self.kind}-{self.objective}-{regime}{tail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PathKey":
+        return cls(**data)
+
+
+def path_key(spec: SubsetSpec) -> PathKey | None:
+    """The path a spec is cut from (a mixture: its maximiser's), or ``None`` for a random subset."""
+    if spec.kind == "random" or (spec.kind == "coreset" and spec.objective in (*DRAWN, FULL)):
+        return None
+    params = json.dumps(spec.params, sort_keys=True)
+    balanced_k = spec.k if spec.balanced else None
+    if spec.kind == "min":
+        return PathKey("min", spec.objective, params, balanced_k, spec.seed, spec.sample)
+    return PathKey("max", spec.objective, params, balanced_k)
+
+
+def plan_paths(specs: list[SubsetSpec]) -> dict[PathKey, int]:
+    """Every path the specs need and its length (the largest k cut from it), in first-seen order."""
+    plan: dict[PathKey, int] = {}
+    for spec in specs:
+        key = path_key(spec)
+        if key is not None:
+            plan[key] = max(plan.get(key, 0), spec.k)
+    return plan
+
+
+def realise_path(key: PathKey, length: int, X, labels) -> np.ndarray:
+    """The path's first ``length`` picks (the call :func:`worth.appraisal.design.realise` makes for a spec)."""
+    labels = np.asarray(labels)
+    params = json.loads(key.params)
+    quotas = "balanced" if key.balanced_k else None
+    if key.balanced_k is not None and length != key.balanced_k:
+        raise ValueError(f"a balanced path is cut at its own k ({key.balanced_k}), not {length}.")
+    if key.kind == "max":
+        sel = worth.select(X, length, key.objective, labels=labels, quotas=quotas, **params)
+        return np.asarray(sel.indices, dtype=np.int64)
+    if key.kind == "min":
+        return greedy_minimise(X, length, key.objective, labels=labels, quotas=quotas, sample=key.sample,
+                               seed=key.seed, **params)
+    raise ValueError(f"key.kind={key.kind!r} is unknown; pass 'max' or 'min'.")
+
+
+def realise_paths(plan: dict[PathKey, int], X, labels) -> dict[PathKey, np.ndarray]:
+    """Every path of ``plan`` (:func:`plan_paths`), one after the other in this process."""
+    return {key: realise_path(key, length, X, labels) for key, length in plan.items()}
+
+
+def subset_from_paths(spec: SubsetSpec, paths: dict[PathKey, np.ndarray], X, labels) -> np.ndarray:
+    """The rows of ``spec`` from the stored paths: equal to :func:`worth.appraisal.design.realise`'s."""
+    labels = np.asarray(labels)
+    rng = spec_rng(spec)
+    if spec.kind == "random":
+        return random_subset(spec, labels, rng)
+    if spec.kind == "coreset":
+        return coreset_subset(spec, labels, rng, lambda: paths[path_key(spec)][:spec.k])
+    path = paths[path_key(spec)]
+    if path.size < spec.k:
+        raise ValueError(f"the stored path {path_key(spec).name} has {path.size} picks; {spec.name} needs {spec.k}.")
+    best = np.asarray(path[:spec.k], dtype=np.int64)
+    if spec.kind in ("max", "min"):
+        return best
+    return complete_mixture(spec, best, X, labels, rng)
+
+
+def realise_subsets(specs: list[SubsetSpec], X, labels) -> dict[str, np.ndarray]:
+    """``subset_key → rows`` of every distinct subset of ``specs``, each path computed once."""
+    paths = realise_paths(plan_paths(specs), X, labels)
+    out: dict[str, np.ndarray] = {}
+    for spec in specs:
+        if spec.subset_key not in out:
+            out[spec.subset_key] = subset_from_paths(spec, paths, X, labels)
+    return out
