@@ -48,7 +48,7 @@ from worth.appraisal.design import check_design  # noqa: E402
 
 def _pool_from_store(store: str, config: StudyConfig):
     from flows.study import StudyOptions, plan_study
-    from tasks.train import load_pool
+    from pipeline.study import load_pool
 
     plan = plan_study(StudyOptions(store=store, config_data=config.to_dict()))
     pool = load_pool(store, plan.holdout_desc)

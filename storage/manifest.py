@@ -48,7 +48,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -395,12 +395,24 @@ def sorted_ids(manifest: Mapping[str, Any]) -> list[str]:
     return sorted(str(i) for i in manifest["picks"]["ids"])
 
 
+def write_sorted_ids(ids: Sequence[str], path: str, fmt: str) -> str:
+    """Write ``ids`` sorted to ``path`` as ``npy`` (a 1-D array of str, no pickle) or ``txt`` (one per line)."""
+    ids = sorted(str(i) for i in ids)
+    if fmt == "npy":
+        with open(path, "wb") as f:  # np.save on a path would append .npy to any other suffix
+            np.save(f, np.asarray(ids, dtype=str), allow_pickle=False)
+    elif fmt == "txt":
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(f"{i}\n" for i in ids)
+    else:
+        raise ValueError(f"format={fmt!r}: sorted ids are written as npy or txt")
+    return str(path)
+
+
 def export_ids(manifest: Mapping[str, Any], path: str, fmt: str | None = None) -> str:
     """Write the manifest's sorted ids to ``path``: ``npy`` (a NumPy array of str, no pickle) or ``txt`` (one
     per line). ``fmt`` defaults to the file's suffix. Returns the path written."""
     fmt = fmt or os.path.splitext(str(path))[1].lstrip(".")
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format={fmt!r}: choose one of {', '.join(EXPORT_FORMATS)} (or name the file .npy/.txt)")
-    from storage.export import write_sorted_ids  # the one writer of sorted ids (storage.export: all formats)
-
     return write_sorted_ids(sorted_ids(manifest), str(path), fmt)

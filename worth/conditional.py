@@ -72,6 +72,7 @@ class Conditioned(GainModel):
         self.base = float(state.value)
         self.lazy_batch = state.lazy_batch
         self.scale = getattr(state, "scale", 1.0)
+        self.value_in_gain_units = getattr(state, "value_in_gain_units", True)
 
     @property
     def value(self) -> float:

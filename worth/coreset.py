@@ -35,6 +35,8 @@ Quotas and budgets apply as to every objective (the constraint prunes candidates
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._array import from_numpy, row_norms2, to_numpy
@@ -67,11 +69,16 @@ class _Recurrence(Objective):
 class HerdingState(State):
     """Herding's weight vector ``w_t`` and the criterion ``⟨w_t, x⟩`` of every row (host float64)."""
 
+    #: the value (``‖μ‖ − ‖μ − x̄_S‖``, a norm) is not in the criterion's units (a squared norm)
+    value_in_gain_units = False
+
     def __init__(self, X, xp) -> None:
         self.X, self.xp = X, xp
         self.n, self.m = int(X.shape[0]), int(X.shape[1])
         self.mu = xp.mean(X, axis=0)
         self.mu_norm = float(to_numpy(xp.linalg.vector_norm(self.mu)))
+        #: the size of a criterion on this data (⟨w, x⟩ ~ ‖x‖²): the tie rule is relative to it (issue 21 §5)
+        self.scale = max(float(to_numpy(xp.max(row_norms2(X, xp)))), np.finfo(np.float64).tiny)
         self._reset()
 
     def _reset(self) -> None:
@@ -116,6 +123,8 @@ class KCenterState(State):
         self.X, self.xp = X, xp
         self.n = int(X.shape[0])
         self.norms2 = row_norms2(X, xp)
+        #: the size of a criterion on this data (a distance ~ ‖x‖): the tie rule is relative to it (issue 21 §5)
+        self.scale = max(math.sqrt(float(to_numpy(xp.max(self.norms2)))), np.finfo(np.float64).tiny)
         mu = xp.mean(X, axis=0)
         self.to_mean = self._distances(mu)
         self.nearest = np.full(self.n, np.inf)

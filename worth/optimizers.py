@@ -164,6 +164,9 @@ def _each_step(model: GainModel, k: int, draw: Callable[[np.ndarray], np.ndarray
     trace = Trace()
     available, constraint = _start(model, available, constraint)
     scale = float(getattr(model, "scale", 1.0))
+    # A state whose value is in other units than its gains (herding: a norm, its criterion a squared norm) keeps
+    # the value out of the tie rule, which would otherwise tie every gain on tiny rows (issue 21 §5).
+    value_ties = bool(getattr(model, "value_in_gain_units", True))
     for step in range(k):
         constraint.prune(available)
         remaining = np.flatnonzero(available)
@@ -171,7 +174,7 @@ def _each_step(model: GainModel, k: int, draw: Callable[[np.ndarray], np.ndarray
             break
         cand = draw(remaining)
         g = _timed_gains(model, trace, cand)
-        pos = _pick_pos(constraint.criterion(cand, g), model.value, constraint.unit, scale)
+        pos = _pick_pos(constraint.criterion(cand, g), model.value if value_ties else 0.0, constraint.unit, scale)
         i = int(cand[pos])
         available[i] = False
         constraint.commit(i)

@@ -1,6 +1,6 @@
 """The export options of ``worth selections`` and ``worth nights``, defined once, and the step that writes one.
 
-The formats and how each is written live in :mod:`storage.export`; this module only turns the command line into
+The formats and how each is written live in :mod:`pipeline.export`; this module only turns the command line into
 a call and the result into a line for the user.
 """
 
@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from storage.export import FORMATS
+from pipeline.export import FORMATS
 
 
 def format_option():
@@ -39,10 +39,10 @@ def source_param_option():
 
 def write_export(subset, ref, out: Optional[Path], fmt: Optional[str], force: bool,
                  source_param: Optional[list[str]], embeddings: bool) -> None:
-    """Write ``subset`` (a :class:`storage.export.Subset`) and say what was written; bad input exits 2."""
+    """Write ``subset`` (a :class:`pipeline.export.Subset`) and say what was written; bad input exits 2."""
     from flows.cli.errors import refusing
     from flows.cli.params import parse_params
-    from storage import export as ex
+    from pipeline import export as ex
 
     with refusing(ValueError, FileNotFoundError, FileExistsError):
         if out is None:

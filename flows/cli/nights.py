@@ -2,7 +2,7 @@
 
 The list follows ``LATEST`` back through each version's ``previous`` link (:func:`storage.curated.history`), so a
 file a killed run left unreferenced is not shown as a night. ``--export vN`` writes a version in the formats of
-``worth selections --export`` (:mod:`storage.export`).
+``worth selections --export`` (:mod:`pipeline.export`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def nights_cmd(
         with refusing(ValueError, FileNotFoundError):
             if out is None:
                 raise ValueError("--export needs --out FILE (where to write)")
-            from storage.export import from_curated, resolve_format
+            from pipeline.export import from_curated, resolve_format
 
             resolve_format(str(out), format)  # an unknown format is refused before the version is read
             if not ref.exists():

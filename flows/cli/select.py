@@ -185,7 +185,7 @@ def selections_cmd(
         if export is not None:
             if out is None:
                 raise ValueError("--export needs --out FILE (the ids file to write)")
-            from storage.export import from_manifest, resolve_format
+            from pipeline.export import from_manifest, resolve_format
 
             resolve_format(str(out), format)  # an unknown format is refused before the manifest is read
             subset = from_manifest(ref, mf.read_manifest(ref, export))

@@ -55,7 +55,7 @@ def test_every_row_end_to_end_through_the_cli(store):
         assert o["value"] > 0 and o["evaluations"] > 0 and o["seconds"] > 0, row
         assert 0 < o["peak_rss_gb"] <= o["tree_rss_gb"], row
     for row in FLOW_ROWS:
-        assert out[row]["command"].startswith("cli.main select --store") and "--runner inline" in out[row]["command"]
+        assert out[row]["command"].startswith("flows.cli.main select --store") and "--runner inline" in out[row]["command"]
     names = {m["name"]: m for m in mf.list_manifests(store)}
     assert {f"bench-{r}-smoke" for r in FLOW_ROWS} <= set(names)
     for row in FLOW_ROWS:

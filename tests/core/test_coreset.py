@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import worth
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 
 
 def _unit(X):
@@ -138,7 +138,7 @@ def test_properties_declared_and_lazy_and_target_refused(name):
 def test_cli_select_k_center(tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from flows.cli.main import app
 
     X = make_instance("gaussian", n=60, m=5, seed=3)
     path = tmp_path / "X.npy"

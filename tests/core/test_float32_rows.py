@@ -24,9 +24,13 @@ def digits():
 
 
 def _naive(X, normalize):
-    """What prepare_rows computed before it went by chunk: one float64 copy, norms by einsum, one division."""
+    """What prepare_rows computes, on the whole array at once: one float64 copy, each row divided by its largest
+    entry (issue 21: squared norms of rows near 1e±160 would over- or underflow), then by its norm (einsum)."""
     X64 = X.astype(np.float64)
-    return X64 / np.sqrt(np.einsum("ij,ij->i", X64, X64))[:, None] if normalize else X64
+    if not normalize:
+        return X64
+    X64 = X64 / np.abs(X64).max(axis=1)[:, None]
+    return X64 / np.sqrt(np.einsum("ij,ij->i", X64, X64))[:, None]
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int64])

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import worth
-from tests.conftest import make_instance
+from tests.helpers import make_instance
 from worth._array import to_numpy
 from worth.registry import entries, get_objective
 
@@ -39,6 +39,8 @@ BEHAVIOUR = {
     "hybrid": "clean",
     "vendi-pool": "clean",
     "vendi": "refused",
+    "herding": "same picks",  # worth.coreset: argmax ⟨w, x⟩ with w linear in the rows — every score scales by c²
+    "k-center": "same picks",  # distances scale by c: the farthest row stays the farthest
 }
 
 

@@ -1,4 +1,4 @@
-"""storage/export.py and the export options of ``worth selections`` / ``worth nights``: every format reads back to
+"""pipeline/export.py and the export options of ``worth selections`` / ``worth nights``: every format reads back to
 the manifest's ids (and the curated version's ids), in pick order where the format keeps it; clear refusals."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli.main import app
-from flows.select import SelectionSpec, SelectOptions, select_inline
+from flows.select import SelectionSpec, SelectOptions, run_select
 from storage import curated
-from storage import export as ex
+from pipeline import export as ex
 from storage import manifest as mf
 from storage.store import EmbeddingStore
 
@@ -26,7 +26,7 @@ ORDERED = {"parquet", "datasets"}  # formats that keep the pick order (txt and n
 
 
 def _selection(url: str, name: str = "pc") -> dict:
-    select_inline(SelectOptions(store=url, selections=[SelectionSpec(name=name, objective="logdet",
+    run_select(SelectOptions(store=url, selections=[SelectionSpec(name=name, objective="logdet",
                                                                      regime="per-class", quotas=2)]))
     return mf.read_manifest(url, name)
 

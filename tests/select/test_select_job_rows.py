@@ -8,7 +8,12 @@ import pytest
 
 import worth
 from storage.store import EmbeddingStore
-from tasks.select import SelectJob, _rows, run_select_job
+from pipeline.select import SelectJob, run_select_job
+from pipeline.select import _job_rows as _job_rows_of
+
+
+def _rows(job, st, xp):
+    return _job_rows_of(job, st)
 
 
 @pytest.mark.parametrize("objective,params,dtype", [("facility-location", {"neighbors": 10}, np.float32),

@@ -39,8 +39,8 @@ def test_old_names_are_refused_with_the_new_one():
 
 
 def test_one_constant_set_for_the_study_and_the_night():
-    import tasks.curate
-    import tasks.train
+    import pipeline.curate
+    import pipeline.study
 
-    assert not hasattr(tasks.curate, "HELD_OUT_SPLITS") and tasks.curate.held_out_mask is holdout.nightly_mask
-    assert tasks.train.split_mask is holdout.split_mask
+    assert not hasattr(pipeline.curate, "HELD_OUT_SPLITS") and pipeline.curate.held_out_mask is holdout.nightly_mask
+    assert pipeline.study.split_mask is holdout.split_mask

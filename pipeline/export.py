@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from storage.manifest import write_sorted_ids  # noqa: F401  (the one writer of sorted ids)
+
 from storage.ref import StoreRef
 
 #: Export formats, in the order they are offered; ``hf`` is accepted as another name for ``datasets``.
@@ -180,20 +182,6 @@ def resolve_format(out: str, fmt: str | None = None) -> str:
         f"cannot tell the export format from {str(out)!r}: name the file .txt, .npy or .parquet, or give "
         f"--format ({', '.join(FORMATS)}; datasets writes a folder)"
     )
-
-
-def write_sorted_ids(ids: Sequence[str], path: str, fmt: str) -> str:
-    """Write ``ids`` sorted to ``path`` as ``npy`` (a 1-D array of str, no pickle) or ``txt`` (one per line)."""
-    ids = sorted(str(i) for i in ids)
-    if fmt == "npy":
-        with open(path, "wb") as f:  # np.save on a path would append .npy to any other suffix
-            np.save(f, np.asarray(ids, dtype=str), allow_pickle=False)
-    elif fmt == "txt":
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(f"{i}\n" for i in ids)
-    else:
-        raise ValueError(f"format={fmt!r}: sorted ids are written as npy or txt")
-    return str(path)
 
 
 def _table(subset: Subset):
