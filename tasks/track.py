@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.curate import NIGHTLY_EXPERIMENT
 from storage.ref import StoreRef
 from tasks._task import worth_task
 
@@ -281,9 +282,6 @@ def ui_command(uri: str) -> str:
 # One MLflow run per curated night in the experiment ``worth-nightly``: the night's parameters, its metrics with
 # deltas against the previous night, and its artifacts (contact sheet, additions). A run is tagged with the
 # night's deterministic key, so a night rerun after a crash finds and finishes its run instead of adding one.
-
-NIGHTLY_EXPERIMENT = "worth-nightly"
-
 
 def default_tracking_uri(beside: str) -> str:
     """The night's tracking URI (:func:`pick_tracking_uri`): ``MLFLOW_TRACKING_URI`` when set (the services' MLflow

@@ -52,8 +52,6 @@ def inputs(tmp_path_factory):
     return {"d": str(d), "store": store}
 
 
-XFAIL_STUDY = pytest.mark.xfail(strict=True, reason="issue 21 §1: the study config is not checked up front (every "
-                                "subset fails, FAILED MLflow runs are logged)")
 
 # (id, arguments with {d} = the files' folder and {store} = the store, words the one line must hold)
 def case(case_id: str, args: str, words: str, *marks):
@@ -93,13 +91,9 @@ CASES = [
     case("study-runner-unknown", "study --store {store} --quick --runner nope --out {d}/o", "runner='nope'"),
     case("study-store-missing", "study --store {d}/nope.zarr --quick --out {d}/o", "does not exist"),
     case("study-config-unknown-key", "study --store {store} --config {d}/unknown.yaml --out {d}/o", "mixture_fraction"),
-    case("study-config-syntax", "study --store {store} --config {d}/syntax.yaml --out {d}/o", "syntax.yaml",
-         pytest.mark.xfail(strict=True, reason="issue 21 §1: a YAML syntax error is reported as 'internal error "
-                           "ParserError … report it', exit 1")),
-    case("study-lr-negative", "study --store {store} --config {d}/lr.yaml --runner inline --out {d}/o", "lr",
-         XFAIL_STUDY, pytest.mark.slow),
-    case("study-device-tpu", "study --store {store} --config {d}/tpu.yaml --runner inline --out {d}/o", "device",
-         XFAIL_STUDY, pytest.mark.slow),
+    case("study-config-syntax", "study --store {store} --config {d}/syntax.yaml --out {d}/o", "syntax.yaml"),
+    case("study-lr-negative", "study --store {store} --config {d}/lr.yaml --runner inline --out {d}/o", "lr", pytest.mark.slow),
+    case("study-device-tpu", "study --store {store} --config {d}/tpu.yaml --runner inline --out {d}/o", "device", pytest.mark.slow),
 ]
 
 

@@ -8,13 +8,18 @@ v0001 and v0002; a store path that does not exist was "no selections yet".
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from storage import curated
 from storage import manifest as mf
+
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def _record(key="a" * 64, ids=("b", "a", "c")):
@@ -85,24 +90,36 @@ def test_a_damaged_curated_version_is_named_with_its_repair(tmp_path, damage):
         curated.read_version(folder)
 
 
-def _publish(url, key, tag, out):
-    man = mf.write_manifest(url, "same", _record(key, ids=(tag,)))
-    out.put((man["version"], man["picks"]["ids"][0]))
+_PUBLISHER = """
+import json, os, sys, time
+from storage import manifest as mf
+url, key, tag, go = sys.argv[1:5]
+while not os.path.exists(go):  # every writer imported and waiting: they race from here
+    time.sleep(0.005)
+record = {"key": key, "created": mf.now(), "objective": "vendi", "value": 1.5,
+          "picks": {"ids": [tag], "rows": [0], "gains": [1.0], "values": [1.0]}}
+man = mf.write_manifest(url, "same", record)
+print(json.dumps([man["version"], man["picks"]["ids"][0]]))
+"""
 
 
 @pytest.mark.parametrize("attempt", range(4))
 def test_concurrent_writers_of_one_job_key_leave_one_record(tmp_path, attempt):
-    """Processes (the writer lock is per process): the second writer returns the first's manifest."""
-    url = str(tmp_path / "pool.zarr")
-    ctx = multiprocessing.get_context("fork")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_publish, args=(url, "f" * 64, f"w{i}", out)) for i in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    got = [out.get(timeout=10) for _ in procs]
-    assert [p.exitcode for p in procs] == [0, 0, 0]
+    """Processes of their own, as concurrent ``worth select`` runs are (the writer lock is per process): the
+    writers that lose return the first's manifest.
+
+    Fresh interpreters, not forks of the test process: a fork inherits whatever the suite's earlier tests left
+    running (Prefect, Dask threads), and such children exited 1 after writing in the full suite.
+    """
+    url, go = str(tmp_path / "pool.zarr"), str(tmp_path / "go")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    procs = [subprocess.Popen([sys.executable, "-c", _PUBLISHER, url, "f" * 64, f"w{i}", go], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    time.sleep(0.5)
+    open(go, "w").close()
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in outs]
+    got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     assert sorted(os.listdir(os.path.join(url, "selections", "same"))) == ["v0001.json"]
     assert len({tag for _, tag in got}) == 1 and {v for v, _ in got} == {1}  # all report the one record
 

@@ -214,7 +214,17 @@ def load_config(path: str | Path) -> StudyConfig:
     import yaml
 
     with open(path) as fh:
-        data = yaml.safe_load(fh)
+        try:
+            data = yaml.safe_load(fh)
+        except yaml.YAMLError as err:  # a syntax error names the file and the line, not an internal error
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"{path}:{where}: not valid YAML ({problem}); fix the file (see the repository's "
+                             "study.yaml for its shape)") from None
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"{path}: a study config is a mapping of keys (see the repository's study.yaml), "
+                         f"not a {type(data).__name__}")
     try:
         return StudyConfig.from_dict(data or {})
     except ValueError as err:
