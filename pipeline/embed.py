@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.threads import worker_threads
 from storage import embedding as _embedding
+from storage.ref import StoreRef
 from storage.store import DEFAULT_CHUNK_ROWS, EmbeddingStore
 from worth.data.encoders import encoder_ref, get_encoder, resolve_encoder, set_torch_threads
 from worth.data.sources import load_source, resolve_source
@@ -89,11 +90,13 @@ def plan_store(options: EmbedOptions, source, encoder) -> _embedding.EmbedPlan:
 class ShardJob:
     """Whole chunks of the store to embed: the source and encoder by reference, read where the job runs."""
 
-    store: str
+    store: StoreRef
     source: Any
     encoder: Any
     chunks: list[int]
-    storage_options: dict[str, Any] | None = None
+
+    def __post_init__(self):  # a URL string is a ref with no options
+        object.__setattr__(self, "store", StoreRef.of(self.store))
 
     @property
     def label(self) -> str:
@@ -102,7 +105,8 @@ class ShardJob:
 
 def shard_jobs(options: EmbedOptions, plan: _embedding.EmbedPlan, source, encoder) -> list[ShardJob]:
     """The plan's pending chunks in shards of ``chunks_per_shard``."""
-    return [ShardJob(options.store, source.ref(), encoder_ref(encoder), shard, options.storage_options or None)
+    ref = StoreRef.of(options.store, options.storage_options or None)
+    return [ShardJob(ref, source.ref(), encoder_ref(encoder), shard)
             for shard in _embedding.shards(plan.pending_chunks, options.chunks_per_shard)]
 
 
@@ -111,8 +115,7 @@ def run_shard(job: ShardJob) -> dict[str, Any]:
     encoder = resolve_encoder(job.encoder)
     if encoder.uses_torch:
         set_torch_threads(worker_threads())
-    return _embedding.embed_chunks(job.store, resolve_source(job.source), encoder, job.chunks,
-                                   storage_options=job.storage_options)
+    return _embedding.embed_chunks(job.store, resolve_source(job.source), encoder, job.chunks)
 
 
 def store_summary(options: EmbedOptions) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.batch import shared
 from pipeline.threads import worker_threads
 from storage import manifest as mf
+from storage.ref import StoreRef
 from storage.store import EmbeddingStore
 from worth.data.sources import file_digest
 
@@ -103,8 +104,8 @@ class SelectJob:
 
     Attributes
     ----------
-    store, storage_options
-        Where the rows are (a local path or an fsspec URL, readable from every worker).
+    store : StoreRef
+        Where the rows are (a local path or an fsspec URL and its options, readable from every worker).
     positions : int64 array
         Store rows making up ``X`` of this job, in order (``X = store.rows(positions)``).
     k, objective, params, optimizer, method, seed, epsilon
@@ -126,7 +127,7 @@ class SelectJob:
         Name of the task run (``select-<label>``).
     """
 
-    store: str
+    store: StoreRef
     positions: np.ndarray
     k: int | None
     objective: str
@@ -135,7 +136,6 @@ class SelectJob:
     method: str = "auto"
     seed: int | None = 0
     epsilon: float = 0.01
-    storage_options: dict[str, Any] = field(default_factory=dict)
     quotas: dict | str | None = None
     labels: bool = False
     costs: str | None = None
@@ -145,6 +145,9 @@ class SelectJob:
     target_path: str | None = None
     device: str = "cpu"
     label: str = "job"
+
+    def __post_init__(self):  # a URL string is a ref with no options
+        object.__setattr__(self, "store", StoreRef.of(self.store))
 
 
 def plain(obj: Any) -> Any:
@@ -288,7 +291,7 @@ def _plan_one(spec: SelectionSpec, options: SelectOptions, pool: _Pool, device: 
     rows = _pool_rows(spec, pool)
     st = pool.store
     regime = spec.regime
-    base = dict(store=options.store, storage_options=dict(options.storage_options), objective=spec.objective,
+    base = dict(store=StoreRef.of(options.store, options.storage_options or None), objective=spec.objective,
                 params=params, optimizer=spec.optimizer, method=spec.method, seed=spec.seed, epsilon=spec.epsilon,
                 device=device, labels=bool(params.get("per_class")))
     # -- regime and its arguments
@@ -506,13 +509,13 @@ def _xp(device: str):
 
 
 def _store_key(job: SelectJob) -> tuple:
-    return job.store, json.dumps(job.storage_options or {}, sort_keys=True, default=str)
+    return job.store.url, json.dumps(dict(job.store.storage_options), sort_keys=True, default=str)
 
 
 def _open(job: SelectJob) -> EmbeddingStore:
     """The job's store, opened once per batch."""
     return shared(("store", *_store_key(job)),
-                  lambda: EmbeddingStore.open(job.store, storage_options=job.storage_options or None))
+                  lambda: EmbeddingStore.open(job.store))
 
 
 class _Chunks:
