@@ -45,13 +45,24 @@ ADDITIONS_KEY = "curate-additions"
 CLASSES_KEY = "curate-classes"
 
 
+def night_tracking_uri(options: CurateOptions, folder: str, *, check: bool = False) -> str:
+    """Where the night is tracked (:func:`tasks.track.default_tracking_uri`: ``--tracking-uri``, else
+    ``MLFLOW_TRACKING_URI``, else ``mlflow.db`` in the folder holding the curated folder)."""
+    return default_tracking_uri(os.path.dirname(os.path.abspath(folder)), options.tracking_uri, check=check)
+
+
 def plan_night(options: CurateOptions) -> str:
-    """What the night checks before anything starts: the objective (name and parameters) and the curated
-    folder (a remote store needs ``curated=``). Returns the folder."""
+    """What the night checks before anything starts: the objective (name and parameters), the curated
+    folder (a remote store needs ``curated=``) and its latest version (a damaged file is named with its repair),
+    and the tracking store (a dead server, a damaged or full SQLite file). Returns the folder."""
     import worth
 
     worth.get_objective(options.objective, **options.objective_params)  # a bad name fails before any work
-    return versions.curated_dir(options.pool.store, options.curated)
+    folder = versions.curated_dir(options.pool.store, options.curated)
+    if os.path.isdir(folder):
+        versions.read_version(folder)  # the version the night starts from must be readable
+    night_tracking_uri(options, folder, check=True)
+    return folder
 
 
 def _class_name(classes: list[str] | None, label: int) -> str:
@@ -107,7 +118,7 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
     """One night under the curated folder's lock (the body of the flow; see the module's docstring)."""
     t0 = time.perf_counter()
     folder = plan_night(options)
-    tracking_uri = options.tracking_uri or default_tracking_uri(os.path.dirname(os.path.abspath(folder)))
+    tracking_uri = night_tracking_uri(options, folder)
     run_id = runtime.run_id()
     with versions.lock(folder, owner=f"flow run {run_id}"):
         previous = versions.read_version(folder)

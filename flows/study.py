@@ -49,10 +49,11 @@ def plan_study(options: StudyOptions) -> StudyPlan:
     Raises
     ------
     ValueError, FileNotFoundError
-        With the argument at fault and the fix, before any selection, training or tracking.
+        With the argument at fault and the fix, before any selection, training or tracking (a tracking store that
+        cannot work: :class:`tasks.track.TrackingStoreError`, a ``ValueError``).
     """
     plan = plan_pool(options)
-    uri = track.resolve_tracking_uri(options.store, options.tracking_uri)
+    uri = track.resolve_tracking_uri(options.store, options.tracking_uri, check=True)  # probed: a dead server, a bad file
     name = options.experiment or f"worth-study-{Path(options.store.rstrip('/')).name}"
     location = track.resolve_artifact_location(uri, name, options.artifact_location)
     if options.out_dir:

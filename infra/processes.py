@@ -253,6 +253,21 @@ def http_ok(url: str, timeout: float = 2.0) -> bytes | None:
         return None
 
 
+def unreachable(url: str, timeout: float = 5.0) -> str | None:
+    """Why nothing answers HTTP at ``url`` (connection refused, timed out, no such host ...), or None when
+    something does — whatever its status code: a server that says 404 or 401 is up."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 (a URL the user configured)
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        return getattr(reason, "strerror", None) or str(reason)
+    except (OSError, ValueError) as exc:  # a timeout while reading, a malformed URL
+        return str(exc) or type(exc).__name__
+
+
 def wait_until(
     check: Callable[[], bool], proc: psutil.Process, what: str, log: Path, timeout: float, poll: float = 0.3
 ) -> float:

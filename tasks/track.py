@@ -20,6 +20,14 @@ return small dicts and the flow logs them as they arrive. Facts behind the choic
   A FINISHED run is reused as it is; any other (a process killed inside a run leaves it RUNNING for
   good) is reopened by its id and logged into again.
 
+* **A tracking store that cannot work is refused before the flow starts** (:func:`check_tracking_uri`, called by
+  the resolver with ``check=True`` from each flow's plan, in the launching process): a SQLite file that is not a
+  database or is damaged, a disk with no room for it, a tracking server that does not answer within
+  :data:`PROBE_TIMEOUT` seconds (MLflow's own client retries a dead server for about 250 s). What fails later —
+  the disk filling up mid-run — is reported the same way: every call of the tracking client goes through
+  :class:`TrackingClient`, which turns the database's or the connection's error into
+  :class:`TrackingStoreError` naming the file or server and the fix.
+
 The client API (:class:`mlflow.tracking.MlflowClient`) is used throughout instead of ``mlflow.start_run``: no
 global active-run state, so the flow can hold one parent and many children open at once.
 """
@@ -57,26 +65,34 @@ def beside_store(store: str, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
-def pick_tracking_uri(explicit: str | None, folder: str | os.PathLike | None, *, why_none: str = "") -> str:
-    """The one rule: ``explicit``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<folder>/mlflow.db``.
+def pick_tracking_uri(explicit: str | None, folder: str | os.PathLike | None, *, why_none: str = "",
+                      check: bool = False) -> str:
+    """The one rule: ``explicit``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<folder>/mlflow.db``; with
+    ``check``, the store is probed first (:func:`check_tracking_uri`).
 
     Raises
     ------
     ValueError
         With neither and no ``folder`` (a remote store has no folder beside it): ``why_none`` says why.
+    TrackingStoreError
+        With ``check``: the store named cannot work (its file or server, and the fix).
     """
-    if explicit:
-        return explicit
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    if folder is None:
+    if explicit:
+        uri, origin = explicit, "--tracking-uri"
+    elif env:
+        uri, origin = env, "MLFLOW_TRACKING_URI"
+    elif folder is None:
         raise ValueError(f"{why_none}no tracking database can sit beside it: pass --tracking-uri (e.g. "
                          "http://mlflow-host:5000 or sqlite:////abs/path/mlflow.db) or set MLFLOW_TRACKING_URI.")
-    return f"sqlite:///{Path(os.path.abspath(folder)) / 'mlflow.db'}"
+    else:
+        uri, origin = f"sqlite:///{Path(os.path.abspath(folder)) / 'mlflow.db'}", "the default tracking database"
+    if check:
+        check_tracking_uri(uri, origin)
+    return uri
 
 
-def resolve_tracking_uri(store: str, explicit: str | None = None) -> str:
+def resolve_tracking_uri(store: str, explicit: str | None = None, *, check: bool = False) -> str:
     """The tracking URI of a study on ``store`` (:func:`pick_tracking_uri`; the default folder ``<store>.mlflow``).
 
     Raises
@@ -85,13 +101,197 @@ def resolve_tracking_uri(store: str, explicit: str | None = None) -> str:
         For a remote store (``s3://...``) with neither: a SQLite file cannot live beside it.
     """
     folder = beside_store(store, ".mlflow") if is_local(store) else None
-    return pick_tracking_uri(explicit, folder, why_none=f"store={store!r} is remote, so ")
+    return pick_tracking_uri(explicit, folder, why_none=f"store={store!r} is remote, so ", check=check)
 
 
 def _sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
     return Path(uri[len("sqlite:///"):].split("?", 1)[0])
+
+
+# -- a tracking store that cannot work ----------------------------------------------------------------------------
+PROBE_TIMEOUT = 5.0
+"""Seconds a tracking server has to answer the probe before a flow starts."""
+MIN_FREE_BYTES = 16 << 20
+"""Free bytes below which the disk of a SQLite tracking file counts as full (runs, metrics and the artifacts
+beside it need room)."""
+QUICK_CHECK_BYTES = 1 << 30
+"""SQLite files up to this size get SQLite's ``quick_check`` before a flow starts; larger ones a schema read."""
+
+
+class TrackingStoreError(ValueError):
+    """The tracking store cannot be used: a damaged or full SQLite file, a server that does not answer. The
+    message names the file or server, where the URI came from, and the fix (bad input: exit 2)."""
+
+
+def _where(uri: str) -> str:
+    db = _sqlite_path(uri)
+    return f"tracking database {db}" if db is not None else f"tracking server {uri}"
+
+
+def _sqlite_problem(db: Path, text: str) -> str | None:
+    """The one-line diagnosis of SQLite's error ``text`` on ``db`` (None: not a SQLite error we know)."""
+    low = text.lower()
+    if "full" in low:
+        return (f"tracking database {db} is full (SQLite: {text}): free space on the disk holding it, or pass "
+                "--tracking-uri sqlite:////PATH/ON/ANOTHER/DISK/mlflow.db")
+    if any(w in low for w in ("not a database", "malformed", "encrypted", "corrupt")):
+        return (f"tracking database {db} is damaged (SQLite: {text}): move it aside or delete it (a new one is made, "
+                "and earlier runs are not resumed), restore it from a backup, or pass another --tracking-uri")
+    if "locked" in low or "busy" in low:
+        return (f"tracking database {db} is locked by another process (SQLite: {text}): wait for it to finish, "
+                "or pass another --tracking-uri")
+    if "readonly" in low or "read-only" in low or "unable to open" in low or "disk i/o" in low:
+        return (f"tracking database {db} cannot be written (SQLite: {text}): check the file's permissions and "
+                "disk, or pass another --tracking-uri")
+    return None
+
+
+def _free_bytes(path: Path) -> int | None:
+    import shutil
+
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def check_tracking_uri(uri: str, origin: str = "--tracking-uri") -> str:
+    """Refuse a tracking store that cannot work, before anything starts; return ``uri``.
+
+    * ``sqlite:///PATH``: a folder at ``PATH``, a file that SQLite cannot read as a database (garbage, a
+      truncated copy: SQLite's ``quick_check``), a file that cannot be written, or a disk with less than
+      :data:`MIN_FREE_BYTES` free. A missing file is fine: it is created.
+    * ``http(s)://``: the server must answer an HTTP request (any status) within :data:`PROBE_TIMEOUT` seconds.
+    * anything else (PostgreSQL, Databricks): left to MLflow.
+
+    Raises
+    ------
+    TrackingStoreError
+        Naming the file or server, ``origin`` (where the URI came from) and the fix.
+    """
+    db = _sqlite_path(uri)
+    if db is not None:
+        _check_sqlite(db.expanduser(), origin)
+    elif uri.startswith(("http://", "https://")):
+        from infra.processes import unreachable
+
+        why = unreachable(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT)
+        if why is not None:
+            raise TrackingStoreError(
+                f"tracking server {uri} (from {origin}) does not answer ({why}): start it (`worth services up "
+                "--only mlflow`, then `eval \"$(worth services env)\"`), or point --tracking-uri or "
+                "MLFLOW_TRACKING_URI at a running one")
+    return uri
+
+
+def _check_sqlite(db: Path, origin: str) -> None:
+    import sqlite3
+
+    if db.is_dir():
+        raise TrackingStoreError(f"tracking database {db} (from {origin}) is a folder: give the path of a file "
+                                 "(sqlite:////PATH/mlflow.db)")
+    free = _free_bytes(db)
+    if free is not None and free < MIN_FREE_BYTES:
+        raise TrackingStoreError(
+            f"tracking database {db} (from {origin}) is full: its disk has {free:,} bytes free, less than "
+            f"{MIN_FREE_BYTES >> 20} MiB: free space on that disk, or pass --tracking-uri "
+            "sqlite:////PATH/ON/ANOTHER/DISK/mlflow.db")
+    if not db.exists() or db.stat().st_size == 0:  # SQLite makes an empty file a new database
+        return
+    if not os.access(db, os.W_OK):
+        raise TrackingStoreError(f"tracking database {db} (from {origin}) is read-only: make it writable, or "
+                                 "pass another --tracking-uri")
+    try:
+        con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            if db.stat().st_size <= QUICK_CHECK_BYTES:
+                verdict = con.execute("PRAGMA quick_check").fetchone()[0]
+                if verdict != "ok":
+                    raise sqlite3.DatabaseError(f"database disk image is malformed: {verdict}")
+            else:
+                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:  # OperationalError included
+        raise TrackingStoreError(_sqlite_problem(db, str(exc)) or f"tracking database {db} cannot be read "
+                                 f"(SQLite: {exc}): move it aside, or pass another --tracking-uri") from None
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def tracking_failure(exc: BaseException, uri: str) -> TrackingStoreError | None:
+    """The :class:`TrackingStoreError` for an error of the tracking client on ``uri`` that comes from the store
+    itself (SQLite's error on the file, the server's connection), or None for any other error."""
+    import sqlite3
+
+    db = _sqlite_path(uri)
+    for e in _chain(exc):
+        name = type(e).__name__
+        if db is not None and (isinstance(e, sqlite3.DatabaseError) or
+                               (type(e).__module__.startswith("sqlalchemy") and name in (
+                                   "OperationalError", "DatabaseError", "IntegrityError"))):
+            text = str(getattr(e, "orig", None) or e).splitlines()[0]
+            problem = _sqlite_problem(db, text)
+            if problem:
+                return TrackingStoreError(problem)
+        if db is None and uri.startswith(("http://", "https://")) and (
+                name in ("ConnectionError", "MaxRetryError", "NewConnectionError", "RetryError")
+                or "Max retries exceeded" in str(e)):
+            return TrackingStoreError(
+                f"tracking server {uri} stopped answering ({name}): restart it (`worth services up --only mlflow`) "
+                "and rerun: finished runs are kept and resumed")
+    return None
+
+
+def _drop_store_tracebacks(record) -> bool:
+    """MLflow's SQL store logs every database error with its traceback before raising it: the error is
+    reported once, as :class:`TrackingStoreError`, so the logged copy is dropped."""
+    return not (record.exc_info and record.levelno >= 40)
+
+
+class TrackingClient:
+    """An :class:`~mlflow.tracking.MlflowClient` whose every call turns the store's own failures (a damaged or
+    full SQLite file, a server gone) into :class:`TrackingStoreError` (:func:`tracking_failure`)."""
+
+    def __init__(self, uri: str):
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        store_log = logging.getLogger("mlflow.store.db.utils")
+        if _drop_store_tracebacks not in store_log.filters:
+            store_log.addFilter(_drop_store_tracebacks)
+        self.uri = uri
+        self._client = self._guarded(MlflowClient)(tracking_uri=uri)  # it opens (and migrates) the store now
+
+    def _guarded(self, fn):
+        uri = self.uri
+
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                mapped = tracking_failure(exc, uri)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+
+        return call
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        return self._guarded(attr) if callable(attr) else attr
 
 
 def resolve_artifact_location(uri: str, experiment: str, explicit: str | None = None) -> str | None:
@@ -114,10 +314,8 @@ def resolve_artifact_location(uri: str, experiment: str, explicit: str | None = 
                      "(a folder or an object-store URL such as s3://bucket/mlartifacts).")
 
 
-def _client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
+def _client(uri: str) -> TrackingClient:
+    return TrackingClient(uri)
 
 
 def ensure_experiment(client, uri: str, experiment: str, artifact_location: str | None = None) -> str:
@@ -283,10 +481,10 @@ def ui_command(uri: str) -> str:
 # deltas against the previous night, and its artifacts (contact sheet, additions). A run is tagged with the
 # night's deterministic key, so a night rerun after a crash finds and finishes its run instead of adding one.
 
-def default_tracking_uri(beside: str) -> str:
-    """The night's tracking URI (:func:`pick_tracking_uri`): ``MLFLOW_TRACKING_URI`` when set (the services' MLflow
-    server), else a SQLite file in folder ``beside``."""
-    return pick_tracking_uri(None, beside)
+def default_tracking_uri(beside: str, explicit: str | None = None, *, check: bool = False) -> str:
+    """The night's tracking URI (:func:`pick_tracking_uri`): ``explicit``, else ``MLFLOW_TRACKING_URI`` when set
+    (the services' MLflow server), else a SQLite file in folder ``beside``."""
+    return pick_tracking_uri(explicit, beside, check=check)
 
 
 def nightly_experiment(uri: str, name: str = NIGHTLY_EXPERIMENT) -> str:

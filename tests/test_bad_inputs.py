@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -47,13 +48,21 @@ def inputs(tmp_path_factory):
     (d / "lr.yaml").write_text(yaml.safe_dump({**quick, "lr": -1}))
     (d / "tpu.yaml").write_text(yaml.safe_dump({**quick, "device": "tpu"}))
     (d / "unknown.yaml").write_text(yaml.safe_dump({**quick, "mixture_fraction": [0.5]}))
+    (d / "tracking-garbage.db").write_bytes(b"SQLite format 2\0" + bytes(range(256)) * 16)  # not a database
+    os.makedirs(d / "cur")  # a curated folder whose latest version is garbage
+    (d / "cur" / "v0001.json").write_bytes(b"\x00\xff not a version")
+    (d / "cur" / "LATEST").write_text("1\n")
     store = str(d / "s.zarr")
     embed_into_store(store, load_source("digits"), get_encoder("pixels", dim=16, seed=3), chunk_rows=256)
-    return {"d": str(d), "store": store}
+    from infra.processes import free_ports
+
+    # a loopback port nothing listens on: a tracking server that is down
+    return {"d": str(d), "store": store, "dead": free_ports(1)[0]}
 
 
 
-# (id, arguments with {d} = the files' folder and {store} = the store, words the one line must hold)
+# (id, arguments with {d} = the files' folder, {store} = the store and {dead} = a loopback port nothing listens on,
+#  words the one line must hold); leading NAME=VALUE words set the command's environment
 def case(case_id: str, args: str, words: str, *marks):
     return pytest.param(args, words, marks=marks, id=case_id)
 
@@ -94,6 +103,19 @@ CASES = [
     case("study-config-syntax", "study --store {store} --config {d}/syntax.yaml --out {d}/o", "syntax.yaml"),
     case("study-lr-negative", "study --store {store} --config {d}/lr.yaml --runner inline --out {d}/o", "lr", pytest.mark.slow),
     case("study-device-tpu", "study --store {store} --config {d}/tpu.yaml --runner inline --out {d}/o", "device", pytest.mark.slow),
+    # a tracking store that cannot work, found before any server or worker starts (issue 21 §2)
+    case("study-tracking-db-damaged", "study --store {store} --quick --tracking-uri sqlite:///{d}/tracking-garbage.db "
+         "--out {d}/o", "tracking-garbage.db is damaged"),
+    case("study-tracking-server-dead", "study --store {store} --quick --tracking-uri http://127.0.0.1:{dead} "
+         "--out {d}/o", "does not answer"),
+    case("study-tracking-env-server-dead", "MLFLOW_TRACKING_URI=http://127.0.0.1:{dead} study --store {store} --quick "
+         "--out {d}/o",
+         "(from MLFLOW_TRACKING_URI) does not answer"),
+    # worth curate
+    case("curate-tracking-server-dead", "curate digits --store {d}/c.zarr --tracking-uri http://127.0.0.1:{dead}",
+         "does not answer"),
+    case("curate-curated-version-damaged", "curate digits --store {d}/c.zarr --curated {d}/cur",
+         "cur/v0001.json is damaged"),
 ]
 
 
@@ -103,6 +125,10 @@ def test_bad_input_is_one_line_and_exit_2(inputs, args, words, tmp_path):
     before = sorted(os.listdir(inputs["d"]))
     env = {**os.environ, "PYTHONPATH": ROOT, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_HOME": str(tmp_path / ".prefect")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    while argv and re.match(r"^[A-Z_]+=", argv[0]):  # leading NAME=VALUE: the command's environment
+        name, _, value = argv.pop(0).partition("=")
+        env[name] = value
     try:  # in an empty folder: whatever a command writes by default (mlruns, reports) lands there, and is seen
         res = subprocess.run([sys.executable, "-m", CLI_MODULE, *argv], capture_output=True, text=True,
                              cwd=tmp_path, timeout=TIMEOUT, env=env)
