@@ -12,6 +12,10 @@ Why it works the way it does:
   time). A pid file without a matching process is *stale*.
 * Every process gets ``WORTH_SERVICES_DIR=<state dir>`` in its environment and passes it on to its children,
   so :func:`tagged_processes` finds even a child that left its process group; ``down`` stops those too.
+* A service can be *half-dead*: its recorded process killed (``kill -9``) while a child it started — MLflow's
+  uvicorn worker, a Dask nanny — keeps running and serving the port. Such a child is still in the process group
+  (and session) the recorded PID led, and carries the tag: :attr:`Recorded.remnants` lists them, so ``status``
+  shows the service as half-dead and ``up``/``down`` stop the group before anything else.
 """
 
 from __future__ import annotations
@@ -50,11 +54,27 @@ class Recorded:
     alive: bool
     pid_file: Path
     log: Path
+    remnants: tuple[int, ...] = ()
+    """PIDs still running in the dead recorded process's group or session, with this state directory's tag."""
 
     @property
     def stale(self) -> bool:
         """A pid file whose process is gone (or whose PID now belongs to another process)."""
         return self.pid is not None and not self.alive
+
+    @property
+    def half_dead(self) -> bool:
+        """The recorded process is gone but processes it started still run (and may hold its port)."""
+        return self.stale and bool(self.remnants)
+
+    def remnant_processes(self) -> list[psutil.Process]:
+        out = []
+        for pid in self.remnants:
+            try:
+                out.append(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                pass
+        return out
 
 
 def pid_file(state_dir: Path, name: str) -> Path:
@@ -92,7 +112,27 @@ def recorded(state_dir: Path, name: str) -> Recorded:
             alive = _running(proc) and abs(proc.create_time() - started) < 1.0
         except (psutil.NoSuchProcess, FileNotFoundError, ValueError):
             alive = False
-    return Recorded(name, pid, alive, path, log_file(state_dir, name))
+    left = tuple(p.pid for p in remnants(state_dir, pid)) if pid is not None and not alive else ()
+    return Recorded(name, pid, alive, path, log_file(state_dir, name), left)
+
+
+def remnants(state_dir: Path, leader: int) -> list[psutil.Process]:
+    """Running processes of the process group or session that ``leader`` led (``spawn`` starts each service as
+    a session leader) that carry ``state_dir``'s tag: what a killed service left running. The tag keeps a
+    reused PID's unrelated group out."""
+    want = f"{state_dir.resolve()}"
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid in (leader, os.getpid()):
+            continue
+        try:
+            if leader not in (os.getpgid(proc.pid), os.getsid(proc.pid)):
+                continue
+            if proc.environ().get(TAG) == want and _running(proc):
+                found.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
 
 
 def spawn(state_dir: Path, name: str, argv: Sequence[str], env: dict[str, str]) -> psutil.Process:
@@ -118,13 +158,18 @@ def spawn(state_dir: Path, name: str, argv: Sequence[str], env: dict[str, str]) 
 
 def tagged_processes(state_dir: Path) -> list[psutil.Process]:
     """Every running process whose environment carries this state directory's tag (our services and children)."""
-    want = f"{state_dir.resolve()}"
+    return processes_with_env(TAG, f"{state_dir.resolve()}")
+
+
+def processes_with_env(name: str, value: str) -> list[psutil.Process]:
+    """Every running process (but this one) whose environment has ``name=value``: a process and everything it
+    started, however far they wandered from its process group (environments are inherited)."""
     found = []
     for proc in psutil.process_iter():
         if proc.pid == os.getpid():
             continue
         try:
-            if proc.environ().get(TAG) == want and _running(proc):
+            if proc.environ().get(name) == value and _running(proc):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue

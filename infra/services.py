@@ -100,10 +100,14 @@ class Service:
         Its log file.
     action : str
         ``up``: ``started`` or ``reused``; ``down``: ``stopped``, ``killed`` (needed SIGKILL) or ``stale``
-        (pid file of a dead process, removed); ``status``: ``running``, ``stale`` or ``absent``.
+        (pid file of a dead process, removed); ``status``: ``running``, ``half-dead`` (the recorded process is
+        gone, processes it started still run), ``stale`` or ``absent``.
     seconds : float or None
         ``up``: seconds from launch until it answered (health endpoint, registered worker); ``down``: seconds
         until it and its children were gone.
+    remnants : tuple of int
+        ``status``, action ``half-dead``: the PIDs the dead recorded process left running (its worker, which
+        may still serve the port); ``up`` and ``down`` stop them.
     """
 
     name: str
@@ -113,6 +117,7 @@ class Service:
     log: Path
     action: str
     seconds: float | None = None
+    remnants: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -278,6 +283,10 @@ def _ports(state_dir: Path, groups: list[str], ports: Mapping[str, int] | None) 
             if not port_is_free(port):
                 raise BadArgument(f"--{key}-port {port}: the port is busy on 127.0.0.1; pick another or omit it")
             chosen[key] = port
+            continue
+        before = info.get(group, {}).get("dashboard_port" if key == "dask-dashboard" else "port")
+        if before and port_is_free(before):  # a restart keeps the address clients were given
+            chosen[key] = before
     missing = [k for k in wanted if k not in chosen]
     taken = set(chosen.values())
     pool = [p for p in free_ports(len(missing) + len(taken)) if p not in taken]
@@ -414,6 +423,10 @@ def up(
 ) -> Services:
     """Start the services that are not running; reuse those that are (found through their pid files).
 
+    A half-dead service (its recorded process killed, a child still running — MLflow's worker keeps serving the
+    old port) is stopped first, its whole process group, and started afresh; a restarted service keeps the
+    port it had when that port is free, so the addresses clients were given stay right.
+
     Parameters
     ----------
     state_dir : path, optional
@@ -455,12 +468,14 @@ def up(
     prefect_database = _prefect_db(prefect_db, state)
     mlflow_database = _mlflow_db(mlflow_db, state)
     with _locked(state):
-        port = _ports(state, groups, ports)
-        info = _read_info(state)
         running = {name: recorded(state, name) for name in NAMES}
         for rec in running.values():  # stale pid files go first, so nothing reads them as running
+            if rec.half_dead:  # what a killed service left running (its worker on the old port) goes with it
+                stop(rec.remnant_processes())
             if rec.stale:
                 forget(state, rec.name)
+        port = _ports(state, groups, ports)
+        info = _read_info(state)
         for server, client in (("prefect-server", "prefect-worker"), ("dask-scheduler", "dask-workers")):
             if not running[server].alive and running[client].alive:  # it serves a server that is gone
                 stop(family(running[client].pid))
@@ -552,7 +567,8 @@ def _url(info: Mapping[str, dict], name: str) -> str | None:
 
 
 def status(state_dir: str | os.PathLike | None = None) -> Services:
-    """What runs from ``state_dir``: each process with a pid file, ``running`` or ``stale`` (process gone)."""
+    """What runs from ``state_dir``: each process with a pid file, ``running``, ``half-dead`` (the recorded process
+    gone, processes it started still running: :attr:`Service.remnants`) or ``stale`` (all gone)."""
     state = Path(state_dir).expanduser().absolute() if state_dir is not None else default_state_dir()
     info = _read_info(state) if state.is_dir() else {}
     out = []
@@ -560,8 +576,8 @@ def status(state_dir: str | os.PathLike | None = None) -> Services:
         rec = recorded(state, name)
         if rec.pid is None:
             continue
-        action = "running" if rec.alive else "stale"
-        out.append(Service(name, rec.pid, rec.alive, _url(info, name), rec.log, action))
+        action = "running" if rec.alive else "half-dead" if rec.half_dead else "stale"
+        out.append(Service(name, rec.pid, rec.alive, _url(info, name), rec.log, action, remnants=rec.remnants))
     return Services(state, tuple(out), info)
 
 
@@ -580,7 +596,8 @@ def down(state_dir: str | os.PathLike | None = None, grace: float = 10.0) -> Ser
         out = []
         for phase in STOP_PHASES:  # workers first (so they do not retry a server that is gone), then servers
             recs = [rec for rec in (recorded(state, name) for name in phase) if rec.pid is not None]
-            families = {rec.name: family(rec.pid) for rec in recs if rec.alive}
+            families = {rec.name: family(rec.pid) if rec.alive else rec.remnant_processes()
+                        for rec in recs if rec.alive or rec.half_dead}
             went = stop([p for fam in families.values() for p in fam], grace)
             for rec in recs:
                 if rec.name in families:

@@ -96,9 +96,10 @@ def down(state_dir: Optional[Path] = STATE_DIR) -> None:
 
 @app.command()
 def status(state_dir: Optional[Path] = STATE_DIR) -> None:
-    """What runs where: each service's PID, whether it runs (or its pid file is stale) and its URL.
+    """What runs where: each service's PID, whether it runs (or is half-dead, or its pid file is stale) and its URL.
 
-    Exits 1 when a pid file is stale (its process is gone), so scripts can check the stack with it.
+    Exits 1 when a pid file is stale (its process is gone, or only what it started runs), so scripts can check
+    the stack with it.
     """
     from infra.services import status as read
 
@@ -107,6 +108,11 @@ def status(state_dir: Optional[Path] = STATE_DIR) -> None:
         typer.echo(f"nothing runs from {services.state_dir}")
         return
     _table(services, show_seconds=False)
+    for s in services.services:
+        if s.action == "half-dead":
+            typer.echo(f"{s.name}: its process {s.pid} is gone but {len(s.remnants)} it started still run (pid "
+                       f"{', '.join(map(str, s.remnants))}), perhaps on its old port: `worth services up` stops them "
+                       "and restarts it, `down` stops them", err=True)
     if any(not s.alive for s in services.services):
         typer.echo("stale pid files: `worth services up` restarts those services, `down` clears them", err=True)
         raise typer.Exit(1)

@@ -172,6 +172,34 @@ def test_a_killed_service_is_stale_and_up_restarts_only_it(stack):
         assert client.submit(sum, [1, 2, 3]).result() == 6
 
 
+def test_a_half_dead_mlflow_server_is_seen_and_reaped(stack):
+    """kill -9 of the MLflow server's recorded process left its uvicorn worker serving the old port, shown as
+    "stale", while `up` started a second server on a new port (issue 21 §4). Now `status` says half-dead and
+    names what is left; `up` stops that process group and restarts the server on its old port."""
+    state = stack.state_dir
+    before = status(state)["mlflow-server"]
+    workers = [p for p in family(before.pid) if p.pid != before.pid]
+    assert workers, "the MLflow server runs its worker as a child"
+    os.kill(before.pid, signal.SIGKILL)
+    psutil.wait_procs([psutil.Process(before.pid)], timeout=10)
+    assert running([w.pid for w in workers]), "the worker outlives its killed parent"
+
+    seen = status(state)["mlflow-server"]
+    assert seen.action == "half-dead" and {w.pid for w in workers} <= set(seen.remnants)
+    said = cli("status", "--state-dir", str(state))
+    assert said.returncode == 1 and "half-dead" in said.stdout
+    assert f"mlflow-server: its process {before.pid} is gone" in said.stderr
+
+    again = up(state, dask_workers=2)
+    restarted = again["mlflow-server"]
+    assert restarted.action == "started" and restarted.url == before.url  # the address clients were given
+    assert running([w.pid for w in workers]) == []  # the old worker went with its group
+    mine = {p.pid for p in family(restarted.pid)}
+    servers = [p for p in tagged_processes(state) if "mlflow" in " ".join(p.cmdline())]
+    assert {p.pid for p in servers} <= mine, "a second MLflow server runs beside the restarted one"
+    assert all(a == "reused" for s, a in ((s.name, s.action) for s in again.services) if s != "mlflow-server")
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(browser.chromium() is None, reason="no chromium (apt-get install chromium)")
 def test_prefect_ui_renders_the_pool_and_its_navigation(stack, artifacts_dir):
