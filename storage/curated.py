@@ -147,6 +147,15 @@ def _parse_version(raw: bytes, path: str, version: int, folder: str) -> dict[str
                 return record
             why = "valid JSON, but not a curated version record"
     previous = f"v{version - 1:04d}" if version > 1 else "none"
+    try:
+        latest = latest_version(folder)
+    except ValueError:
+        latest = version
+    if version < latest:  # an older night: LATEST and the nights after it are whole
+        raise ValueError(
+            f"curated version file {path} is damaged ({why}): restore it from a backup, or move it aside; "
+            f"the later versions, LATEST (v{latest:04d}) included, are whole, so the next night is not affected"
+        )
     raise ValueError(
         f"curated version file {path} is damaged ({why}): restore it from a backup, or move it aside and point "
         f"{os.path.join(folder, LATEST)} at the previous good version (here {previous}); the next night "
@@ -235,13 +244,27 @@ def publish(folder: str, record: Mapping[str, Any], *, expected_latest: int) -> 
     return out
 
 
-def history(folder: str) -> list[dict[str, Any]]:
-    """Published versions from the first to ``LATEST``, following each record's ``previous`` link."""
+def history(folder: str, damaged: list | None = None) -> list[dict[str, Any]]:
+    """Published versions from the first to ``LATEST``, following each record's ``previous`` link.
+
+    A damaged version file raises its ``ValueError`` (path and repair) — or, with a ``damaged`` list, is
+    appended to it and skipped: the walk goes on at the newest version file below it (the link it held is
+    lost with it; a night's ``previous`` is that file unless a killed run left one unreferenced between them),
+    so the other versions stay listed.
+    """
     out = []
-    record = read_version(folder)
-    while record is not None:
+    version = latest_version(folder)
+    while version:
+        try:
+            record = read_version(folder, version)
+        except ValueError as exc:
+            if damaged is None:
+                raise
+            damaged.append(exc)
+            version = max((v for v in versions(folder) if v < version), default=0)
+            continue
         out.append(record)
-        record = read_version(folder, record["previous"]) if record.get("previous") else None
+        version = int(record.get("previous") or 0)
     return out[::-1]
 
 

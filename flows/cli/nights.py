@@ -58,8 +58,9 @@ def nights_cmd(
         typer.echo(f"no curated versions of {store} yet ({folder} does not exist): curate a night with "
                    f"`worth curate SOURCE --store {store}`")
         return
+    damaged: list = []
     with refusing(ValueError):
-        chain = versions.history(folder)
+        chain = versions.history(folder, damaged=None if export is not None else damaged)
     if export is not None:
         version = _version(export)
         with refusing(ValueError, FileNotFoundError):
@@ -76,6 +77,8 @@ def nights_cmd(
             subset = from_curated(ref, folder, version)
         write_export(subset, ref, out, format, force, source_param, embeddings)
         return
+    for exc in damaged:  # the readable versions are listed below; each damaged file by its path, with the repair
+        typer.echo(f"warning: {exc}", err=True)
     if not chain:
         typer.echo(f"no curated versions in {folder} yet: curate a night with `worth curate SOURCE --store {store}`")
         return

@@ -90,6 +90,37 @@ def test_a_damaged_curated_version_is_named_with_its_repair(tmp_path, damage):
         curated.read_version(folder)
 
 
+def _nights(tmp_path, n=3):
+    """A store folder and its curated folder with ``n`` published nights."""
+    store = tmp_path / "pool.zarr"
+    store.mkdir()
+    folder = str(tmp_path / "pool.zarr.curated")
+    record = {k: [] for k in ("ids", "positions", "classes")}
+    record.update({k: None for k in curated.REQUIRED if k not in record}, objective="vendi", value=1.0,
+                  accuracy=0.5, store_rows=0, metrics={})
+    for v in range(n):
+        curated.publish(folder, record, expected_latest=v)
+    return str(store), folder
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "truncated"])
+def test_a_damaged_older_night_is_named_and_the_others_listed(tmp_path, damage):
+    """`worth nights` refused the whole list for one damaged version file (issue 21 §2)."""
+    store, folder = _nights(tmp_path)
+    path = curated.version_path(folder, 2)
+    DAMAGE[damage](path)
+    with pytest.raises(ValueError, match="v0002.json is damaged"):
+        curated.history(folder)
+    damaged = []
+    assert [r["version"] for r in curated.history(folder, damaged=damaged)] == [1, 3]
+    assert len(damaged) == 1 and path in str(damaged[0])
+    assert "the later versions, LATEST (v0003) included, are whole" in str(damaged[0])
+    listed = _cli("nights", "--store", store)
+    assert listed.exit_code == 0, listed.output
+    assert f"warning: curated version file {path} is damaged" in listed.output
+    assert [line.split()[0] for line in listed.output.splitlines() if line.startswith("v000")] == ["v0001", "v0003"]
+
+
 _PUBLISHER = """
 import json, os, sys, time
 from storage import manifest as mf
