@@ -54,7 +54,6 @@ from typing import Any
 import numpy as np
 
 from storage import atomic
-from storage import atomic
 from storage import lock as _lock
 from storage.ref import StoreRef
 from storage.store import EmbeddingStore
@@ -337,15 +336,19 @@ def list_manifests(store_url: StoreRef | str, *, storage_options: Mapping[str, A
     Raises
     ------
     FileNotFoundError
-        When the store itself does not exist (a local path), naming it.
+        When no store is there, naming the path: it does not exist, is a file, or is a folder holding neither an
+        embedding store nor selections.
     """
     store = StoreRef.of(store_url, storage_options)
     folder = _Folder(store)
+    make = f"check the path, or make it with `worth embed --store {store.url} ...` first"
     if store.is_local and not os.path.exists(store.path):
-        raise FileNotFoundError(
-            f"store {store.url!r} does not exist: check the path, or make it with `worth embed --store "
-            f"{store.url} ...` first"
-        )
+        raise FileNotFoundError(f"store {store.url!r} does not exist: {make}")
+    if store.is_local and not os.path.isdir(store.path):
+        raise FileNotFoundError(f"store {store.url!r} is a file, not an embedding store (a folder): {make}")
+    if not folder.listdir(folder.root) and not store.exists():
+        raise FileNotFoundError(f"store {store.url!r} is not an embedding store (no store and no selections "
+                                f"there): {make}")
     out = []
     for name in folder.listdir(folder.root):
         if not _NAME.match(name):

@@ -90,6 +90,8 @@ CASES = [
     case("score-objective-unknown", "score --input {d}/x.npy --indices {d}/idx_list.json --objective nope", "'nope'"),
     # worth selections
     case("selections-store-missing", "selections --store {d}/nope.zarr", "does not exist"),
+    case("selections-store-is-a-file", "selections --store {d}/x.npy", "is a file, not an embedding store"),
+    case("selections-store-not-a-store", "selections --store {d}/cur", "is not an embedding store"),
     case("selections-export-unknown", "selections --store {store} --export nope --out {d}/o.txt", "no selection named"),
     case("selections-export-no-out", "selections --store {store} --export nope", "--export needs --out"),
     # worth info
