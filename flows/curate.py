@@ -5,10 +5,17 @@ One night, in order, while holding the curated folder's lock (:func:`storage.cur
 1. read the latest curated version (``STORE.curated/LATEST``): the set kept so far and the store's row count then;
 2. embed the source's new items (the embed flow as a subflow: it appends only items the store lacks);
 3. select tonight's additions among the *new* training rows — rows past the recorded row count, not held out —
-   under the objective and budget, **conditioned on the curated set** (``worth.select(..., init=)``);
-4. train and evaluate the downstream model on the curated set (held-out rows of the store);
-5. log the night to MLflow (experiment ``worth-nightly``, one run per night, deltas against the previous night),
-   then publish the next version (``STORE.curated/vNNNN.json``, ``LATEST`` replaced last) and the Prefect artifacts.
+   under the objective (``auto``: the latest study's best predictor, else facility location;
+   :func:`pipeline.curate.choose_objective`) and budget, **conditioned on the curated set**
+   (``worth.select(..., init=)``);
+4. train and evaluate the downstream model on the curated set against tonight's held-out rows, and — like for
+   like — last night's set under the same training config and seed against the same rows: the held-out set
+   grows as items arrive, so last night's own accuracy was measured on fewer rows and is not what the delta
+   subtracts. The record names the rows (their count and the digest of their sorted ids) and holds per-class
+   held-out accuracy (``accuracy.class.C``, as the study's runs);
+5. log the night to MLflow (experiment ``worth-nightly``, one run per night, deltas against the previous night on
+   the same rows; no ``delta_value`` when the objective changed), then publish the next version
+   (``STORE.curated/vNNNN.json``, ``LATEST`` replaced last) and the Prefect artifacts.
 
 A night with nothing new (the store's row count equals the one recorded) changes nothing: no version, no run.
 A night whose embed step fails (a corrupt new item) publishes no version and says which item and why.
@@ -34,11 +41,14 @@ import numpy as np
 
 from flows.embed import embed_body, embed_flow
 from flows.runtime import deployed, launch, make_flow
-from pipeline.curate import CurateOptions, contact_sheet, held_out_mask, night_key  # noqa: F401
+from pipeline.curate import (CurateOptions, ObjectiveChoice, choose_objective, contact_sheet,  # noqa: F401
+                             held_out_mask, night_key, why_no_value_delta)
 from storage import curated as versions
+from storage.holdout import describe_test_set, nightly_rule
 from storage.store import EmbeddingStore
 from tasks.curate import select_additions, train_evaluate
 from tasks.track import default_tracking_uri, log_night
+from worth.train import class_accuracy_metrics
 
 SUMMARY_KEY = "curate-summary"
 ADDITIONS_KEY = "curate-additions"
@@ -52,12 +62,10 @@ def night_tracking_uri(options: CurateOptions, folder: str, *, check: bool = Fal
 
 
 def plan_night(options: CurateOptions) -> str:
-    """What the night checks before anything starts: the objective (name and parameters), the curated
-    folder (a remote store needs ``curated=``) and its latest version (a damaged file is named with its repair),
-    and the tracking store (a dead server, a damaged or full SQLite file). Returns the folder."""
-    import worth
-
-    worth.get_objective(options.objective, **options.objective_params)  # a bad name fails before any work
+    """What the night checks before anything starts: the objective (name and parameters; ``auto`` resolved),
+    the curated folder (a remote store needs ``curated=``) and its latest version (a damaged file is named with
+    its repair), and the tracking store (a dead server, a damaged or full SQLite file). Returns the folder."""
+    choose_objective(options)  # a bad name fails before any work
     folder = versions.curated_dir(options.pool.store, options.curated)
     if os.path.isdir(folder):
         versions.read_version(folder)  # the version the night starts from must be readable
@@ -83,41 +91,72 @@ def _sheet(options: CurateOptions, ids: list[str], captions: list[str], new: lis
     return contact_sheet(images, captions[keep], new[keep], path, title)
 
 
+def _class_accuracy(record: dict[str, Any]) -> dict[str, float | None]:
+    """Held-out accuracy by class name, from the record's ``accuracy.class.C`` metrics."""
+    names = record.get("class_names") or []
+    out = {}
+    for key, value in record["metrics"].items():
+        if key.startswith("accuracy.class."):
+            c = int(key.rsplit(".", 1)[1])
+            out[_class_name(names, c)] = value
+    return out
+
+
 def _publish_artifacts(runtime, record: dict[str, Any], previous: dict[str, Any] | None,
                        additions: list[dict]) -> None:
+    m = record["metrics"]
     counts = Counter(record["classes"])
     before = Counter(previous["classes"]) if previous else Counter()
-    d_acc = record["metrics"]["delta_accuracy"]
-    d_val = record["metrics"]["delta_value"]
+    per_class = _class_accuracy(record)
+    test = record["test_set"]
     fmt = lambda v, p=4: "—" if v is None else f"{v:+.{p}f}"  # noqa: E731
+    pct = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
+    if previous is None:
+        d_acc = "— (first night)"
+    else:
+        d_acc = (f"{fmt(m['delta_accuracy'])} (v{previous['version']:04d}'s set on the same {test['n']:,} rows: "
+                 f"{m['previous_accuracy']:.4f})")
+    d_val = fmt(m["delta_value"]) if record.get("delta_value_note") is None else f"— ({record['delta_value_note']})"
     lines = [
         f"# Curated v{record['version']:04d}: {len(additions)} added, {len(record['ids'])} kept",
         "",
+        f"Objective `{record['objective']}`: {record['objective_choice']['why']}.",
+        "",
         "| | tonight | delta against last night |",
         "|---|---|---|",
-        f"| objective `{record['objective']}` | {record['value']:.4f} | {fmt(d_val)} |",
-        f"| accuracy (held-out, {record['metrics']['n_test']} items) | {record['accuracy']:.4f} | {fmt(d_acc)} |",
+        f"| objective `{record['objective']}` | {record['value']:.4f} | {d_val} |",
+        f"| accuracy (held-out, {test['n']:,} items) | {record['accuracy']:.4f} | {d_acc} |",
         f"| curated items | {len(record['ids'])} | {len(additions):+d} |",
-        f"| store rows | {record['store_rows']:,} | {record['metrics']['new_items']:+,} new |",
+        f"| store rows | {record['store_rows']:,} | {m['new_items']:+,} new |",
         "",
-        f"Chosen among {record['metrics']['candidates']} new training items, conditioned on the "
+        f"Held-out set: {test['n']:,} items, `{test['digest'][:19]}…` ({test['rule']})."
+        + ("" if previous is None else
+           f" Both accuracies of the delta are measured on these rows (last night's set re-trained under the same "
+           f"training config and seed); v{previous['version']:04d} itself reported {previous['accuracy']:.4f} on "
+           f"the {previous['metrics']['n_test']:,} items held out then."),
+        "",
+        f"Chosen among {m['candidates']} new training items, conditioned on the "
         f"{len(record['ids']) - len(additions)} already curated. MLflow run `{record['mlflow_run_id']}`.",
         "",
-        "| class | curated | added tonight |",
-        "|---|---|---|",
-        *[f"| {c} | {counts[c]} | {counts[c] - before[c]:+d} |" for c in sorted(counts, key=str)],
+        "| class | curated | added tonight | held-out accuracy |",
+        "|---|---|---|---|",
+        *[f"| {c} | {counts[c]} | {counts[c] - before[c]:+d} | {pct(per_class.get(str(c)))} |"
+          for c in sorted(set(counts) | set(per_class), key=str)],
     ]
     runtime.markdown(SUMMARY_KEY, "\n".join(lines), f"Nightly curation v{record['version']:04d}")
     runtime.table(ADDITIONS_KEY, additions or [{"id": "", "class": "", "gain": None, "store_row": None}],
                   f"Tonight's additions (v{record['version']:04d})")
-    runtime.table(CLASSES_KEY, [{"class": c, "curated": counts[c], "added": counts[c] - before[c]}
-                                for c in sorted(counts, key=str)], "Per-class counts of the curated set")
+    runtime.table(CLASSES_KEY, [{"class": c, "curated": counts[c], "added": counts[c] - before[c],
+                                 "held_out_accuracy": per_class.get(str(c))}
+                                for c in sorted(set(counts) | set(per_class), key=str)],
+                  "Per-class counts of the curated set and held-out accuracy")
 
 
 def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
     """One night under the curated folder's lock (the body of the flow; see the module's docstring)."""
     t0 = time.perf_counter()
     folder = plan_night(options)
+    choice = choose_objective(options)
     tracking_uri = night_tracking_uri(options, folder)
     run_id = runtime.run_id()
     with versions.lock(folder, owner=f"flow run {run_id}"):
@@ -154,31 +193,43 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         room = options.budget - len(kept) if options.budget else options.k
         k = int(min(options.k, room, len(candidates)))
         so = options.pool.storage_options or None
-        if k > 0:
-            sel = runtime.call(select_additions, options.pool.store, kept, candidates.tolist(), k, options.objective,
-                               options.objective_params, so)
-        elif kept:
-            sel = {"positions": [], "gains": [], "value": previous["value"], "value_before": previous["value"]}
-        else:
+        if k == 0 and not kept:
             raise ValueError(f"no new training items to curate: {len(new)} new rows, all held out or none; "
                              "deliver more items or lower holdout_fraction")
+        # k = 0 (budget spent) still scores the kept set under tonight's objective, on tonight's rows
+        sel = runtime.call(select_additions, options.pool.store, kept, candidates.tolist(), k, choice.name,
+                           choice.params, so)
         added = [int(p) for p in sel["positions"]]
         positions = kept + added
         test = np.flatnonzero(held)
         if not len(test):
             raise ValueError("no held-out rows to evaluate on: raise holdout_fraction or add a test split")
+        test_set = describe_test_set(ids[test], nightly_rule(store.split(), options.holdout_fraction))
         n_classes = max(len(classes or []), int(labels.max()) + 1)
-        ev = runtime.call(train_evaluate, options.pool.store, positions, test.tolist(), n_classes,
-                          options.training().to_dict(), so)
-        key = night_key(options, prev_version, n)
+        training = options.training().to_dict()
+        ev = runtime.call(train_evaluate, options.pool.store, positions, test.tolist(), n_classes, training, so)
+        # like for like: last night's set, trained under tonight's config and seed, on tonight's held-out rows
+        # (nothing added: the same set and training give the same model, so its evaluation is tonight's)
+        base = None
+        if previous is not None:
+            base = ev if not added else runtime.call(train_evaluate, options.pool.store, kept, test.tolist(),
+                                                     n_classes, training, so)
+        no_value_delta = why_no_value_delta(previous, choice)
+        key = night_key(options, prev_version, n, choice)
         version = max([prev_version, *versions.versions(folder)]) + 1
         names = [_class_name(classes, int(labels[p])) for p in positions]
         metrics = {
             "accuracy": ev["accuracy"], "value": sel["value"], "loss": ev["loss"], "n_curated": len(positions),
             "added": len(added), "store_rows": n, "new_items": len(new), "candidates": len(candidates),
-            "n_test": len(test), "train_seconds": ev["train_seconds"],
-            "delta_accuracy": ev["accuracy"] - previous["accuracy"] if previous else None,
-            "delta_value": sel["value"] - previous["value"] if previous else None,
+            "n_test": test_set["n"], "train_seconds": ev["train_seconds"],
+            "n_test_new": test_set["n"] - int(previous["metrics"]["n_test"]) if previous else None,
+            "previous_accuracy": base["accuracy"] if base is not None else None,
+            "delta_accuracy": ev["accuracy"] - base["accuracy"] if base is not None else None,
+            # f(S ∪ A) − f(A), both scored tonight on tonight's rows: last night's own value of a pool-dependent
+            # objective (facility location's ground set grows) was measured on other rows
+            "delta_value": (sel["value"] - sel["value_before"]
+                            if previous is not None and no_value_delta is None else None),
+            **class_accuracy_metrics(ev["per_class_accuracy"]),
         }
         os.makedirs(os.path.join(folder, "sheets"), exist_ok=True)
         sheet = _sheet(options, ids[positions].tolist(), [f"{c}" for c in names],
@@ -190,17 +241,22 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         with open(adds_path, "w") as f:
             json.dump(additions, f, indent=1)
         params = {"source": options.pool.source, "store": options.pool.store, "encoder": options.pool.encoder,
-                  "objective": options.objective, "objective_params": json.dumps(options.objective_params),
+                  "objective": choice.name, "objective_params": json.dumps(choice.params),
+                  "objective_requested": choice.requested, "objective_why": choice.why,
                   "k": options.k, "budget": options.budget, "model": options.model, "epochs": options.epochs,
-                  "seed": options.seed, "holdout_fraction": options.holdout_fraction, "limit": options.pool.limit}
+                  "seed": options.seed, "holdout_fraction": options.holdout_fraction, "limit": options.pool.limit,
+                  "test_digest": test_set["digest"], "test_rule": test_set["rule"]}
+        tags = {"worth.version": str(version), "worth.flow_run_id": str(run_id), "worth.curated": folder}
+        if no_value_delta is not None:
+            tags["worth.delta_value"] = f"none: {no_value_delta}"
         logged = runtime.here(log_night, tracking_uri, options.experiment, key, f"v{version:04d}", params, metrics,
-                              version, [p for p in (sheet, adds_path) if p],
-                              {"worth.version": str(version), "worth.flow_run_id": str(run_id),
-                               "worth.curated": folder})
+                              version, [p for p in (sheet, adds_path) if p], tags)
         record = {
             "ids": ids[positions].tolist(), "positions": positions, "classes": names, "store_rows": n,
-            "objective": options.objective, "objective_params": options.objective_params,
-            "value": sel["value"], "accuracy": ev["accuracy"], "flow_run_id": run_id,
+            "objective": choice.name, "objective_params": choice.params, "objective_choice": choice.to_dict(),
+            "value": sel["value"], "value_before": sel["value_before"], "accuracy": ev["accuracy"],
+            "test_set": test_set, "class_names": [_class_name(classes, c) for c in range(n_classes)],
+            "delta_value_note": no_value_delta, "flow_run_id": run_id,
             "mlflow_run_id": logged["run_id"], "mlflow_experiment_id": logged["experiment_id"],
             "tracking_uri": tracking_uri, "key": key, "added": [str(ids[p]) for p in added],
             "metrics": metrics, "options": options.model_dump(), "embedded_rows": embedded.get("rows_embedded"),
@@ -209,7 +265,8 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         out = versions.publish(folder, record, expected_latest=prev_version)
         _publish_artifacts(runtime, out, previous, additions)
         print(f"Curated v{out['version']:04d}: +{len(added)} of {len(candidates)} new training items, "
-              f"{len(positions)} kept; {options.objective}={sel['value']:.4f}, accuracy={ev['accuracy']:.4f}")
+              f"{len(positions)} kept; {choice.name}={sel['value']:.4f}, accuracy={ev['accuracy']:.4f} on "
+              f"{test_set['n']} held-out items ({choice.why})")
         return {"noop": False, "version": out["version"], "folder": folder, "record": out, "flow_run_id": run_id,
                 "mlflow_run_id": logged["run_id"], "contact_sheet": sheet, "additions": additions,
                 "seconds": time.perf_counter() - t0}

@@ -77,10 +77,16 @@ def describe(result: dict[str, Any]) -> str:
     pairs = [f"{i} ({c})" for i, c in zip(rec["ids"], rec["classes"]) if i in added]
     counts = Counter(rec["classes"])
     m = rec["metrics"]
-    delta = "" if m["delta_accuracy"] is None else f" ({m['delta_accuracy']:+.4f} against last night)"
+    n_test = (rec.get("test_set") or {}).get("n", m.get("n_test"))
+    delta = ("" if m.get("delta_accuracy") is None else
+             f" ({m['delta_accuracy']:+.4f} against v{rec['previous']:04d}'s set on the same held-out items: "
+             f"{m['previous_accuracy']:.4f})")
+    why = (rec.get("objective_choice") or {}).get("why")
     lines = [
         f"curated v{rec['version']:04d}: +{len(added)} of {m['candidates']} new training items, {len(rec['ids'])} "
-        f"kept; {rec['objective']} = {rec['value']:.3f}; held-out accuracy {rec['accuracy']:.4f}{delta}",
+        f"kept; {rec['objective']} = {rec['value']:.3f}; held-out accuracy {rec['accuracy']:.4f} on {n_test:,} "
+        f"items{delta}",
+        *([f"objective {why}"] if why else []),
         "added (id and class): " + ", ".join(pairs),
         "per class: " + ", ".join(f"{c}: {counts[c]}" for c in sorted(counts, key=str)),
     ]

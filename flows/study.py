@@ -33,7 +33,7 @@ from typing import Any
 
 from flows.runtime import deployed, launch, make_flow
 from pipeline.study import (StudyOptions, StudyPlan, SubsetJob, SubsetSpec, child_key, child_metrics,  # noqa: F401
-                            child_params, correlation_metrics, plan_pool, row_from_run, study_key)
+                            child_params, correlation_metrics, plan_pool, row_from_run, study_folder, study_key)
 from storage.holdout import record
 from tasks import track
 from tasks.train import subset_jobs
@@ -59,7 +59,7 @@ def plan_study(options: StudyOptions) -> StudyPlan:
     if options.out_dir:
         out_dir = str(Path(options.out_dir).resolve())
     elif track.is_local(options.store):
-        out_dir = str(track.beside_store(options.store, ".study") / plan.key)
+        out_dir = str(study_folder(options.store) / plan.key)  # where the night's objective=auto finds it
     else:
         out_dir = str(Path(f"worth-study-{plan.key}").resolve())
     return dataclasses.replace(plan, tracking_uri=uri, experiment=name, artifact_location=location, out_dir=out_dir)

@@ -47,6 +47,7 @@ from worth.appraisal import (StudyConfig, SubsetSpec, holdout_split, load_config
 from worth.appraisal.config import check_holdout_fraction
 from worth.appraisal.design import check_design
 from worth.data.encoders import set_torch_threads
+from worth.train import class_accuracies, class_accuracy_metrics
 
 #: Settings of the study that change what a subset's run measures: part of every child run's key.
 TRAINING_FIELDS = ("objectives", "model", "epochs", "steps", "batch_size", "lr", "weight_decay", "hidden",
@@ -219,7 +220,7 @@ def child_metrics(scores: dict, evaluation: dict) -> dict[str, float]:
     out = {f"score.{name}": v for name, v in scores.items()}
     out.update(accuracy=evaluation["accuracy"], loss=evaluation["loss"], train_seconds=evaluation["train_seconds"],
                n_train=evaluation["n_train"])
-    out.update({f"accuracy.class.{c}": v for c, v in enumerate(evaluation["per_class_accuracy"])})
+    out.update(class_accuracy_metrics(evaluation["per_class_accuracy"]))  # the night's runs name them alike
     return out
 
 
@@ -228,7 +229,7 @@ def row_from_run(spec: SubsetSpec, run, objectives, n_classes: int) -> dict:
     m = run.metrics
     scores = {name: m.get(f"score.{name}", math.nan) for name in objectives}
     evaluation = {"accuracy": m["accuracy"],
-                  "per_class_accuracy": [m.get(f"accuracy.class.{c}", math.nan) for c in range(n_classes)],
+                  "per_class_accuracy": class_accuracies(m, n_classes),
                   "loss": m["loss"], "train_seconds": m["train_seconds"], "steps": int(run.params["steps"]),
                   "n_train": int(m["n_train"]), "model": run.params["model"], "device": run.params["device"],
                   "extra": {}}
@@ -245,6 +246,56 @@ def correlation_metrics(table: list[dict]) -> list[tuple[str, float, int]]:
         for stat in ("spearman", "kendall"):
             out.append((f"{stat}.{c['objective']}.{c['regime']}.k{int(c['k'])}{tail}", c[stat], int(c["k"])))
     return out
+
+
+# ------------------------------------------------------------------------------------------ where reports go
+#: Beside a local store ``pool.zarr``, its studies' reports: ``pool.zarr.study/<study key>/`` (``report.md``,
+#: ``results.json``, the figures) — the flow's default ``out_dir``.
+STUDY_SUFFIX = ".study"
+
+
+def study_folder(store: str) -> Path | None:
+    """The folder of a local store's study reports (``<store>.study``, absolute); ``None`` for a remote store."""
+    from storage.ref import StoreRef
+
+    ref = StoreRef.of(store)
+    if not ref.is_local:
+        return None
+    path = Path(ref.path).resolve()
+    return path.with_name(path.name + STUDY_SUFFIX)
+
+
+def latest_study(store: str) -> dict[str, Any] | None:
+    """The newest study of ``store`` found in :func:`study_folder`, or ``None`` (no folder, no readable report).
+
+    Newest by the time its ``results.json`` was written. Returns ``{"key", "results", "created", "ranking",
+    "objectives"}``: the study's key (its folder's name), the path of its ``results.json``, when it was written
+    (UTC, ISO 8601), :func:`worth.appraisal.rank_objectives` of its correlation table (recomputed, so a report
+    written before the ranking was recorded is ranked alike), and its objectives' parameters (``{}`` each when
+    the report predates their recording). A ``results.json`` that is not valid JSON or has no correlation table
+    is passed over (a study killed while writing it), so an older complete study is used instead.
+    """
+    import datetime as _dt
+
+    from worth.appraisal import rank_objectives
+
+    folder = study_folder(store)
+    if folder is None or not folder.is_dir():
+        return None
+    found = sorted(((p.stat().st_mtime, p) for p in folder.glob("*/results.json")), reverse=True)
+    for mtime, path in found:
+        try:
+            data = json.loads(path.read_text())
+            correlation = data["tables"]["correlation"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        ranking = rank_objectives(correlation)
+        config = data.get("config") or {}
+        params = config.get("objectives") or {r["objective"]: {} for r in ranking}
+        created = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).isoformat(timespec="seconds")
+        return {"key": path.parent.name, "results": str(path), "created": created, "ranking": ranking,
+                "objectives": {name: dict(p or {}) for name, p in params.items()}}
+    return None
 
 
 # ------------------------------------------------------------------------------------------ the pool

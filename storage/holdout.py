@@ -7,7 +7,10 @@ store's ``split`` array; any name in :data:`HELD_OUT_SPLITS`) holds those rows o
 * **the study's recorded stratified split** (:func:`read_recorded`, :func:`record`): drawn once, seeded and
   stratified by class, and written with the store, so every later study evaluates on the same rows;
 * **the night's id hash** (:func:`id_hash_mask`, :func:`nightly_mask`): a stable share of items chosen by a hash of
-  each id, so an item keeps its role on every night whatever else arrives, and nothing needs recording.
+  each id, so an item keeps its role on every night whatever else arrives, and nothing needs recording. The
+  held-out set still grows as items arrive, so each record names the rows it was measured on
+  (:func:`describe_test_set`: their count and the digest of their sorted ids), and numbers are compared only on
+  the same rows.
 
 Both take their share as :data:`OPTION` (``holdout_fraction``); the night's option was once ``test_fraction``,
 which options refuse with a pointer to the new name (:func:`refuse_old_name`).
@@ -98,6 +101,32 @@ def nightly_mask(ids, split, fraction: float) -> np.ndarray:
     """What a night holds out: the store's own held-out split when it has one, else :func:`id_hash_mask`."""
     named = named_split(split)
     return named if named is not None else id_hash_mask(ids, fraction)
+
+
+def nightly_rule(split, fraction: float) -> str:
+    """In words, which rule :func:`nightly_mask` applies to a store with this ``split``: what a record says."""
+    if named_split(split) is not None:
+        return f"the store's own held-out split ({', '.join(HELD_OUT_SPLITS)})"
+    return f"id hash, {OPTION}={fraction:g}"
+
+
+def ids_digest(ids) -> str:
+    """The identity of a set of items: ``sha256:`` of their ids, sorted, one per line (UTF-8).
+
+    Order-free and independent of the store's row order, so two nights (or two stores) that hold out the same
+    items have the same digest, and a digest that differs says the test set is not the same one.
+    """
+    text = "\n".join(sorted(str(i) for i in np.asarray(ids).tolist()))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def describe_test_set(ids, rule: str = "") -> dict[str, Any]:
+    """What a record says of the held-out rows it was evaluated on: ``{"n", "digest", "rule"}`` (JSON-ready).
+
+    ``n`` and ``digest`` (:func:`ids_digest`) identify the set, so two numbers are known to be measured on the
+    same rows exactly when their digests are equal; ``rule`` says how the rows were chosen (:func:`nightly_rule`).
+    """
+    return {"n": int(len(ids)), "digest": ids_digest(ids), "rule": rule}
 
 
 def refuse_old_name(values):

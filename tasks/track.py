@@ -477,9 +477,12 @@ def ui_command(uri: str) -> str:
 
 
 # -- nightly curation runs ---------------------------------------------------------------------------------------
-# One MLflow run per curated night in the experiment ``worth-nightly``: the night's parameters, its metrics with
-# deltas against the previous night, and its artifacts (contact sheet, additions). A run is tagged with the
-# night's deterministic key, so a night rerun after a crash finds and finishes its run instead of adding one.
+# One MLflow run per curated night in the experiment ``worth-nightly``: the night's parameters (the held-out set's
+# digest among them), its metrics with deltas against the previous night measured on the same held-out rows and
+# per-class held-out accuracy (``accuracy.class.C``, as the study's subset runs), and its artifacts (contact
+# sheet, additions). A run is tagged with the night's deterministic key, so a night rerun after a crash finds and
+# finishes its run instead of adding one; a night whose objective changed carries no ``delta_value`` and the tag
+# ``worth.delta_value`` saying why.
 
 def default_tracking_uri(beside: str, explicit: str | None = None, *, check: bool = False) -> str:
     """The night's tracking URI (:func:`pick_tracking_uri`): ``explicit``, else ``MLFLOW_TRACKING_URI`` when set
@@ -523,7 +526,8 @@ def _log_night(tracking_uri: str, experiment: str, key: str, run_name: str, para
         run_id = client.create_run(exp_id, run_name=run_name,
                                    tags={KEY_TAG: key, **dict(tags or {})}).info.run_id
     ms = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), ms, step) for k, v in metrics.items() if v is not None],
+    client.log_batch(run_id, metrics=[Metric(k, v, ms, step) for k, raw in metrics.items()
+                                      if (v := _metric(raw)) is not None],  # None and NaN: undefined, not logged
                      params=[Param(k, str(v)) for k, v in params.items()],
                      tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
     for path in artifacts:

@@ -17,7 +17,9 @@ def curate_command(
     store: str = store_option("Zarr store of the pool (new items are appended)"),
     k: int = typer.Option(50, "--k", min=1, help="items added tonight (at most)"),
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="largest size of the curated set overall"),
-    objective: str = typer.Option("vendi", "--objective", "-o", help="objective the additions maximise"),
+    objective: str = typer.Option("auto", "--objective", "-o",
+                                  help="objective the additions maximise; auto: the latest study of this store's "
+                                       "best predictor, else facility-location"),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="objective parameter KEY=VALUE (repeat)"),
     encoder: str = typer.Option("pixels", "--encoder", "-e", help="encoder of the store"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="only the first N items have arrived"),

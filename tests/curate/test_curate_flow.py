@@ -2,11 +2,15 @@
 
 Digits arrive in two nights (the first 600 items, then all 1,797): the second night selects only among the new
 items, conditioned on the first night's set; its version is new and yesterday's file byte-identical; the same
-night rerun is a no-op. Faults: a corrupt new image publishes nothing and says why; of two runs at once, one fails.
+night rerun is a no-op. Its delta is like for like: both sets trained here with worth.train on the held-out ids
+the record names give exactly the accuracies it reports, and their difference. A night whose objective changed
+logs no objective delta and says why. Faults: a corrupt new image publishes nothing and says why; of two runs at
+once, one fails.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -58,19 +62,55 @@ def test_two_nights_then_a_rerun(tmp_path, dask_task_runner, read_artifacts):
     assert v2["added"] == store.ids(np.array(added)).tolist()
     assert v2["classes"] == [str(store.labels()[p]) for p in v2["positions"]]
     assert open(curated.version_path(folder, 1), "rb").read() == v1_bytes
+    # the default objective is auto: with no study of this pool, facility location, and the record says why
+    assert v2["objective"] == "facility-location" and v2["objective_choice"]["requested"] == "auto"
+    assert "no study of this pool" in v2["objective_choice"]["why"]
     # the additions are the conditioned greedy's picks among the new training rows, not an unconditioned choice
     cand = np.array([p for p in range(600, 1797) if not held[p]])
     rows = store.rows(np.concatenate([v1["positions"], cand]))
-    expected = worth.select(rows, 25, "vendi", init=np.arange(25))
+    expected = worth.select(rows, 25, "facility-location", init=np.arange(25))
     assert added == cand[np.asarray(expected.indices) - 25].tolist()
     assert v2["value"] == pytest.approx(expected.info["init_value"] + expected.value)
+    # the value delta compares both sets scored tonight, on tonight's rows (facility location's ground set grew)
+    assert v2["value_before"] == pytest.approx(worth.score(rows, np.arange(25), "facility-location"))
+
+    # like for like: night 2's held-out rows, named by the record, are the id-hashed 20 % of all 1,797 items ...
+    test_ids = sorted(i for i in store.ids().tolist()
+                      if int.from_bytes(hashlib.sha256(i.encode()).digest()[:4], "big") < int(0.2 * 2**32))
+    assert v2["test_set"] == {"n": len(test_ids), "rule": "id hash, holdout_fraction=0.2",
+                              "digest": "sha256:" + hashlib.sha256("\n".join(test_ids).encode()).hexdigest()}
+    assert v1["test_set"]["n"] < v2["test_set"]["n"] and v1["test_set"]["digest"] != v2["test_set"]["digest"]
+    # ... and both nights' sets, trained here by worth.train under the night's config on those ids, give exactly
+    # the accuracies night 2 reports, and its delta is their difference
+    from worth.train import TrainConfig
+
+    position = {i: p for p, i in enumerate(store.ids().tolist())}
+    test = np.array([position[i] for i in test_ids])
+    labels = store.labels()
+
+    def accuracy_of(ids):
+        train = np.array([position[i] for i in ids])
+        return TrainConfig(model="mlp", epochs=8, seed=0).fit(store.rows(train), labels[train], store.rows(test),
+                                                              labels[test], 10)
+
+    ev1, ev2 = accuracy_of(v1["ids"]), accuracy_of(v2["ids"])
+    assert v2["accuracy"] == pytest.approx(ev2.accuracy, abs=1e-12)
+    assert v2["metrics"]["previous_accuracy"] == pytest.approx(ev1.accuracy, abs=1e-12)
+    assert v2["metrics"]["delta_accuracy"] == pytest.approx(ev2.accuracy - ev1.accuracy, abs=1e-12)
+    assert v2["metrics"]["n_test_new"] == len(test_ids) - v1["test_set"]["n"]
 
     runs = _runs(v2["tracking_uri"])
     assert [r.info.run_id for r in runs] == [v1["mlflow_run_id"], v2["mlflow_run_id"]]
     m1, m2 = runs[0].data.metrics, runs[1].data.metrics
     assert m2["accuracy"] == pytest.approx(v2["accuracy"]) and m2["added"] == 25 and m2["n_curated"] == 50
-    assert m2["delta_accuracy"] == pytest.approx(m2["accuracy"] - m1["accuracy"])
-    assert m2["delta_value"] == pytest.approx(m2["value"] - m1["value"]) and "delta_accuracy" not in m1
+    assert m2["delta_accuracy"] == pytest.approx(ev2.accuracy - ev1.accuracy, abs=1e-12)
+    assert m2["delta_value"] == pytest.approx(v2["value"] - v2["value_before"]) and "delta_accuracy" not in m1
+    # per-class held-out accuracy, named as the study's runs name it
+    assert {f"accuracy.class.{c}": m2[f"accuracy.class.{c}"] for c in range(10)} == pytest.approx(
+        {f"accuracy.class.{c}": a for c, a in enumerate(ev2.per_class_accuracy)}, abs=1e-12)
+    p2 = runs[1].data.params
+    assert p2["test_digest"] == v2["test_set"]["digest"] and m2["n_test"] == len(test_ids)
+    assert (p2["objective"], p2["objective_requested"]) == ("facility-location", "auto")
     from mlflow.tracking import MlflowClient
 
     names = {a.path for a in MlflowClient(tracking_uri=v2["tracking_uri"]).list_artifacts(v2["mlflow_run_id"])}
@@ -78,6 +118,8 @@ def test_two_nights_then_a_rerun(tmp_path, dask_task_runner, read_artifacts):
 
     summary = read_artifacts(SUMMARY_KEY, night2["flow_run_id"])[0].data
     assert "Curated v0002: 25 added, 50 kept" in summary and "delta against last night" in summary
+    assert f"v0001's set on the same {len(test_ids):,} rows: {ev1.accuracy:.4f}" in summary
+    assert "auto: no study of this pool" in summary and v2["test_set"]["digest"][:19] in summary
     table = json.loads(read_artifacts(ADDITIONS_KEY, night2["flow_run_id"])[0].data)
     assert [row["id"] for row in table] == v2["added"]
 
@@ -86,6 +128,24 @@ def test_two_nights_then_a_rerun(tmp_path, dask_task_runner, read_artifacts):
     assert open(curated.version_path(folder, 1), "rb").read() == v1_bytes
     assert len(_runs(v2["tracking_uri"])) == 2
     assert "Nothing new tonight" in read_artifacts(SUMMARY_KEY, rerun["flow_run_id"])[0].data
+
+
+def test_a_changed_objective_logs_no_value_delta_and_says_why(tmp_path):
+    night1 = run_curate(_options(tmp_path, limit=500, objective="vendi", k=15))  # inline: no Prefect, no Dask
+    night2 = run_curate(_options(tmp_path, limit=900, k=15))  # the default: auto, here facility location
+    v2 = night2["record"]
+    assert (night1["record"]["objective"], v2["objective"]) == ("vendi", "facility-location")
+    why = "objective changed since v0001 (vendi -> facility-location)"
+    assert v2["metrics"]["delta_value"] is None and v2["delta_value_note"].startswith(why)
+    run = _runs(v2["tracking_uri"])[1]
+    assert "delta_value" not in run.data.metrics and run.data.tags["worth.delta_value"].startswith("none: " + why)
+    # accuracy stays comparable (same rows, same training): its delta is logged
+    assert run.data.metrics["delta_accuracy"] == pytest.approx(v2["accuracy"] - v2["metrics"]["previous_accuracy"])
+
+    night3 = run_curate(_options(tmp_path, k=15))  # the same objective again: the delta is back
+    v3 = night3["record"]
+    assert v3["delta_value_note"] is None
+    assert v3["metrics"]["delta_value"] == pytest.approx(v3["value"] - v3["value_before"])
 
 
 def _image_folder(root, count, start=0):

@@ -53,7 +53,7 @@ def flow_run(digits_store, dask_cluster, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_parent_and_a_child_per_subset_with_every_metric_and_artifact(flow_run, read_artifacts):
+def test_parent_and_a_child_per_subset_with_every_metric_and_artifact(flow_run, read_artifacts, digits_store):
     result, uri = flow_run
     assert result["subsets"] == len(SPECS) == 27 and result["trained"] == 27 and result["reused"] == 0
     pids = {p.rsplit(":", 1)[1] for p in result["processes"]}
@@ -93,6 +93,20 @@ def test_parent_and_a_child_per_subset_with_every_metric_and_artifact(flow_run, 
     report = Path(client.download_artifacts(result["parent_run_id"], "report.md")).read_text()
     assert "(scatter-fixed-k20.png)" in report and "| 20 | facility-location | random |" in report
     assert Path(result["report"]).read_text() == report
+    # the study ranks its objectives (mean Spearman rho over regime x k), and the night's objective=auto finds the
+    # report where the flow wrote it by default (beside the store) and follows that ranking
+    from pipeline.curate import CurateOptions, choose_objective
+
+    ranking = json.loads(Path(result["results"]).read_text())["tables"]["ranking"]
+    rho = {r["objective"]: np.mean([pm[f"spearman.{r['objective']}.{g}.k20"] for g in ("fixed", "balanced", "budget")])
+           for r in ranking}
+    assert [r["objective"] for r in ranking] == sorted(rho, key=rho.get, reverse=True)
+    assert [r["spearman"] for r in ranking] == pytest.approx([rho[r["objective"]] for r in ranking])
+    assert "## Ranking: best predictor of held-out accuracy first" in report
+    choice = choose_objective(CurateOptions(source="digits", store=digits_store))
+    positive = [r["objective"] for r in ranking if r["spearman"] > 0]
+    assert choice.name == (positive[0] if positive else "facility-location")
+    assert choice.study["key"] == Path(result["out_dir"]).name
 
     progress = read_artifacts(PROGRESS_KEY, result["flow_run_id"])
     assert len(progress) == 1 and progress[0].data == pytest.approx(100.0)

@@ -7,7 +7,7 @@ reference driver (:mod:`.study`). Pure Python over :mod:`worth` and :mod:`worth.
 """
 
 from .config import StudyConfig, load_config
-from .correlate import correlation_table, path_table, rank_correlation, spread_table
+from .correlate import correlation_table, path_table, rank_correlation, rank_objectives, spread_table
 from .design import SubsetSpec, holdout_split, make_specs, realise
 from .minimise import greedy_minimise
 from .paths import PathKey, plan_paths, realise_path, realise_paths, realise_subsets, subset_from_paths
@@ -16,5 +16,5 @@ from .study import aggregate, result_row, run_study, score_subset, train_subset
 
 __all__ = ["PathKey", "StudyConfig", "SubsetSpec", "plan_paths", "realise_path", "realise_paths", "realise_subsets",
            "score_subsets", "subset_from_paths", "aggregate", "correlation_table", "greedy_minimise", "holdout_split",
-           "load_config", "make_specs", "path_table", "rank_correlation", "realise", "result_row", "run_study",
-           "score_subset", "spread_table", "train_subset"]
+           "load_config", "make_specs", "path_table", "rank_correlation", "rank_objectives", "realise", "result_row",
+           "run_study", "score_subset", "spread_table", "train_subset"]

@@ -16,6 +16,8 @@ Definitions (docs/appraisal.md explains the choices):
   pushed-down nor pushed-hard part of the range, where the reference study found the Vendi Score predictive.
 - **Spread**: coefficient of variation (std / |mean|) of score and accuracy over random subsets, against the
   same over the optimised subsets (every objective's maximiser).
+- **Ranking**: the objectives ordered by how well they predict accuracy: the mean of their Spearman ρ over
+  every (regime, k) group, all subsets (:func:`rank_objectives`; what the nightly curation's ``auto`` follows).
 - **Path**: accuracy along each objective's mixture series at fixed size: the share of maximiser picks
   ``1 − f`` from 0 (random rows, or the minimiser) to 1 (the maximiser). Pushing a score higher pays if
   accuracy keeps rising to share 1; it stops paying where accuracy peaks before it.
@@ -121,6 +123,35 @@ def correlation_table(rows: list[dict], objectives, *, n_boot: int = 1000, seed:
                                          n_boot=n_boot, seed=seed)
                 table.append({"regime": regime, "k": k, "objective": obj, "subsets": subset, **stats})
     return table
+
+
+def rank_objectives(correlation: list[dict]) -> list[dict]:
+    """The study's objectives, best predictor of held-out accuracy first.
+
+    Each objective's ``spearman`` is the mean of its Spearman ρ over the (regime, k) groups of
+    :func:`correlation_table`'s ``all`` subsets (the estimate the report's heat map ``all`` shows), ``groups``
+    how many groups had a defined ρ, ``kendall`` the mean τ-b over the same groups. An objective whose ρ is
+    undefined in every group (a constant score) is left out; ties order by ``kendall``, then by first
+    appearance. Returns ``[{"rank", "objective", "spearman", "kendall", "groups"}, ...]`` (empty: no ranking).
+    """
+    found: dict[str, list[tuple[float, float]]] = {}
+    for c in correlation:
+        if c.get("subsets") != "all":
+            continue
+        pairs = found.setdefault(c["objective"], [])
+        rho, tau = c.get("spearman"), c.get("kendall")
+        if rho is not None and math.isfinite(rho):
+            pairs.append((float(rho), float(tau) if tau is not None and math.isfinite(tau) else math.nan))
+    table = []
+    for order, (objective, pairs) in enumerate(found.items()):
+        if not pairs:
+            continue
+        taus = [t for _, t in pairs if math.isfinite(t)]
+        table.append({"objective": objective, "spearman": float(np.mean([r for r, _ in pairs])),
+                      "kendall": float(np.mean(taus)) if taus else math.nan, "groups": len(pairs), "_order": order})
+    table.sort(key=lambda r: (-r["spearman"], -r["kendall"] if math.isfinite(r["kendall"]) else math.inf,
+                              r["_order"]))
+    return [{"rank": i + 1, **{k: v for k, v in r.items() if k != "_order"}} for i, r in enumerate(table)]
 
 
 def _cv(values) -> float:

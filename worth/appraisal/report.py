@@ -176,6 +176,11 @@ def write_report(rows, tables: dict, figures: dict, out_dir, *, title: str = "Ap
              f"{len(rows)} subsets trained and evaluated. Rank correlations are per regime and size k, with 95% "
              "bootstrap percentile intervals; `moderate` = scores between the random subsets' 10th percentile and "
              "halfway from their 90th percentile to the objective's maximiser (docs/appraisal.md).", ""]
+    if tables.get("ranking"):
+        lines += ["## Ranking: best predictor of held-out accuracy first", "",
+                  "Mean Spearman ρ over the (regime, k) groups, all subsets (`worth curate --objective auto` "
+                  "follows the first).", "",
+                  _md_table(tables["ranking"], ["rank", "objective", "spearman", "kendall", "groups"]), ""]
     if "coreset" in tables:
         lines += coreset_section(tables["coreset"], tables["coreset_headline"])
     lines += ["## Correlation heat maps", ""]

@@ -22,7 +22,7 @@ import worth
 from ..train import fit_and_evaluate
 from .config import StudyConfig
 from .coreset_table import coreset_headline, coreset_table
-from .correlate import correlation_table, path_table, spread_table, stops_paying
+from .correlate import correlation_table, path_table, rank_objectives, spread_table, stops_paying
 from .design import SubsetSpec, check_design, make_specs
 from .paths import realise_subsets
 from .scoring import score_subsets
@@ -67,8 +67,8 @@ def aggregate(rows: list[dict], config: StudyConfig, out_dir, *, title: str = "A
     rows = [r for r in rows if r["kind"] != "coreset"]  # the correlations are the study's subsets' alone
     corr = correlation_table(rows, objectives, n_boot=config.bootstrap, seed=config.bootstrap_seed)
     path = path_table(rows, objectives)
-    tables = {"correlation": corr, "spread": spread_table(rows, objectives), "path": path,
-              "stops_paying": stops_paying(path)}
+    tables = {"correlation": corr, "ranking": rank_objectives(corr), "spread": spread_table(rows, objectives),
+              "path": path, "stops_paying": stops_paying(path)}
     if cores:  # a config without a coreset section keeps exactly the tables it had
         tables.update(coreset=coreset_table(cores), coreset_headline=coreset_headline(cores))
     figures = {
@@ -79,7 +79,9 @@ def aggregate(rows: list[dict], config: StudyConfig, out_dir, *, title: str = "A
     }
     report = write_report(rows, tables, figures, out_dir, title=title, config=config.to_dict())
     html = write_html(report)
-    (out_dir / "results.json").write_text(json.dumps({"rows": rows + cores, "tables": tables}, indent=1))
+    # the config too, so a reader (the night's objective: auto) finds the ranked objectives' parameters
+    (out_dir / "results.json").write_text(json.dumps({"rows": rows + cores, "tables": tables,
+                                                      "config": config.to_dict()}, indent=1))
     return {"report": report, "html": html, "results": out_dir / "results.json", "figures": figures,
             "tables": tables}
 

@@ -7,7 +7,8 @@ inside the functions, so importing this package (and ``worth``) loads no torch.
 """
 
 from .config import TrainConfig
-from .fit import Evaluation, fit_and_evaluate, resolve_device
+from .fit import CLASS_ACCURACY, Evaluation, class_accuracies, class_accuracy_metrics, fit_and_evaluate, resolve_device
 from .models import MODELS
 
-__all__ = ["Evaluation", "MODELS", "TrainConfig", "fit_and_evaluate", "resolve_device"]
+__all__ = ["CLASS_ACCURACY", "Evaluation", "MODELS", "TrainConfig", "class_accuracies", "class_accuracy_metrics",
+           "fit_and_evaluate", "resolve_device"]

@@ -61,6 +61,27 @@ class Evaluation:
         return asdict(self)
 
 
+#: The name of class ``c``'s held-out accuracy as a metric: the study's subset runs and the night's runs alike.
+CLASS_ACCURACY = "accuracy.class.{}"
+
+
+def class_accuracy_metrics(per_class_accuracy) -> dict[str, float | None]:
+    """``{"accuracy.class.C": accuracy}`` for every class of :attr:`Evaluation.per_class_accuracy` (the one
+    naming of per-class held-out accuracy in MLflow and in records); ``None`` for a class without held-out rows
+    (NaN in the evaluation: undefined, so it is not logged, and a JSON record can hold it)."""
+    return {CLASS_ACCURACY.format(c): (float(v) if v is not None and np.isfinite(v) else None)
+            for c, v in enumerate(per_class_accuracy)}
+
+
+def class_accuracies(metrics, n_classes: int) -> list[float]:
+    """The per-class accuracies back from metrics named by :func:`class_accuracy_metrics` (NaN where absent)."""
+    out = []
+    for c in range(n_classes):
+        v = metrics.get(CLASS_ACCURACY.format(c))
+        out.append(float("nan") if v is None else float(v))
+    return out
+
+
 def _positive_int(value, name: str, example: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name}={value!r} must be a positive integer, e.g. {name}={example}.")
