@@ -96,6 +96,30 @@ def _pool(workers: int):
     return _POOL
 
 
+def run_blocks(fn, edges) -> None:
+    """``fn(edges[i], edges[i + 1])`` for every block, the first on the calling thread and the others on the
+    pool's threads, returning when all are done (the first error re-raised).
+
+    For compiled kernels that release the GIL (numba's ``nogil``) and single-threaded BLAS calls between
+    them: the rank-one eigen-update (:mod:`worth.spectral.eigupdate`) runs its O(K²) phases and its rotation
+    on these threads rather than numba's OpenMP pool, whose workers spin after each region — beside BLAS, and
+    on a shared machine beside other processes, a spinning worker holding a core the next phase needs made
+    the update slower on two threads than on one (see ``bench/pick_update.py``). Ours sleep between blocks.
+    """
+    n = len(edges) - 1
+    if n <= 1:
+        if n == 1:
+            fn(edges[0], edges[1])
+        return
+    pool = _pool(n - 1)
+    futures = [pool.submit(fn, edges[i], edges[i + 1]) for i in range(1, n)]
+    try:
+        fn(edges[0], edges[1])
+    finally:
+        for f in futures:
+            f.result()
+
+
 def matmul_rows(a, b, out, threads: int | None = None):
     """``out[...] = a @ b`` with the rows of ``a`` split over ``threads`` threads (default :func:`available`).
 
