@@ -8,8 +8,9 @@ Vendi n = 100,000, m = 128, k = 2,000 on 2 cores): 23.9 s with BLAS on every cor
 thread on a quiet machine, 39.7 s against 17.8 s beside another job. So the per-pick phase (gains and
 updates, :func:`pick_phase`) runs BLAS on one thread, and the setup (the states, the conditioning set's
 product and ``eigh``) keeps BLAS's own count. ``bench/gains.py`` measures both settings. The one large
-product of a pick, the rotation of the eigenvectors, still uses every core: :func:`matmul_rows` splits its rows
-over threads of our own, each calling single-threaded BLAS (``bench/pick_update.py``). The refresh's ``eigh``
+product of a pick, the rotation of the eigenvectors, still uses every core: the eigen-update runs its phases
+and its rotation in blocks on threads of our own (:func:`run_blocks`; :func:`matmul_rows` for a plain
+product), each calling compiled kernels without the GIL or single-threaded BLAS (``bench/pick_update.py``). The refresh's ``eigh``
 stays on one thread: on a loaded 2-core machine two BLAS threads made it ten times slower, not faster.
 
 ``threads=t`` (:func:`worth.select`) caps the whole run at ``t`` threads — numba's kernels, BLAS and
