@@ -301,3 +301,31 @@ def test_chained_threaded_updates_match_eigh():
     np.testing.assert_allclose(lam, ref[-lam.size:], rtol=0, atol=1e-12 * ref[-1])
     assert np.max(np.abs(U.T @ U - np.eye(U.shape[1]))) <= 1e-12
     assert np.max(np.abs(C @ U - U * lam)) <= 1e-12 * ref[-1]
+
+
+def test_loewner_products_unchanged_by_the_branch_free_loop():
+    """The products' loop over ``i`` runs branch-free (the ``i == j`` factors are 1) so that it vectorises:
+    the same ẑ as skipping ``i == j`` outright, bit for bit, for blocks that hold ``j`` and blocks that do not."""
+    from worth.spectral import eigupdate as E
+
+    rng = np.random.default_rng(9)
+    K = 97
+    d = np.sort(rng.gamma(0.5, size=K))
+    z = rng.normal(size=K)
+    origins, taus = E._roots(d, z)
+    ds, os_, ts, prod, num, den = E._loewner_start(d, origins, taus)
+    ref = prod.copy()
+    for i in range(K):  # the skip-j formula, factor by factor in the kernel's order (chunks of _CHUNK)
+        n_acc, d_acc = 1.0, 1.0
+        for j in range(K):
+            if j != i:
+                n_acc *= (os_[j] - ds[i]) + ts[j]
+                d_acc *= ds[j] - ds[i]
+            if (j + 1) % E._CHUNK == 0 or j == K - 1:
+                ref[i] *= n_acc / d_acc
+                n_acc, d_acc = 1.0, 1.0
+    for edges in ([0, K], [0, 30, 64, K]):
+        got, num[:], den[:] = prod.copy(), 1.0, 1.0
+        for a, b in zip(edges[:-1], edges[1:]):
+            E._zhat_range(ds, os_, ts, got, num, den, a, b)
+        np.testing.assert_array_equal(got, ref)
