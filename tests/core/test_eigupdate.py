@@ -248,8 +248,9 @@ def test_threaded_update_equals_serial_and_eigh(case, m):
 @pytest.mark.parametrize("threads", [2, 3, 5])
 def test_threaded_roots_and_vectors_are_the_serial_ones_bit_for_bit(K, threads):
     """Roots solved in ranges on threads and the Löwner vectors in blocks: the serial kernels' values exactly,
-    with and without a zero pole among the poles."""
+    and the roots those of the gains' batch kernel, with and without a zero pole among the poles."""
     from worth.spectral import eigupdate as E
+    from worth.spectral.secular import secular_roots_compiled
 
     rng = np.random.default_rng(K + threads)
     for lead in (False, True):
@@ -261,6 +262,11 @@ def test_threaded_roots_and_vectors_are_the_serial_ones_bit_for_bit(K, threads):
         o2, t2 = E._roots(d, z, threads)
         np.testing.assert_array_equal(o1, o2)
         np.testing.assert_array_equal(t1, t2)
+        poles = d if lead else np.concatenate([[0.0], d])
+        weights = (z * z if lead else np.concatenate([[0.0], z * z]))[None, :]
+        o_ref, t_ref = (v[0] if lead else v[0, 1:] for v in secular_roots_compiled(poles, weights))
+        np.testing.assert_array_equal(o1, o_ref)  # the gains' batch kernel, one candidate
+        np.testing.assert_array_equal(t1, t_ref)
         W1 = E._loewner_vectors(d, o1, t1, z, 1)
         np.testing.assert_array_equal(W1, E._loewner_threaded(d, o1, t1, z, E._edges(K, threads)))
 

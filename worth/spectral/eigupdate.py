@@ -8,7 +8,7 @@ the roots and vectors — the classical divide-and-conquer merge step (LAPACK ``
    extends the basis, with the zero eigenvalue as its pole.
 2. Deflate (``dlaed2``): a negligible ``z_i`` leaves its eigenpair unchanged; two poles closer than the
    tolerance are rotated (Givens) so that one carries all the weight and the other is deflated.
-3. Roots: the new eigenvalues are the secular equation's roots (:func:`worth.spectral.secular.secular_roots_compiled`),
+3. Roots: the new eigenvalues are the secular equation's roots (:func:`worth.spectral.secular._solve_range`),
    each as a pole plus an offset, so every difference ``μ_j − d_i`` is accurate.
 4. Vectors (Gu–Eisenstat, ``dlaed3``): recompute ``ẑ`` from the computed roots by Löwner's formula,
    ``ẑ_i² = Π_j (μ_j − d_i) / Π_{j≠i} (d_j − d_i)``, so that the computed roots are the *exact* eigenvalues
@@ -39,7 +39,7 @@ import numba
 import numpy as np
 
 from ..threads import available, matmul_rows, run_blocks
-from .secular import _solve_range, secular_roots_compiled
+from .secular import _solve_range
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -289,22 +289,24 @@ def _apply_givens(basis, pairs, cs, n_rot):
 def _roots(d: np.ndarray, z: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Roots of ``diag(d) + z zᵀ`` (``d`` ascending and distinct, every ``z_i ≠ 0``) as origins and offsets.
 
-    On ``threads > 1`` (from ``_THREADED_K`` poles) ranges of roots are solved on the pool's threads
-    (:func:`worth.spectral.secular._solve_range`, which gives each root what the whole set gives it).
+    The active poles compacted as :func:`worth.spectral.secular.secular_roots_compiled` compacts them, and
+    solved by its per-candidate solver (:func:`worth.spectral.secular._solve_range`) directly: that kernel is
+    an OpenMP region even for one candidate, and waking its workers for a single candidate cost milliseconds
+    beside other processes. On ``threads > 1`` (from ``_THREADED_K`` poles) ranges of roots are solved on the
+    pool's threads; ``_solve_range`` gives each root what the whole set gives it, so the values are the same.
     """
     lead = d[0] == 0.0  # the zero pole is the secular solver's first pole; add an empty one if absent
-    poles = d if lead else np.concatenate([[0.0], d])
+    poles = np.ascontiguousarray(d if lead else np.concatenate([[0.0], d]), dtype=np.float64)
     w = z * z if lead else np.concatenate([[0.0], z * z])
-    if threads < 2 or d.shape[0] < _THREADED_K:
-        origins, taus = secular_roots_compiled(poles, w[None, :])
-        origins, taus = origins[0], taus[0]
+    act = np.flatnonzero(w > 0.0)
+    dA, wA = poles[act], np.ascontiguousarray(w[act], dtype=np.float64)
+    n = act.size
+    o, t = np.empty(n), np.empty(n)
+    edges = _edges(n, threads) if threads > 1 and d.shape[0] >= _THREADED_K else [0, n]
+    run_blocks(lambda a, b: _solve_range(dA, wA, n, a, b, o[a:b], t[a:b]), edges)
+    if n == poles.size:
+        origins, taus = o, t
     else:
-        poles = np.ascontiguousarray(poles, dtype=np.float64)
-        act = np.flatnonzero(w > 0.0)  # the active poles, as secular_roots_compiled compacts them
-        dA, wA = poles[act], np.ascontiguousarray(w[act], dtype=np.float64)
-        n = act.size
-        o, t = np.empty(n), np.empty(n)
-        run_blocks(lambda a, b: _solve_range(dA, wA, n, a, b, o[a:b], t[a:b]), _edges(n, threads))
         origins, taus = poles.copy(), np.zeros(poles.size)
         origins[act], taus[act] = o, t
     if not lead:
