@@ -8,8 +8,9 @@ Vendi n = 100,000, m = 128, k = 2,000 on 2 cores): 23.9 s with BLAS on every cor
 thread on a quiet machine, 39.7 s against 17.8 s beside another job. So the per-pick phase (gains and
 updates, :func:`pick_phase`) runs BLAS on one thread, and the setup (the states, the conditioning set's
 product and ``eigh``) keeps BLAS's own count. ``bench/gains.py`` measures both settings. The one large
-product of a pick, the rotation of the eigenvectors, still uses every core: :func:`matmul_rows` splits its rows
-over threads of our own, each calling single-threaded BLAS (``bench/pick_update.py``). The refresh's ``eigh``
+product of a pick, the rotation of the eigenvectors, still uses every core: the eigen-update runs its phases
+and its rotation in blocks on threads of our own (:func:`run_blocks`; :func:`matmul_rows` for a plain
+product), each calling compiled kernels without the GIL or single-threaded BLAS (``bench/pick_update.py``). The refresh's ``eigh``
 stays on one thread: on a loaded 2-core machine two BLAS threads made it ten times slower, not faster.
 
 ``threads=t`` (:func:`worth.select`) caps the whole run at ``t`` threads — numba's kernels, BLAS and
@@ -94,6 +95,30 @@ def _pool(workers: int):
         _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worth-rows")
         _POOL_SIZE = workers
     return _POOL
+
+
+def run_blocks(fn, edges) -> None:
+    """``fn(edges[i], edges[i + 1])`` for every block, the first on the calling thread and the others on the
+    pool's threads, returning when all are done (the first error re-raised).
+
+    For compiled kernels that release the GIL (numba's ``nogil``) and single-threaded BLAS calls between
+    them: the rank-one eigen-update (:mod:`worth.spectral.eigupdate`) runs its O(K²) phases and its rotation
+    on these threads rather than numba's OpenMP pool, whose workers spin after each region — beside BLAS, and
+    on a shared machine beside other processes, a spinning worker holding a core the next phase needs made
+    the update slower on two threads than on one (see ``bench/pick_update.py``). Ours sleep between blocks.
+    """
+    n = len(edges) - 1
+    if n <= 1:
+        if n == 1:
+            fn(edges[0], edges[1])
+        return
+    pool = _pool(n - 1)
+    futures = [pool.submit(fn, edges[i], edges[i + 1]) for i in range(1, n)]
+    try:
+        fn(edges[0], edges[1])
+    finally:
+        for f in futures:
+            f.result()
 
 
 def matmul_rows(a, b, out, threads: int | None = None):

@@ -74,8 +74,8 @@ def _full_state(kind: str, m: int, seed: int):
 @pytest.mark.parametrize("m", [64, 264])
 @pytest.mark.parametrize("kind", KINDS)
 def test_updates_past_full_rank_match_eigh(kind, m):
-    """From a full-rank (or, ``lowrank``, rank-deficient) state at the sizes where the Löwner kernel runs on
-    threads (m ≥ ``_PARALLEL_K``) and the rotation is split over rows: eigh's pairs, to rounding."""
+    """From a full-rank (or, ``lowrank``, rank-deficient) state at the sizes where the update runs its phases on
+    threads (m ≥ ``_THREADED_K``): eigh's pairs, to rounding."""
     lam, U, C, rows = _full_state(kind, m, seed=11)
     spare = np.empty_like(U)
     for x in rows:
@@ -132,7 +132,7 @@ def test_loewner_kernels_match_the_ratio_by_ratio_reference(K, scale):
     z = rng.normal(size=K) * np.sqrt(scale)
     origins, taus = E._roots(d, z)
     W = E._loewner_serial(d, origins, taus, z)
-    np.testing.assert_array_equal(W, E._loewner_parallel(d, origins, taus, z, 4))
+    np.testing.assert_array_equal(W, E._loewner_threaded(d, origins, taus, z, E._edges(K, 4)))
     np.testing.assert_allclose(W.T, _loewner_reference(d, origins, taus, z), rtol=0, atol=1e-13)
     assert np.max(np.abs(W @ W.T - np.eye(K))) <= 1e-13
 
@@ -162,7 +162,7 @@ def test_deflated_routes_agree(kind, monkeypatch):
 @pytest.mark.parametrize("m", [48, pytest.param(264, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("method", ["secular", "quadrature"])
 def test_stochastic_picks_with_updates_equal_picks_with_eigh(method, m):
-    """Stochastic greedy past full rank (at m = 264 with the threaded Löwner kernel and the split rotation): the
+    """Stochastic greedy past full rank (at m = 264 with the update's phases on threads): the
     picks of the updated state are those of the state with a fresh eigh after every pick."""
     from worth.optimizers import stochastic
 
@@ -176,3 +176,162 @@ def test_stochastic_picks_with_updates_equal_picks_with_eigh(method, m):
     assert fast.info["eig_update_seconds"] > 0
     np.testing.assert_allclose(a.values, b.values, rtol=1e-11)
     assert fast.U is not fast._spare
+
+
+# -- the threaded route (issue 19): the serial route's result, and eigh's, on the hard states ---------------
+def _state(case: str, m: int, seed: int):
+    """``(lam, U, x)``: a state and an added row exercising one deflation case of the update.
+
+    ``repeated``: eigenvalues in blocks of equal values (deflation by Givens rotations); ``zeros``: ``x`` with
+    no component on a third of the eigenvectors (deflated by their zero weight); ``rank``: a rank-deficient
+    state (``m/2`` pairs) and a row leaving its span (the zero pole joins); ``inside``: a rank-deficient state
+    and a row inside its span; ``float32``: a float32 row; ``plain``: a general full-rank state.
+    """
+    rng = np.random.default_rng(seed)
+    Q = np.linalg.qr(rng.normal(size=(m, m)))[0]
+    lam = np.sort(rng.gamma(0.7, size=m)) + 1e-3
+    x = rng.normal(size=m)
+    if case == "repeated":
+        lam = np.repeat(np.sort(rng.gamma(2.0, size=m // 8)) + 0.1, 8)[:m]
+        lam = np.concatenate([lam, np.full(m - lam.size, lam[-1])])
+    elif case == "zeros":
+        z = rng.normal(size=m)
+        z[rng.permutation(m)[: m // 3]] = 0.0
+        x = Q @ z
+    elif case in ("rank", "inside"):
+        r = m // 2
+        lam, Q = lam[-r:], Q[:, :r]
+        if case == "inside":
+            x = Q @ rng.normal(size=r)
+    elif case == "float32":
+        x = x.astype(np.float32)
+    return lam, np.ascontiguousarray(Q), x
+
+
+UPDATE_CASES = ["plain", "repeated", "zeros", "rank", "inside", "float32"]
+
+
+@pytest.mark.parametrize("m", [40, 200, 320])
+@pytest.mark.parametrize("case", UPDATE_CASES)
+def test_threaded_update_equals_serial_and_eigh(case, m):
+    """One update of each hard state on 1 and on 3 threads: the same pairs (eigenvalues bit for bit), and both
+    are eigh's of ``U diag(lam) Uᵀ + x xᵀ`` to rounding; the input basis is not written."""
+    from worth.threads import blas_threads, run_threads
+
+    lam, U, x = _state(case, m, seed=m)
+    x64 = x.astype(np.float64)
+    C = (U * lam) @ U.T + np.outer(x64, x64)
+    U_before = U.copy()
+    got = {}
+    for threads in (1, 3):
+        with run_threads(threads), blas_threads(1):
+            got[threads] = rank_one_update(lam, U, x, out=np.empty_like(U))
+    np.testing.assert_array_equal(U, U_before)
+    np.testing.assert_array_equal(got[1][0], got[3][0])
+    np.testing.assert_allclose(got[3][1], got[1][1], rtol=0, atol=1e-14)
+    ref = np.linalg.eigvalsh(C)
+    scale = ref[-1]
+    ref = ref[ref > 1e-11 * scale]
+    for new_lam, new_U in got.values():
+        assert new_U.dtype == np.float64 and new_lam.dtype == np.float64
+        np.testing.assert_allclose(new_lam[new_lam > 1e-11 * scale], ref, rtol=0, atol=1e-12 * scale)
+        assert np.max(np.abs(new_U.T @ new_U - np.eye(new_U.shape[1]))) <= 1e-12
+        assert np.max(np.abs(C @ new_U - new_U * new_lam)) <= 1e-12 * scale
+        assert np.all(np.diff(new_lam) >= 0)
+    if case == "inside":
+        assert got[1][1].shape == U.shape  # no new direction
+    if case == "rank":
+        assert got[1][1].shape == (m, U.shape[1] + 1)
+
+
+@pytest.mark.parametrize("K", [64, 200, 333])
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_threaded_roots_and_vectors_are_the_serial_ones_bit_for_bit(K, threads):
+    """Roots solved in ranges on threads and the Löwner vectors in blocks: the serial kernels' values exactly,
+    and the roots those of the gains' batch kernel, with and without a zero pole among the poles."""
+    from worth.spectral import eigupdate as E
+    from worth.spectral.secular import secular_roots_compiled
+
+    rng = np.random.default_rng(K + threads)
+    for lead in (False, True):
+        d = np.sort(rng.gamma(0.5, size=K))
+        if lead:
+            d[0] = 0.0
+        z = rng.normal(size=K)
+        o1, t1 = E._roots(d, z, 1)
+        o2, t2 = E._roots(d, z, threads)
+        np.testing.assert_array_equal(o1, o2)
+        np.testing.assert_array_equal(t1, t2)
+        poles = d if lead else np.concatenate([[0.0], d])
+        weights = (z * z if lead else np.concatenate([[0.0], z * z]))[None, :]
+        o_ref, t_ref = (v[0] if lead else v[0, 1:] for v in secular_roots_compiled(poles, weights))
+        np.testing.assert_array_equal(o1, o_ref)  # the gains' batch kernel, one candidate
+        np.testing.assert_array_equal(t1, t_ref)
+        W1 = E._loewner_vectors(d, o1, t1, z, 1)
+        np.testing.assert_array_equal(W1, E._loewner_threaded(d, o1, t1, z, E._edges(K, threads)))
+
+
+def test_solve_range_gives_each_root_what_the_whole_set_gives_it():
+    """The secular solver over ranges of roots (the update's threads) against all roots at once, bit for bit,
+    with deflated (zero-weight) poles among them; and the batch kernel (the gains) is unchanged by it."""
+    from worth.spectral.secular import _solve_range, secular_roots_compiled
+
+    rng = np.random.default_rng(5)
+    K = 150
+    poles = np.concatenate([[0.0], np.sort(rng.gamma(0.5, size=K - 1))])
+    w = rng.random(K) ** 3
+    w[rng.random(K) < 0.2] = 0.0
+    origins, taus = secular_roots_compiled(poles, w[None, :])
+    act = np.flatnonzero(w > 0)
+    dA, wA, n = poles[act], w[act], act.size
+    for edges in ([0, n], [0, 1, n], [0, n // 3, n // 2, n - 1, n]):
+        o, t = np.empty(n), np.empty(n)
+        for a, b in zip(edges[:-1], edges[1:]):
+            _solve_range(dA, wA, n, a, b, o[a:b], t[a:b])
+        np.testing.assert_array_equal(o, origins[0, act])
+        np.testing.assert_array_equal(t, taus[0, act])
+
+
+def test_chained_threaded_updates_match_eigh():
+    """Forty updates chained on 2 threads from a full-rank m = 200 state (the bench's setting): eigh's pairs."""
+    from worth.threads import blas_threads, run_threads
+
+    lam, U, C, rows = _full_state("gaussian", 200, seed=3)
+    spare = np.empty_like(U)
+    with run_threads(2), blas_threads(1):
+        for x in np.concatenate([rows, make_instance("clustered", n=35, m=200, seed=1)]):
+            C = C + np.outer(x, x)
+            new_lam, new_U = rank_one_update(lam, U, x, out=spare)
+            spare, lam, U = U, new_lam, new_U
+    ref = np.linalg.eigvalsh(C)
+    np.testing.assert_allclose(lam, ref[-lam.size:], rtol=0, atol=1e-12 * ref[-1])
+    assert np.max(np.abs(U.T @ U - np.eye(U.shape[1]))) <= 1e-12
+    assert np.max(np.abs(C @ U - U * lam)) <= 1e-12 * ref[-1]
+
+
+def test_loewner_products_unchanged_by_the_branch_free_loop():
+    """The products' loop over ``i`` runs branch-free (the ``i == j`` factors are 1) so that it vectorises:
+    the same ẑ as skipping ``i == j`` outright, bit for bit, for blocks that hold ``j`` and blocks that do not."""
+    from worth.spectral import eigupdate as E
+
+    rng = np.random.default_rng(9)
+    K = 97
+    d = np.sort(rng.gamma(0.5, size=K))
+    z = rng.normal(size=K)
+    origins, taus = E._roots(d, z)
+    ds, os_, ts, prod, num, den = E._loewner_start(d, origins, taus)
+    ref = prod.copy()
+    for i in range(K):  # the skip-j formula, factor by factor in the kernel's order (chunks of _CHUNK)
+        n_acc, d_acc = 1.0, 1.0
+        for j in range(K):
+            if j != i:
+                n_acc *= (os_[j] - ds[i]) + ts[j]
+                d_acc *= ds[j] - ds[i]
+            if (j + 1) % E._CHUNK == 0 or j == K - 1:
+                ref[i] *= n_acc / d_acc
+                n_acc, d_acc = 1.0, 1.0
+    for edges in ([0, K], [0, 30, 64, K]):
+        got, num[:], den[:] = prod.copy(), 1.0, 1.0
+        for a, b in zip(edges[:-1], edges[1:]):
+            E._zhat_range(ds, os_, ts, got, num, den, a, b)
+        np.testing.assert_array_equal(got, ref)

@@ -61,3 +61,19 @@ def test_matmul_rows_is_matmul(threads, shape):
         got = worth_threads.matmul_rows(a, b, out, threads=threads)
     assert got is out
     np.testing.assert_allclose(out, a @ b, rtol=0, atol=1e-12 * np.abs(a).max() * np.abs(b).max() * inner)
+
+
+@pytest.mark.parametrize("edges", [[0, 10], [0, 3, 7, 10], [0, 0], list(range(0, 65, 8))])
+def test_run_blocks_runs_every_block_once(edges):
+    """Every block of the eigen-update's threaded phases runs once, whatever the count; an error comes back."""
+    seen = []
+    worth_threads.run_blocks(lambda a, b: seen.append((a, b)), edges)
+    assert sorted(seen) == list(zip(edges[:-1], edges[1:]))
+
+    def fail(a, b):
+        if a > 0:
+            raise RuntimeError("block failed")
+
+    if len(edges) > 2:
+        with pytest.raises(RuntimeError, match="block failed"):
+            worth_threads.run_blocks(fail, edges)

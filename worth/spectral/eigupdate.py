@@ -8,7 +8,7 @@ the roots and vectors — the classical divide-and-conquer merge step (LAPACK ``
    extends the basis, with the zero eigenvalue as its pole.
 2. Deflate (``dlaed2``): a negligible ``z_i`` leaves its eigenpair unchanged; two poles closer than the
    tolerance are rotated (Givens) so that one carries all the weight and the other is deflated.
-3. Roots: the new eigenvalues are the secular equation's roots (:func:`worth.spectral.secular.secular_roots_compiled`),
+3. Roots: the new eigenvalues are the secular equation's roots (:func:`worth.spectral.secular._solve_range`),
    each as a pole plus an offset, so every difference ``μ_j − d_i`` is accurate.
 4. Vectors (Gu–Eisenstat, ``dlaed3``): recompute ``ẑ`` from the computed roots by Löwner's formula,
    ``ẑ_i² = Π_j (μ_j − d_i) / Π_{j≠i} (d_j − d_i)``, so that the computed roots are the *exact* eigenvalues
@@ -16,9 +16,15 @@ the roots and vectors — the classical divide-and-conquer merge step (LAPACK ``
    close the roots, and ``U ← U V`` is one GEMM.
 
 Past full rank that GEMM (m×K×K) is the floor of a pick; the rest is O(K²) and kept well below it: the Löwner
-products as SIMD loops (one division per 8 factors, numba's threads from ``_PARALLEL_K`` poles), deflation
-compiled, the rotation written into the caller's spare buffer (``out=``) and split by rows over the pick
-phase's threads (:func:`worth.threads.matmul_rows`). ``bench/pick_update.py`` measures it against the GEMM.
+products as SIMD loops (one division per 8 factors; measured at K = 512: 0.09 ms, against 0.31 ms while
+the loop stayed scalar), deflation compiled, the rotation written into the
+caller's spare buffer (``out=``). From ``_THREADED_K`` poles every phase runs in blocks on the run's threads
+(:func:`worth.threads.run_blocks`: ranges of roots, blocks of the Löwner products, then blocks of rows of
+``W``, each thread rotating the columns of ``U V`` whose rows it wrote by one single-threaded BLAS call), with
+the same result bit for bit as on one thread. Not numba's OpenMP pool: its workers spin after each region,
+and a spinning worker held the core the next phase (BLAS, or the next region on a machine shared with other
+processes) needed — on two cores the update was slower on both than on one (issue 19, ``bench/pick_update.py``,
+which measures it against the GEMM).
 
 Each update keeps the columns orthonormal to working precision, but rounding accumulates over many steps;
 :class:`worth.spectral.state.SpectralState` measures ``‖UᵀU − I‖`` and falls back to a fresh ``eigh`` when it
@@ -32,8 +38,8 @@ import math
 import numba
 import numpy as np
 
-from ..threads import matmul_rows
-from .secular import secular_roots_compiled
+from ..threads import available, matmul_rows, run_blocks
+from .secular import _solve_range
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -55,12 +61,19 @@ _GATHER_FRACTION = 0.125
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _factor_range(num, den, ds, a, b, oj, tj, dj):
-    """``num[i] *= (o_j − d_i) + τ_j``, ``den[i] *= d_j − d_i`` for ``a <= i < b`` (elementwise: SIMD)."""
-    for i in range(a, b):
+def _factor_range(num, den, ds, skip, oj, tj, dj):
+    """``num[i] *= (o_j − d_i) + τ_j``, ``den[i] *= d_j − d_i`` over the (sliced) arrays, except ``i == skip``,
+    whose factors are 1 (exact): one branch-free loop from 0, which LLVM vectorises — a loop from a runtime
+    start, or split around ``skip``, stayed scalar (numba's negative-index wraparound)."""
+    for i in range(ds.shape[0]):
         di = ds[i]
-        num[i] *= (oj - di) + tj
-        den[i] *= dj - di
+        fn = (oj - di) + tj
+        fd = dj - di
+        if i == skip:
+            fn = 1.0
+            fd = 1.0
+        num[i] *= fn
+        den[i] *= fd
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"}, inline="always")
@@ -97,20 +110,17 @@ def _zhat_block(ds, os_, ts, prod, num, den, a, b):
     """``prod[i] *= Π_{j≠i} (μ_j − d_i)/(d_j − d_i)`` for ``a <= i < b``: one SIMD loop over ``i`` per ``j``,
     one division per ``_CHUNK`` factors."""
     K = ds.shape[0]
+    n = b - a
+    dsb, numb, denb, prodb = ds[a:b], num[a:b], den[a:b], prod[a:b]
     count = 0
     for j in range(K):
-        oj, tj, dj = os_[j], ts[j], ds[j]
-        if a <= j < b:
-            _factor_range(num, den, ds, a, j, oj, tj, dj)
-            _factor_range(num, den, ds, j + 1, b, oj, tj, dj)
-        else:
-            _factor_range(num, den, ds, a, b, oj, tj, dj)
+        _factor_range(numb, denb, dsb, j - a, os_[j], ts[j], ds[j])  # j - a outside [0, n): nothing skipped
         count += 1
         if count == _CHUNK or j == K - 1:
-            for i in range(a, b):
-                prod[i] *= num[i] / den[i]
-                num[i] = 1.0
-                den[i] = 1.0
+            for i in range(n):
+                prodb[i] *= numb[i] / denb[i]
+                numb[i] = 1.0
+                denb[i] = 1.0
             count = 0
 
 
@@ -149,26 +159,70 @@ def _loewner_serial(d, origins, taus, z):
     return W
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True)
-def _loewner_parallel(d, origins, taus, z, n_blocks):
-    """:func:`_loewner_vectors` with ``n_blocks`` blocks of ``i`` (then of ``j``) on numba's threads."""
+@numba.njit(cache=True, error_model="numpy")
+def _loewner_start(d, origins, taus):
+    """:func:`_scaled_start`, callable from Python (the threaded route's O(K) prologue)."""
+    return _scaled_start(d, origins, taus)
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def _zhat_range(ds, os_, ts, prod, num, den, a, b):
+    """:func:`_zhat_block` for ``a <= i < b``, without the GIL (one block of the threaded route)."""
+    _zhat_block(ds, os_, ts, prod, num, den, a, b)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _zhat_of(prod, z):
+    return _zhat(prod, z)
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def _rows_range(ds, os_, ts, zhat, W, a, b):
+    """:func:`_vector_rows` for ``a <= j < b``, without the GIL (one block of the threaded route)."""
+    _vector_rows(ds, os_, ts, zhat, W, a, b)
+
+
+_THREADED_K = 192
+"""From this many poles the update runs its phases on several threads (below, the hand-offs cost more)."""
+
+
+def _edges(K: int, threads: int) -> list[int]:
+    """Block boundaries of ``range(K)`` for ``threads`` threads (at least 64 indices a block)."""
+    t = max(1, min(threads, K // 64))
+    return [K * i // t for i in range(t + 1)]
+
+
+def _update_threads(K: int) -> int:
+    """Threads for an update with ``K`` poles: the run's (:func:`worth.threads.available`) from
+    ``_THREADED_K`` poles, else one."""
+    return available() if K >= _THREADED_K else 1
+
+
+def _loewner_threaded(d, origins, taus, z, edges, rotate=None):
+    """:func:`_loewner_serial` in blocks on the pool's threads (:func:`worth.threads.run_blocks`): the
+    products by blocks of ``i``, then the rows of ``W`` by blocks of ``j``. Each entry is computed the same
+    way whichever block holds it, so ``W`` is the serial kernel's bit for bit.
+
+    ``rotate(W, a, b)``, when given, runs on the same thread right after rows ``a:b`` are written: the
+    rotation's columns ``a:b`` (``U V[:, a:b] = U W[a:b]ᵀ``), so the GEMM needs no further hand-off.
+    """
     K = d.shape[0]
-    ds, os_, ts, prod, num, den = _scaled_start(d, origins, taus)
-    width = (K + n_blocks - 1) // n_blocks
-    for blk in numba.prange(n_blocks):
-        _zhat_block(ds, os_, ts, prod, num, den, blk * width, min(K, (blk + 1) * width))
-    zhat = _zhat(prod, z)
+    ds, os_, ts, prod, num, den = _loewner_start(d, origins, taus)
+    run_blocks(lambda a, b: _zhat_range(ds, os_, ts, prod, num, den, a, b), edges)
+    zhat = _zhat_of(prod, z)
     W = np.empty((K, K))
-    for blk in numba.prange(n_blocks):
-        _vector_rows(ds, os_, ts, zhat, W, blk * width, min(K, (blk + 1) * width))
+
+    def rows(a, b):
+        _rows_range(ds, os_, ts, zhat, W, a, b)
+        if rotate is not None:
+            rotate(W, a, b)
+
+    run_blocks(rows, edges)
     return W
 
 
-_PARALLEL_K = 256
-"""From this many poles the Löwner vectors run on numba's threads (below, a parallel region costs more)."""
-
-
-def _loewner_vectors(d: np.ndarray, origins: np.ndarray, taus: np.ndarray, z: np.ndarray) -> np.ndarray:
+def _loewner_vectors(d: np.ndarray, origins: np.ndarray, taus: np.ndarray, z: np.ndarray,
+                     threads: int = 1) -> np.ndarray:
     """Eigenvectors of ``diag(d) + ẑẑᵀ`` with ``ẑ`` from Löwner's formula, as the rows of ``W`` (``V = Wᵀ``).
 
     ``d`` ascending, distinct; root ``j`` is ``origins[j] + taus[j]`` with ``origins[j]`` a pole, so
@@ -179,14 +233,13 @@ def _loewner_vectors(d: np.ndarray, origins: np.ndarray, taus: np.ndarray, z: np
     factors. Every value is first scaled by a power of two (exact) so that the largest is below 1: a
     numerator factor is then at most 2 and a denominator factor at least ``≈ 4ε`` (the deflation
     tolerance), so ``_CHUNK = 8`` factors neither overflow nor underflow; the vectors, scale-free, are taken
-    in the same units. Row ``j`` of ``W`` is ``ẑ_i/(d_i − μ_j)`` over ``i``, normalised: contiguous, one division per entry. From ``_PARALLEL_K``
-    poles, blocks of ``i`` (and of ``j``) run on numba's threads; each entry is computed the same way
-    whichever block holds it.
+    in the same units. Row ``j`` of ``W`` is ``ẑ_i/(d_i − μ_j)`` over ``i``, normalised: contiguous, one
+    division per entry. On ``threads > 1`` (from ``_THREADED_K`` poles) blocks of ``i`` (and of ``j``) run
+    on the pool's threads (:func:`_loewner_threaded`); the result is the same bit for bit.
     """
-    threads = numba.get_num_threads()
-    if d.shape[0] < _PARALLEL_K or threads < 2:
+    if threads < 2 or d.shape[0] < _THREADED_K:
         return _loewner_serial(d, origins, taus, z)
-    return _loewner_parallel(d, origins, taus, z, min(2 * threads, d.shape[0] // 64))
+    return _loewner_threaded(d, origins, taus, z, _edges(d.shape[0], threads))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -233,30 +286,73 @@ def _apply_givens(basis, pairs, cs, n_rot):
             basis[row, i] = s * up + c * ui
 
 
-def _roots(d: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Roots of ``diag(d) + z zᵀ`` (``d`` ascending and distinct, every ``z_i ≠ 0``) as origins and offsets."""
+def _roots(d: np.ndarray, z: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Roots of ``diag(d) + z zᵀ`` (``d`` ascending and distinct, every ``z_i ≠ 0``) as origins and offsets.
+
+    The active poles compacted as :func:`worth.spectral.secular.secular_roots_compiled` compacts them, and
+    solved by its per-candidate solver (:func:`worth.spectral.secular._solve_range`) directly: that kernel is
+    an OpenMP region even for one candidate, and waking its workers for a single candidate cost milliseconds
+    beside other processes. On ``threads > 1`` (from ``_THREADED_K`` poles) ranges of roots are solved on the
+    pool's threads; ``_solve_range`` gives each root what the whole set gives it, so the values are the same.
+    """
     lead = d[0] == 0.0  # the zero pole is the secular solver's first pole; add an empty one if absent
-    poles = d if lead else np.concatenate([[0.0], d])
+    poles = np.ascontiguousarray(d if lead else np.concatenate([[0.0], d]), dtype=np.float64)
     w = z * z if lead else np.concatenate([[0.0], z * z])
-    origins, taus = secular_roots_compiled(poles, w[None, :])
-    origins, taus = origins[0], taus[0]
+    act = np.flatnonzero(w > 0.0)
+    dA, wA = poles[act], np.ascontiguousarray(w[act], dtype=np.float64)
+    n = act.size
+    o, t = np.empty(n), np.empty(n)
+    edges = _edges(n, threads) if threads > 1 and d.shape[0] >= _THREADED_K else [0, n]
+    run_blocks(lambda a, b: _solve_range(dA, wA, n, a, b, o[a:b], t[a:b]), edges)
+    if n == poles.size:
+        origins, taus = o, t
+    else:
+        origins, taus = poles.copy(), np.zeros(poles.size)
+        origins[act], taus[act] = o, t
     if not lead:
         origins, taus = origins[1:], taus[1:]
     return origins, taus
 
 
-def _merge(d: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _merge(d: np.ndarray, z: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Eigenpairs of ``diag(d) + z zᵀ``: the roots, and the eigenvectors as the rows of ``W`` (``V = Wᵀ``)."""
-    origins, taus = _roots(d, z)
-    return origins + taus, _loewner_vectors(d, origins, taus, z)
+    origins, taus = _roots(d, z, threads)
+    return origins + taus, _loewner_vectors(d, origins, taus, z, threads)
 
 
-def _product(basis: np.ndarray, V: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    """``basis @ V`` into ``out`` (when its shape fits), on the pick phase's threads (:func:`worth.threads.matmul_rows`)."""
-    shape = (basis.shape[0], V.shape[1])
+def _merge_rotate(d: np.ndarray, z: np.ndarray, basis: np.ndarray, out: np.ndarray | None,
+                  threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_merge` and the rotation ``basis @ V`` (nothing deflated: ``V`` is all of ``Wᵀ``) into ``out``.
+
+    On one thread: the serial kernels and one BLAS call. On several: every phase in blocks on the pool's
+    threads, each thread rotating the columns whose rows of ``W`` it wrote (one single-threaded BLAS call
+    each, written straight into its columns of ``out``).
+    """
+    out = _out_for(basis, d.shape[0], out)
+    origins, taus = _roots(d, z, threads)
+    mu = origins + taus
+    if threads < 2 or d.shape[0] < _THREADED_K:
+        W = _loewner_serial(d, origins, taus, z)
+        return mu, np.matmul(basis, W.T, out=out)
+
+    def rotate(W, a, b):
+        np.matmul(basis, W[a:b].T, out=out[:, a:b])
+
+    _loewner_threaded(d, origins, taus, z, _edges(d.shape[0], threads), rotate)
+    return mu, out
+
+
+def _out_for(basis: np.ndarray, cols: int, out: np.ndarray | None) -> np.ndarray:
+    """``out`` when it can hold ``basis @ V`` (``cols`` columns: C-contiguous float64), else a new array."""
+    shape = (basis.shape[0], cols)
     if out is None or out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous:
         out = np.empty(shape)
-    return matmul_rows(basis, V, out)
+    return out
+
+
+def _product(basis: np.ndarray, V: np.ndarray, out: np.ndarray | None, threads: int) -> np.ndarray:
+    """``basis @ V`` into ``out`` (when its shape fits), split by rows over ``threads`` (:func:`worth.threads.matmul_rows`)."""
+    return matmul_rows(basis, V, _out_for(basis, V.shape[1], out), threads=threads)
 
 
 def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray, *,
@@ -314,11 +410,11 @@ def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray, *,
         _apply_givens(basis, pairs, cs, n_rot)
     act = np.flatnonzero(active)
     keep = np.flatnonzero(~active)
+    threads = _update_threads(K)
     if keep.size == 0:  # the common case: nothing deflated, the roots come out ascending and positive
-        mu, W = _merge(d, z)
-        return mu, _product(basis, W.T, out)
+        return _merge_rotate(d, z, basis, out, threads)
     # Deflated poles keep their pair. The new pairs in ascending order, the non-positive dropped.
-    mu_act, W = _merge(d[act], z[act]) if act.size else (np.zeros(0), np.zeros((0, 0)))
+    mu_act, W = _merge(d[act], z[act], threads) if act.size else (np.zeros(0), np.zeros((0, 0)))
     mu = np.concatenate([d[keep], mu_act])
     source = np.flatnonzero(mu > 0.0)
     source = source[np.argsort(mu[source], kind="stable")]  # output column p is concatenated pair source[p]
@@ -329,7 +425,7 @@ def rank_one_update(lam: np.ndarray, U: np.ndarray, x: np.ndarray, *,
         V = np.zeros((K, source.size))
         V[keep[source[p_keep]], p_keep] = 1.0
         V[np.ix_(act, p_act)] = W[source[p_act] - keep.size].T
-        return mu[source], _product(basis, V, out)
+        return mu[source], _product(basis, V, out, threads)
     vecs = np.empty((m, source.size))
     vecs[:, p_keep] = basis[:, keep[source[p_keep]]]
     if p_act.size:

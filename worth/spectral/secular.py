@@ -226,7 +226,14 @@ def _sums_all(dA, wA, n_active, o, t, dl, dr, n_open, f, fa, f1, bl, br):
 
 @numba.njit(cache=True, error_model="numpy")
 def _solve_all(dA, wA, n_active, origins, taus):
-    """Every root of one candidate, iterated in lock-step with Gragg's cubically convergent model.
+    """Every root of one candidate (:func:`_solve_range` over all of them)."""
+    _solve_range(dA, wA, n_active, 0, n_active, origins, taus)
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def _solve_range(dA, wA, n_active, r0, r1, origins, taus):
+    """Roots ``r0 <= p < r1`` of one candidate, iterated in lock-step with Gragg's cubically convergent model,
+    into ``origins[p − r0]``, ``taus[p − r0]``.
 
     Start: evaluate at each interval's midpoint, take the nearer pole as the origin (as :func:`_solve_one`
     and LAPACK's dlaed4 do), and take Gragg's step from the midpoint. Each iteration then evaluates the sums of all open roots in one pass (:func:`_sums_all`: the roots' scalar
@@ -238,116 +245,126 @@ def _solve_all(dA, wA, n_active, origins, taus):
     without confirming it (cubic convergence leaves an error of order ``step³``, at the rounding level).
     The last root (no right pole) keeps the two-parameter model and ``_TRUST_STEP``.
 
+    A root's iterates depend on the poles, the weights and its own state only (the sums run elementwise
+    over roots, not reassociated), so a range gives each root bit for bit what the whole set gives it: the
+    rank-one eigen-update solves its roots in ranges on several threads (``nogil``;
+    :mod:`worth.spectral.eigupdate`).
+
     Measured on unit rows with |S| ≈ m (dense spectra): 3.5 O(K) evaluations per root, midpoint included,
     against 4.2 for the root-by-root fixed-weight iteration of :func:`_solve_one`.
     """
     n = n_active
-    if n == 0:
+    nr = r1 - r0
+    if nr <= 0:
         return
-    lo = np.empty(n)
-    hi = np.empty(n)
-    dl = np.empty(n)
-    dr = np.empty(n)
-    # Compacted per open root: its index, origin, offset, adjacent poles, and the sums.
-    idx = np.empty(n, dtype=np.int64)
-    o = np.empty(n)
-    t = np.empty(n)
-    pl = np.empty(n)
-    pr = np.empty(n)
-    f = np.empty(n)
-    fa = np.empty(n)
-    f1 = np.empty(n)
-    bl = np.empty(n)
-    br = np.empty(n)
+    # Indexed by the root's place in the range (k = p − r0).
+    lo = np.empty(nr)
+    hi = np.empty(nr)
+    dl = np.empty(nr)
+    dr = np.empty(nr)
+    # Compacted per open root: its index in the range, origin, offset, adjacent poles, and the sums.
+    idx = np.empty(nr, dtype=np.int64)
+    o = np.empty(nr)
+    t = np.empty(nr)
+    pl = np.empty(nr)
+    pr = np.empty(nr)
+    f = np.empty(nr)
+    fa = np.empty(nr)
+    f1 = np.empty(nr)
+    bl = np.empty(nr)
+    br = np.empty(nr)
     total = 0.0
     for q in range(n):
         total += wA[q]
-    for p in range(n):
-        idx[p] = p
-        o[p] = dA[p]
-        t[p] = 0.5 * total if p == n - 1 else 0.5 * (dA[p + 1] - dA[p])
-        pl[p] = dA[p]
-        pr[p] = dA[p] if p == n - 1 else dA[p + 1]
-    _sums_all(dA, wA, n, o, t, pl, pr, n, f, fa, f1, bl, br)
-    for p in range(n):
+    for k in range(nr):
+        p = r0 + k
+        idx[k] = k
+        o[k] = dA[p]
+        t[k] = 0.5 * total if p == n - 1 else 0.5 * (dA[p + 1] - dA[p])
+        pl[k] = dA[p]
+        pr[k] = dA[p] if p == n - 1 else dA[p + 1]
+    _sums_all(dA, wA, n, o, t, pl, pr, nr, f, fa, f1, bl, br)
+    for k in range(nr):
+        p = r0 + k
         w_l = wA[p]
-        mid = t[p]
+        mid = t[k]
         origin = dA[p]
         if p == n - 1:
-            c0 = 1.0 + (f[p] - w_l / (0.0 - mid))
-            lo[p] = 0.0
-            hi[p] = total * (1.0 + 4.0 * _EPS)
-            dl[p] = 0.0
-            dr[p] = math.inf
+            c0 = 1.0 + (f[k] - w_l / (0.0 - mid))
+            lo[k] = 0.0
+            hi[k] = total * (1.0 + 4.0 * _EPS)
+            dl[k] = 0.0
+            dr[k] = math.inf
             tau = _model_step(c0, w_l, 0.0, 0.0, math.inf, True)
         else:
             gap = dA[p + 1] - dA[p]
-            if 1.0 + f[p] >= 0.0:
-                lo[p] = 0.0
-                hi[p] = mid
-                dl[p] = 0.0
-                dr[p] = gap
+            if 1.0 + f[k] >= 0.0:
+                lo[k] = 0.0
+                hi[k] = mid
+                dl[k] = 0.0
+                dr[k] = gap
             else:
                 origin = dA[p + 1]
-                lo[p] = -mid
-                hi[p] = 0.0
-                dl[p] = -gap
-                dr[p] = 0.0
+                lo[k] = -mid
+                hi[k] = 0.0
+                dl[k] = -gap
+                dr[k] = 0.0
             # Gragg's model at the midpoint (value, slope and curvature there) gives the first offset.
             ml = -mid
             mr = gap - mid
-            s_l = -bl[p] * (ml * ml * ml) / gap
-            s_r = -br[p] * (mr * mr * mr) / gap
-            here = mid if dl[p] == 0.0 else -mid
-            tau = here + _model_step(1.0 + f[p] - s_l / ml - s_r / mr, s_l, s_r, ml, mr, False)
-        if not (lo[p] < tau < hi[p]):
-            tau = 0.5 * (lo[p] + hi[p])
-        origins[p] = origin
-        taus[p] = tau
-        o[p] = origin
-        t[p] = tau
-    n_open = n
+            s_l = -bl[k] * (ml * ml * ml) / gap
+            s_r = -br[k] * (mr * mr * mr) / gap
+            here = mid if dl[k] == 0.0 else -mid
+            tau = here + _model_step(1.0 + f[k] - s_l / ml - s_r / mr, s_l, s_r, ml, mr, False)
+        if not (lo[k] < tau < hi[k]):
+            tau = 0.5 * (lo[k] + hi[k])
+        origins[k] = origin
+        taus[k] = tau
+        o[k] = origin
+        t[k] = tau
+    n_open = nr
     for _ in range(_MAX_ITER):
         if n_open == 0:
             break
         _sums_all(dA, wA, n, o, t, pl, pr, n_open, f, fa, f1, bl, br)
         keep = 0
         for r in range(n_open):
-            p = idx[r]
+            k = idx[r]
+            p = r0 + k
             tau = t[r]
             val = 1.0 + f[r]
             if val == 0.0:
                 continue
             if val < 0.0:
-                lo[p] = tau
+                lo[k] = tau
             else:
-                hi[p] = tau
+                hi[k] = tau
             # Stop when the value is at the rounding level of its own evaluation.
             if abs(val) <= 8.0 * _EPS * (1.0 + n) * (1.0 + fa[r]):
                 continue
-            delta_l = dl[p] - tau
+            delta_l = dl[k] - tau
             if p == n - 1:
                 s_l = delta_l * delta_l * f1[r]
                 h = _model_step(val - s_l / delta_l, s_l, 0.0, delta_l, math.inf, True)
             else:
-                delta_r = dr[p] - tau
+                delta_r = dr[k] - tau
                 gap = pr[r] - pl[r]
                 s_l = -bl[r] * (delta_l * delta_l * delta_l) / gap
                 s_r = -br[r] * (delta_r * delta_r * delta_r) / gap
                 h = _model_step(val - s_l / delta_l - s_r / delta_r, s_l, s_r, delta_l, delta_r, False)
             new = tau + h
-            if not (lo[p] < new < hi[p]):
-                new = 0.5 * (lo[p] + hi[p])
+            if not (lo[k] < new < hi[k]):
+                new = 0.5 * (lo[k] + hi[k])
             elif abs(h) <= (_TRUST_STEP if p == n - 1 else _TRUST_STEP_CUBIC) * abs(new):
-                taus[p] = new
+                taus[k] = new
                 continue
             if abs(new - tau) <= 2.0 * _EPS * max(abs(tau), abs(new)) or \
-                    hi[p] - lo[p] <= 2.0 * _EPS * max(abs(lo[p]), abs(hi[p])):
-                taus[p] = new
+                    hi[k] - lo[k] <= 2.0 * _EPS * max(abs(lo[k]), abs(hi[k])):
+                taus[k] = new
                 continue
-            taus[p] = new
-            idx[keep] = p
-            o[keep] = origins[p]
+            taus[k] = new
+            idx[keep] = k
+            o[keep] = origins[k]
             t[keep] = new
             pl[keep] = pl[r]
             pr[keep] = pr[r]
