@@ -100,6 +100,122 @@ def _quota_table(labels, quotas, k: int) -> tuple[np.ndarray | None, dict | None
     return labels, {c.item(): int(quotas.get(c.item(), 0)) for c in classes}
 
 
+EVALUATIONS = ("state", "recompute")
+
+
+class _Recompute:
+    """The reference evaluation: ``f(S ∪ {v})`` by one ``eigvalsh`` per candidate (spectral objectives), the
+    objective's own state otherwise."""
+
+    def __init__(self, obj, Xn: np.ndarray, labels, chosen: np.ndarray) -> None:
+        self.obj, self.Xn, self.chosen = obj, Xn, chosen
+        self.spectral = obj.properties.spectral
+        if not self.spectral:
+            self.state = obj.make_state(Xn, np, labels=labels)
+            if chosen.size:
+                self.state.start_from(chosen)
+
+    def values(self, cands: np.ndarray) -> np.ndarray:
+        if self.spectral:
+            return spectral_values(self.obj, self.Xn, self.chosen, cands)
+        return self.state.gains(cands)
+
+    def add(self, pick: int) -> None:
+        self.chosen = np.append(self.chosen, pick)
+        if not self.spectral:
+            self.state.add(pick)
+
+
+class _Incremental:
+    """The fast evaluation: a spectral objective's greedy state (:class:`worth.spectral.state.SpectralState`,
+    eigenpairs kept by rank-one updates) gives ``f(S ∪ {v})`` for a batch of candidates in ``O(c·m·r)`` plus
+    the gain method's work, and costs one ``O(m·r²)`` update per pick, instead of a batch of ``eigvalsh``.
+
+    Values are exact to rounding: ``logdet`` by its closed form (the determinant lemma), the others by the
+    secular roots — evaluated only for the candidates that can be the step's minimum or tie with it. Where the
+    quadrature rule represents the objective it screens the batch first (``O(r·Q)`` a candidate against
+    ``O(r²)`` for the roots): a candidate whose rule value, less :data:`_SCREEN_MARGIN` times the rule's error
+    bound, lies above the smallest upper bound (plus the tie tolerance) can be neither, and is not solved.
+    """
+
+    def __init__(self, obj, Xn: np.ndarray, chosen: np.ndarray) -> None:
+        from ..objectives import SpectralObjective
+        from ..spectral.state import SpectralState
+
+        declared = obj.gain_methods()
+        method = "closed-form" if "closed-form" in declared else "quadrature" if "quadrature" in declared \
+            else "secular"
+        self.obj = obj
+        self.state = SpectralState(Xn, obj, method, np, pool=Xn.shape[0])
+        self.screen = method == "quadrature"
+        if self.screen:
+            self.state.gain = _Screen(self.state)
+        if chosen.size:
+            self.state.start_from(chosen)
+            if self.screen:
+                self.state.gain.update_rule()
+        self.plain = type(obj).combine is SpectralObjective.combine  # the value is the statistic Σ φ(λ)
+        self.screened = self.solved = 0  # candidates seen by the rule, and solved exactly (diagnostics)
+
+    def _values(self, delta: np.ndarray, cands: np.ndarray) -> np.ndarray:
+        st = self.state
+        stat = st.stat + delta
+        if self.plain:
+            return stat
+        return np.asarray(self.obj.combine(stat, st.size + 1, st.trace + st.norms2[cands], st.pool), dtype=np.float64)
+
+    def values(self, cands: np.ndarray) -> np.ndarray:
+        st = self.state
+        gain = st.gain
+        if not self.screen or not gain.use_rule or gain.rule.error > _SCREEN_USELESS:
+            return self._values(st.deltas(cands), cands)
+        est = np.asarray(gain.delta(cands), dtype=np.float64)
+        rule = gain.rule
+        err = rule.error * (np.abs(est) if rule.relative else rule.scale * st.norms2[cands])
+        err = _SCREEN_MARGIN * err + _SCREEN_FLOOR * max(1.0, abs(st.stat))
+        a, b = self._values(est - err, cands), self._values(est + err, cands)
+        lower, upper = np.minimum(a, b), np.maximum(a, b)
+        top = float(upper.min())
+        bound = top + 1e-9 * max(1.0, abs(top), abs(float(lower.min()))) * 1.5
+        need = np.flatnonzero(~(lower > bound))  # NaN-safe: a candidate the rule cannot place is solved
+        out = np.full(cands.size, np.inf)
+        exact = np.asarray(gain.roots.delta(cands[need]), dtype=np.float64)
+        out[need] = self._values(exact, cands[need])
+        self.screened += cands.size
+        self.solved += need.size
+        return out
+
+    def add(self, pick: int) -> None:
+        self.state.add(pick)
+
+
+def _screen_class():
+    from ..spectral.methods import Quadrature
+
+    class Screen(Quadrature):
+        """The projected quadrature whenever a rule is fitted, whatever its error: a screen states its own bound
+        (the rule's error), so it needs no target accuracy; the roots decide."""
+
+        @property
+        def use_rule(self) -> bool:
+            return self.state.size > 0 and self.rule is not None
+
+    return Screen
+
+
+def _Screen(state):
+    global _SCREEN_CLASS
+    if _SCREEN_CLASS is None:
+        _SCREEN_CLASS = _screen_class()
+    return _SCREEN_CLASS(state)
+
+
+_SCREEN_CLASS = None
+_SCREEN_USELESS = 1e-3  # a rule this rough screens nothing out: solve every candidate
+_SCREEN_MARGIN = 100.0  # times the rule's fitted error bound: how far a rule value may be from the exact one
+_SCREEN_FLOOR = 1e-12  # and at least this, relative to the statistic (rounding of the rule's own sums)
+
+
 def greedy_minimise(
     X,
     k: int,
@@ -111,6 +227,7 @@ def greedy_minimise(
     init: Any = None,
     sample: int | None = None,
     seed: int = 0,
+    evaluation: str = "state",
     **params: Any,
 ) -> np.ndarray:
     """Greedily pick ``k`` rows of ``X`` that each add the *least* to ``objective``.
@@ -135,6 +252,10 @@ def greedy_minimise(
         the exact greedy minimiser.
     seed : int
         Seeds the tie-break order and the candidate samples.
+    evaluation : {"state", "recompute"}
+        How a candidate's value is found (the picks are the same, up to rounding far inside the tie rule):
+        ``"state"`` (default) by the objective's incremental greedy state, ``"recompute"`` by one
+        ``eigvalsh`` of every ``S ∪ {v}`` (spectral objectives; the reference the tests compare with).
 
     Returns
     -------
@@ -142,6 +263,8 @@ def greedy_minimise(
         The ``k`` picks in order.
     """
     obj = worth.get_objective(objective, **params)
+    if evaluation not in EVALUATIONS:
+        raise ValueError(f"evaluation={evaluation!r} is unknown; pass one of {list(EVALUATIONS)}.")
     Xn = _unit_rows(X) if normalize else np.asarray(X, dtype=np.float64)
     n = Xn.shape[0]
     chosen = np.asarray([] if init is None else init, dtype=np.int64).ravel()
@@ -158,36 +281,49 @@ def greedy_minimise(
     rank = rng.permutation(n)  # tie-break order
     available = np.ones(n, dtype=bool)
     available[chosen] = False
-    left = None
+    left = is_open = codes = None
     if quota is not None:
         left = dict(quota)
         budget = sum(max(0, v) for v in left.values())
         if budget < k:
             raise ValueError(f"quotas allow {budget} picks but k={k}; raise the quotas or lower k.")
-    spectral = obj.properties.spectral
-    if not spectral:
-        state = obj.make_state(Xn, np, labels=labels)
-        if chosen.size:
-            state.start_from(chosen)
+        classes, codes = np.unique(labels, return_inverse=True)
+        keys = [c.item() for c in classes]
+        is_open = np.array([left[c] > 0 for c in keys])
+        where = {c: i for i, c in enumerate(keys)}
+    if evaluation == "recompute" or not obj.properties.spectral:
+        evaluator = _Recompute(obj, Xn, labels, chosen)
+    else:
+        evaluator = _Incremental(obj, Xn, chosen)
     picks: list[int] = []
-    for _ in range(k):
-        allowed = available.copy()
-        if left is not None:
-            allowed &= np.isin(labels, [c for c, v in left.items() if v > 0])
-        cands = np.flatnonzero(allowed)
-        if not cands.size:
-            raise ValueError("no candidate is left under the quotas; raise the quotas or lower k.")
-        if sample is not None and cands.size > sample:
-            cands = np.sort(rng.choice(cands, size=sample, replace=False))
-        values = spectral_values(obj, Xn, chosen, cands) if spectral else state.gains(cands)
-        low = values.min()
-        ties = cands[values <= low + 1e-9 * max(1.0, abs(low))]
-        pick = int(ties[np.argmin(rank[ties])])
-        picks.append(pick)
-        chosen = np.append(chosen, pick)
-        available[pick] = False
-        if left is not None:
-            left[labels[pick].item()] -= 1
-        if not spectral:
-            state.add(pick)
+    with _pick_threads(evaluation, obj):
+        for _ in range(k):
+            cands = np.flatnonzero(available if is_open is None else available & is_open[codes])
+            if not cands.size:
+                raise ValueError("no candidate is left under the quotas; raise the quotas or lower k.")
+            if sample is not None and cands.size > sample:
+                cands = np.sort(rng.choice(cands, size=sample, replace=False))
+            values = evaluator.values(cands)
+            low = values.min()
+            ties = cands[values <= low + 1e-9 * max(1.0, abs(low))]
+            pick = int(ties[np.argmin(rank[ties])])
+            picks.append(pick)
+            available[pick] = False
+            if left is not None:
+                c = labels[pick].item()
+                left[c] -= 1
+                is_open[where[c]] = left[c] > 0
+            evaluator.add(pick)
     return np.asarray(picks, dtype=np.int64)
+
+
+def _pick_threads(evaluation: str, obj):
+    """BLAS on one thread while a spectral state picks (numba's kernels and the row-split rotation use the
+    cores, as in :func:`worth.select`); the reference and the other states keep BLAS as configured."""
+    import contextlib
+
+    from ..threads import pick_phase
+
+    if evaluation == "state" and obj.properties.spectral:
+        return pick_phase()
+    return contextlib.nullcontext()

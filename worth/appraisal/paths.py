@@ -30,6 +30,7 @@ import numpy as np
 import worth
 
 from .design import DRAWN, FULL, SubsetSpec, complete_mixture, coreset_subset, random_subset, spec_rng
+from ..facility.lists import share_first_pass
 from .minimise import greedy_minimise
 
 
@@ -100,8 +101,10 @@ def realise_path(key: PathKey, length: int, X, labels) -> np.ndarray:
 
 
 def realise_paths(plan: dict[PathKey, int], X, labels) -> dict[PathKey, np.ndarray]:
-    """Every path of ``plan`` (:func:`plan_paths`), one after the other in this process."""
-    return {key: realise_path(key, length, X, labels) for key, length in plan.items()}
+    """Every path of ``plan`` (:func:`plan_paths`), one after the other in this process (facility location's
+    states over the pool share one first pass: :func:`worth.facility.lists.share_first_pass`)."""
+    with share_first_pass():
+        return {key: realise_path(key, length, X, labels) for key, length in plan.items()}
 
 
 def subset_from_paths(spec: SubsetSpec, paths: dict[PathKey, np.ndarray], X, labels) -> np.ndarray:
@@ -123,9 +126,47 @@ def subset_from_paths(spec: SubsetSpec, paths: dict[PathKey, np.ndarray], X, lab
 
 def realise_subsets(specs: list[SubsetSpec], X, labels) -> dict[str, np.ndarray]:
     """``subset_key → rows`` of every distinct subset of ``specs``, each path computed once."""
-    paths = realise_paths(plan_paths(specs), X, labels)
-    out: dict[str, np.ndarray] = {}
-    for spec in specs:
-        if spec.subset_key not in out:
-            out[spec.subset_key] = subset_from_paths(spec, paths, X, labels)
+    with share_first_pass():
+        paths = realise_paths(plan_paths(specs), X, labels)
+        out: dict[str, np.ndarray] = {}
+        for spec in specs:
+            if spec.subset_key not in out:
+                out[spec.subset_key] = subset_from_paths(spec, paths, X, labels)
     return out
+
+
+# -- what each path and completion costs, for packing them into balanced jobs ------------------------------
+_SPECTRAL = ("vendi", "vendi-pool", "entropy", "logdet", "power", "hybrid")
+
+
+def _spectral_steps(start: int, stop: int, m: int) -> float:
+    """``Σ m·min(s, m)²`` over the picks ``start < s ≤ stop``: the rank-one eigen-updates' work."""
+    s = np.arange(start + 1, stop + 1, dtype=np.float64)
+    return float(m * np.sum(np.minimum(s, m) ** 2))
+
+
+def path_cost(key: PathKey, length: int, n: int, m: int) -> float:
+    """A rough estimate of a path's work (multiply–adds), to balance jobs; only the ratios matter.
+
+    Spectral: the eigen-updates (a maximiser also evaluates its lazy candidates: twice as much). Dense facility
+    location: its first pass (``n²·m``, shared by the states of a job) and, per pick, a gain query against the
+    pool (a maximiser's lazy queries early in the run cost a few passes more). Herding, k-center: a pass over
+    the pool per pick. The scaling law: counts.
+    """
+    if key.objective in _SPECTRAL:
+        return _spectral_steps(0, length, m) * (2.0 if key.kind == "max" else 1.0)
+    if key.objective == "facility-location":
+        return (3.0 * n * n * m if key.kind == "max" else 0.0) + length * (key.sample or 64) * n * m * 0.5
+    if key.objective in ("herding", "k-center"):
+        return float(length) * n * m
+    return float(length) * n
+
+
+def fill_cost(spec: SubsetSpec, n: int, m: int) -> float:
+    """A rough estimate of a minimiser-completed mixture's work (see :func:`path_cost`)."""
+    keep = round((1 - spec.fraction) * spec.k)
+    if spec.objective in _SPECTRAL:
+        return _spectral_steps(keep, spec.k, m) + 9.0 * m ** 3
+    if spec.objective == "facility-location":
+        return (spec.k - keep) * (spec.sample or 64) * n * m * 0.2
+    return float(spec.k - keep) * n
