@@ -88,3 +88,53 @@ def test_bad_input(pool, kwargs, match):
     args = {"k": 3, "objective": "logdet", "labels": labels, **kwargs}
     with pytest.raises(ValueError, match=match):
         greedy_minimise(X, **args)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    return load_digits(return_X_y=True)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES + ["scaling-law"])
+@pytest.mark.parametrize("case", ["exact", "sampled-past-full-rank", "balanced", "completion"])
+def test_incremental_state_makes_the_recomputed_picks(digits, objective, case):
+    """The default evaluation (the incremental state: rank-one updates, the closed form or the roots behind the
+    quadrature screen) picks exactly what recomputing every candidate's value by eigvalsh picks."""
+    X, y = digits
+    kw = {"exact": dict(k=25, sample=None),
+          "sampled-past-full-rank": dict(k=110, sample=16),  # m = 64: the covariance route and full rank
+          "balanced": dict(k=60, sample=12, quotas="balanced"),
+          "completion": dict(k=40, sample=12, init=np.arange(0, 600, 20),
+                             quotas={c: 4 for c in range(10)})}[case]
+    params = {"per_class": True} if objective == "scaling-law" else {}
+    got = greedy_minimise(X, labels=y, objective=objective, seed=3, **kw, **params)
+    want = greedy_minimise(X, labels=y, objective=objective, seed=3, evaluation="recompute", **kw, **params)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_facility_states_sharing_a_first_pass_make_the_same_picks(digits):
+    """Inside share_first_pass() facility location's maximisers, minimisers and completions fork one engine;
+    their picks are those of states that each build their own."""
+    from worth.facility.lists import share_first_pass
+
+    X, y = digits
+
+    def run():
+        best = np.asarray(worth.select(X, 50, "facility-location").indices)
+        return [best, np.asarray(worth.select(X, 50, "facility-location", labels=y, quotas="balanced").indices),
+                greedy_minimise(X, 30, "facility-location", sample=16, seed=1),
+                greedy_minimise(X, 20, "facility-location", sample=16, seed=1, init=best[:25])]
+
+    alone = run()
+    with share_first_pass():
+        shared = run()
+    for a, b in zip(alone, shared):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_evaluation_is_checked(pool):
+    X, _ = pool
+    with pytest.raises(ValueError, match="evaluation="):
+        greedy_minimise(X, 2, "vendi", evaluation="fast")
