@@ -41,7 +41,7 @@ from storage.holdout import record
 from tasks import track
 from tasks.train import fill_jobs, path_jobs, score_jobs, train_jobs
 from worth.appraisal import PathKey, aggregate, result_row, subset_from_paths
-from worth.appraisal.paths import path_key
+from worth.appraisal.paths import path_key, unit_keys
 
 PROGRESS_KEY = "study-progress"
 REPORT_KEY = "study-report"
@@ -84,13 +84,16 @@ def realise_and_score(plan: StudyPlan, specs: list[SubsetSpec], runtime) -> tupl
     failed: dict[str, Exception] = {}
     paths: dict[PathKey, np.ndarray] = {}
     jobs = plan_path_jobs(plan, specs, slots)
+    errors: dict[PathKey, Exception] = {}
     for i, out in runtime.map(path_jobs, jobs, [j.label for j in jobs]):
-        for item, picks in zip(jobs[i].paths, out.value["paths"] if out.ok else [None] * len(jobs[i].paths)):
-            key = PathKey.from_dict(item["key"])
-            if picks is None:
-                failed.update({s.subset_key: out.error for s in specs if path_key(s) == key})
-            else:
-                paths[key] = np.asarray(picks, dtype=np.int64)
+        if out.ok:
+            paths.update({PathKey.from_dict(key): np.asarray(picks, dtype=np.int64) for key, picks in out.value["paths"]})
+        else:
+            errors.update({key: out.error for unit in jobs[i].units for key in unit_keys(unit)})
+    for spec in specs:  # a subset whose path failed fails with its job's error
+        key = path_key(spec)
+        if key is not None and key not in paths:
+            failed[spec.subset_key] = errors.get(key) or RuntimeError(f"the path {key.name} was not computed")
     indices: dict[str, np.ndarray] = {}
     fills = plan_fill_jobs(plan, [s for s in specs if s.subset_key not in failed], paths, slots)
     for i, out in runtime.map(fill_jobs, fills, [j.label for j in fills]):

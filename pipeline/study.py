@@ -48,11 +48,11 @@ from pipeline.batch import Outcome, is_transient
 from pipeline.threads import worker_threads
 from storage.holdout import Holdout, read_recorded, split_mask
 from storage.store import EmbeddingStore
-from worth.appraisal import (PathKey, StudyConfig, SubsetSpec, holdout_split, load_config, make_specs, plan_paths,
-                             realise_path, result_row, score_subsets, train_subset)
+from worth.appraisal import (StudyConfig, SubsetSpec, holdout_split, load_config, make_specs, plan_paths, result_row,
+                             score_subsets, train_subset)
 from worth.appraisal.config import check_holdout_fraction
 from worth.appraisal.design import check_design, complete_mixture, spec_rng
-from worth.appraisal.paths import fill_cost, path_cost, path_key
+from worth.appraisal.paths import fill_cost, path_key, path_units, realise_unit, unit_cost
 from worth.data.encoders import set_torch_threads
 from worth.facility.lists import share_first_pass
 from worth.threads import run_threads
@@ -392,24 +392,26 @@ def _worker_threads():
 
 @dataclass(frozen=True)
 class PathJob:
-    """Greedy paths computed in one task: ``paths`` holds ``{"key": PathKey dict, "length": picks}``."""
+    """Greedy paths computed in one task: ``units`` of :func:`worth.appraisal.paths.path_units` (each one
+    branching run: a maximiser or minimiser at every regime and k it is needed at)."""
 
     store: str
     holdout: dict
-    paths: list[dict]
+    units: list[dict]
     storage_options: dict | None = None
     label: str = "paths"
 
 
 def run_path_job(job: PathJob) -> dict[str, Any]:
-    """Every path of the job (facility location's states share one first pass): ``{"paths": [picks], ...}``."""
+    """Every unit of the job (facility location's states share one first pass): ``{"paths": [[PathKey dict,
+    picks], ...], "seconds": [per unit]}``."""
     pool = load_pool(job.store, job.holdout, job.storage_options)
     out, seconds = [], []
     with _worker_threads(), share_first_pass():
-        for item in job.paths:
+        for unit in job.units:
             t0 = time.perf_counter()
-            picks = realise_path(PathKey.from_dict(item["key"]), int(item["length"]), pool.X, pool.labels)
-            out.append(picks.tolist())
+            for key, picks in realise_unit(unit, pool.X, pool.labels).items():
+                out.append([key.to_dict(), picks.tolist()])
             seconds.append(time.perf_counter() - t0)
     return {"paths": out, "seconds": seconds, "process": _process()}
 
@@ -538,22 +540,23 @@ def _dense_facility(objective: str, params: dict) -> bool:
 
 
 def plan_path_jobs(plan: StudyPlan, specs: list[SubsetSpec], slots: int) -> list[PathJob]:
-    """The path jobs of ``specs``: every greedy path they are cut from, once, packed into balanced jobs
-    (dense facility location's in one job per kind, sharing a first pass)."""
-    paths = plan_paths(specs)
+    """The path jobs of ``specs``: every greedy path they are cut from, once, as branching runs
+    (:func:`worth.appraisal.paths.path_units`) packed into balanced jobs (dense facility location's
+    minimisers in one job, sharing a first pass)."""
+    units = path_units(plan_paths(specs))
     n, m = plan.n_pool, int(plan.pool["dim"])
-    items = [{"key": key.to_dict(), "length": length} for key, length in paths.items()]
-    costs = [path_cost(key, length, n, m) for key, length in paths.items()]
+    costs = [unit_cost(u, n, m) for u in units]
     opts = plan.options
     jobs = []
     for kind in ("max", "min"):
-        mine = [i for i, it in enumerate(items) if it["key"]["kind"] == kind]
-        for b in _group([items[i] for i in mine], [costs[i] for i in mine],
-                        lambda it: _dense_facility(it["key"]["objective"], json.loads(it["key"]["params"])),
+        mine = [i for i, u in enumerate(units) if u["kind"] == kind]
+        for b in _group([units[i] for i in mine], [costs[i] for i in mine],
+                        lambda u: _dense_facility(u["objective"], json.loads(u["params"])),
                         BINS_PER_SLOT * max(1, slots)):
             jobs.append(PathJob(opts.store, plan.holdout_desc, b, opts.storage_options or None,
-                                label=f"{kind}-paths-{len(b)}"))
-    return jobs
+                                label=f"{kind}-{len(b)}"))
+    # the heaviest first: the scheduler starts the longest work first
+    return sorted(jobs, key=lambda j: -sum(unit_cost(u, n, m) for u in j.units))
 
 
 def needs_fill(spec: SubsetSpec) -> bool:

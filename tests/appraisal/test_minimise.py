@@ -138,3 +138,20 @@ def test_evaluation_is_checked(pool):
     X, _ = pool
     with pytest.raises(ValueError, match="evaluation="):
         greedy_minimise(X, 2, "vendi", evaluation="fast")
+
+
+@pytest.mark.parametrize("objective", ["vendi", "logdet", "power", "facility-location", "scaling-law"])
+def test_minimiser_family_makes_each_greedy_minimise(digits, objective):
+    """The branching run (one unconstrained trunk, a branch per balanced k where a class fills) equals one
+    greedy_minimise per path: same seed, same sample, same picks."""
+    from worth.appraisal.minimise import minimiser_family
+
+    X, y = digits
+    params = {"per_class": True} if objective == "scaling-law" else {}
+    ks = [10, 40, 120]
+    got = minimiser_family(X, y, objective, params, seed=2, sample=16, unconstrained=100, balanced=ks)
+    np.testing.assert_array_equal(got[None], greedy_minimise(X, 100, objective, labels=y, sample=16, seed=2,
+                                                             **params))
+    for k in ks:
+        want = greedy_minimise(X, k, objective, labels=y, quotas="balanced", sample=16, seed=2, **params)
+        np.testing.assert_array_equal(got[k], want, err_msg=f"balanced k={k}")

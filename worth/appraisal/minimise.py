@@ -25,6 +25,7 @@ order, so different seeds give different, equally greedy, minimisers.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -277,44 +278,118 @@ def greedy_minimise(
     labels, quota = _quota_table(labels, quotas, k)
     if labels is not None and labels.shape != (n,):
         raise ValueError(f"labels must hold one class per row of X ({n}); got shape {labels.shape}.")
-    rng = np.random.default_rng(seed)
-    rank = rng.permutation(n)  # tie-break order
-    available = np.ones(n, dtype=bool)
-    available[chosen] = False
-    left = is_open = codes = None
-    if quota is not None:
-        left = dict(quota)
-        budget = sum(max(0, v) for v in left.values())
-        if budget < k:
-            raise ValueError(f"quotas allow {budget} picks but k={k}; raise the quotas or lower k.")
-        classes, codes = np.unique(labels, return_inverse=True)
-        keys = [c.item() for c in classes]
-        is_open = np.array([left[c] > 0 for c in keys])
-        where = {c: i for i, c in enumerate(keys)}
-    if evaluation == "recompute" or not obj.properties.spectral:
-        evaluator = _Recompute(obj, Xn, labels, chosen)
-    else:
-        evaluator = _Incremental(obj, Xn, chosen)
-    picks: list[int] = []
+    if quota is not None and sum(max(0, v) for v in quota.values()) < k:
+        raise ValueError(f"quotas allow {sum(max(0, v) for v in quota.values())} picks but k={k}; raise the "
+                         "quotas or lower k.")
+    run = _MinRun(obj, Xn, labels, quota, chosen, sample, seed, evaluation)
     with _pick_threads(evaluation, obj):
-        for _ in range(k):
-            cands = np.flatnonzero(available if is_open is None else available & is_open[codes])
-            if not cands.size:
-                raise ValueError("no candidate is left under the quotas; raise the quotas or lower k.")
-            if sample is not None and cands.size > sample:
-                cands = np.sort(rng.choice(cands, size=sample, replace=False))
-            values = evaluator.values(cands)
-            low = values.min()
-            ties = cands[values <= low + 1e-9 * max(1.0, abs(low))]
-            pick = int(ties[np.argmin(rank[ties])])
-            picks.append(pick)
-            available[pick] = False
-            if left is not None:
-                c = labels[pick].item()
-                left[c] -= 1
-                is_open[where[c]] = left[c] > 0
-            evaluator.add(pick)
+        picks = [run.step() for _ in range(k)]
     return np.asarray(picks, dtype=np.int64)
+
+
+class _MinRun:
+    """A greedy minimiser between two picks: its draws, tie-break order, feasible rows, quotas and evaluator.
+    :meth:`step` makes one pick; :meth:`fork` continues from here under quotas (see
+    :func:`minimiser_family`)."""
+
+    def __init__(self, obj, Xn, labels, quota: dict | None, chosen: np.ndarray, sample, seed, evaluation) -> None:
+        n = Xn.shape[0]
+        self.labels, self.sample = labels, sample
+        self.rng = np.random.default_rng(seed)
+        self.rank = self.rng.permutation(n)  # tie-break order
+        self.available = np.ones(n, dtype=bool)
+        self.available[chosen] = False
+        self._set_quota(quota)
+        if evaluation == "recompute" or not obj.properties.spectral:
+            self.evaluator = _Recompute(obj, Xn, labels, chosen)
+        else:
+            self.evaluator = _Incremental(obj, Xn, chosen)
+
+    def _set_quota(self, quota: dict | None) -> None:
+        self.left = self.is_open = self.codes = self.where = None
+        if quota is not None:
+            self.left = dict(quota)
+            classes, codes = np.unique(self.labels, return_inverse=True)
+            keys = [c.item() for c in classes]
+            self.codes = codes.reshape(-1)
+            self.is_open = np.array([self.left[c] > 0 for c in keys])
+            self.where = {c: i for i, c in enumerate(keys)}
+
+    def step(self) -> int:
+        available, is_open = self.available, self.is_open
+        cands = np.flatnonzero(available if is_open is None else available & is_open[self.codes])
+        if not cands.size:
+            raise ValueError("no candidate is left under the quotas; raise the quotas or lower k.")
+        if self.sample is not None and cands.size > self.sample:
+            cands = np.sort(self.rng.choice(cands, size=self.sample, replace=False))
+        values = self.evaluator.values(cands)
+        low = values.min()
+        ties = cands[values <= low + 1e-9 * max(1.0, abs(low))]
+        pick = int(ties[np.argmin(self.rank[ties])])
+        available[pick] = False
+        if self.left is not None:
+            c = self.labels[pick].item()
+            self.left[c] -= 1
+            is_open[self.where[c]] = self.left[c] > 0
+        self.evaluator.add(pick)
+        return pick
+
+    def fork(self, quota: dict) -> "_MinRun":
+        """This run continued under ``quota`` (class → picks left), from a copy of its state and draws."""
+        from .branches import fork_model
+
+        new = object.__new__(_MinRun)
+        new.labels, new.sample, new.rank = self.labels, self.sample, self.rank
+        new.rng = copy.deepcopy(self.rng)
+        new.available = self.available.copy()
+        new._set_quota(quota)
+        new.evaluator = fork_model(self.evaluator)
+        return new
+
+
+def minimiser_family(X, labels, objective: str = "vendi", params: dict | None = None, *, seed: int = 0,
+                     sample: int | None = None, unconstrained: int | None = None, balanced=(),
+                     evaluation: str = "state") -> dict:
+    """The greedy minimisers of one objective, seed and sample — unconstrained (``unconstrained`` picks,
+    ``None``: not asked) and class-balanced at each k of ``balanced`` — in one branching run, each equal to
+    its own :func:`greedy_minimise` call.
+
+    A balanced run draws from, and picks among, the same candidates as the unconstrained run until a class
+    reaches its quota ``ceil(k/C)``: one trunk runs unconstrained, and each balanced run leaves it there from
+    a copy of its state and of its generator (see :mod:`worth.appraisal.branches` for the maximisers).
+
+    Returns ``{None: picks}`` and ``{k: picks}`` (int64 arrays in pick order).
+    """
+    obj = worth.get_objective(objective, **(params or {}))
+    Xn = _unit_rows(X)
+    labels = np.asarray(labels)
+    classes, group = np.unique(labels, return_inverse=True)
+    group = group.reshape(-1)
+    keys = [c.item() for c in classes]
+    ks = sorted({int(k) for k in balanced})
+    quota = {k: math.ceil(k / classes.size) for k in ks}
+    out: dict = {}
+    counts = np.zeros(classes.size, dtype=np.int64)
+    with _pick_threads(evaluation, obj):
+        trunk = _MinRun(obj, Xn, labels, None, np.zeros(0, dtype=np.int64), sample, seed, evaluation)
+        picks: list[int] = []
+        pending = list(ks)
+        while pending or (unconstrained is not None and len(picks) < unconstrained):
+            i = trunk.step()
+            picks.append(i)
+            counts[group[i]] += 1
+            t = len(picks)
+            for k in list(pending):
+                if t == k and counts.max() <= quota[k]:
+                    out[k] = np.asarray(picks, dtype=np.int64)
+                    pending.remove(k)
+                elif counts.max() >= quota[k]:
+                    branch = trunk.fork({c: quota[k] - int(counts[j]) for j, c in enumerate(keys)})
+                    out[k] = np.asarray(picks + [branch.step() for _ in range(k - t)], dtype=np.int64)
+                    pending.remove(k)
+        if unconstrained is not None:
+            out[None] = np.asarray(picks[:unconstrained], dtype=np.int64)
+    return out
 
 
 def _pick_threads(evaluation: str, obj):

@@ -100,11 +100,59 @@ def realise_path(key: PathKey, length: int, X, labels) -> np.ndarray:
     raise ValueError(f"key.kind={key.kind!r} is unknown; pass 'max' or 'min'.")
 
 
+def path_units(plan: dict[PathKey, int]) -> list[dict[str, Any]]:
+    """The plan's paths grouped into branching runs (JSON-ready): one per maximiser objective and parameters,
+    one per minimiser objective, parameters, seed and sample — its unconstrained length (``None``: not
+    needed) and its balanced ``k`` (:func:`worth.appraisal.branches.maximiser_family`,
+    :func:`worth.appraisal.minimise.minimiser_family`: every balanced run leaves the unconstrained trunk
+    where a class fills, so the picks they share are made once)."""
+    units: dict[tuple, dict[str, Any]] = {}
+    for key, length in plan.items():
+        unit = units.setdefault((key.kind, key.objective, key.params, key.seed, key.sample), {
+            "kind": key.kind, "objective": key.objective, "params": key.params, "seed": key.seed,
+            "sample": key.sample, "unconstrained": None, "balanced": []})
+        if key.balanced_k is None:
+            unit["unconstrained"] = int(length)
+        else:
+            unit["balanced"] = sorted({*unit["balanced"], int(key.balanced_k)})
+    return list(units.values())
+
+
+def unit_keys(unit: dict[str, Any]) -> list[PathKey]:
+    """The paths a unit of :func:`path_units` makes."""
+    keys = [PathKey(unit["kind"], unit["objective"], unit["params"], k, unit["seed"], unit["sample"])
+            for k in unit["balanced"]]
+    return keys + ([PathKey(unit["kind"], unit["objective"], unit["params"], None, unit["seed"], unit["sample"])]
+                   if unit["unconstrained"] else [])
+
+
+def realise_unit(unit: dict[str, Any], X, labels) -> dict[PathKey, np.ndarray]:
+    """Every path of a unit of :func:`path_units`, by one branching run: ``PathKey → picks``."""
+    from .branches import maximiser_family
+    from .minimise import minimiser_family
+
+    params = json.loads(unit["params"])
+    if unit["kind"] == "max":
+        got = maximiser_family(X, labels, unit["objective"], params, unconstrained=unit["unconstrained"],
+                               balanced=unit["balanced"])
+    elif unit["kind"] == "min":
+        got = minimiser_family(X, labels, unit["objective"], params, seed=unit["seed"], sample=unit["sample"],
+                               unconstrained=unit["unconstrained"], balanced=unit["balanced"])
+    else:
+        raise ValueError(f"unit kind {unit['kind']!r} is unknown; 'max' or 'min'.")
+    return {PathKey(unit["kind"], unit["objective"], unit["params"], k, unit["seed"], unit["sample"]): picks
+            for k, picks in got.items()}
+
+
 def realise_paths(plan: dict[PathKey, int], X, labels) -> dict[PathKey, np.ndarray]:
-    """Every path of ``plan`` (:func:`plan_paths`), one after the other in this process (facility location's
-    states over the pool share one first pass: :func:`worth.facility.lists.share_first_pass`)."""
+    """Every path of ``plan`` (:func:`plan_paths`), in this process: one branching run per unit
+    (:func:`path_units`), facility location's states over the pool sharing one first pass
+    (:func:`worth.facility.lists.share_first_pass`)."""
+    out: dict[PathKey, np.ndarray] = {}
     with share_first_pass():
-        return {key: realise_path(key, length, X, labels) for key, length in plan.items()}
+        for unit in path_units(plan):
+            out.update(realise_unit(unit, X, labels))
+    return {key: out[key][:length] for key, length in plan.items()}
 
 
 def subset_from_paths(spec: SubsetSpec, paths: dict[PathKey, np.ndarray], X, labels) -> np.ndarray:
@@ -160,6 +208,21 @@ def path_cost(key: PathKey, length: int, n: int, m: int) -> float:
     if key.objective in ("herding", "k-center"):
         return float(length) * n * m
     return float(length) * n
+
+
+def unit_cost(unit: dict[str, Any], n: int, m: int) -> float:
+    """A rough estimate of a branching run's work (see :func:`path_cost`): its longest path, and half of each
+    other one (the part past where it leaves the trunk)."""
+    keys = ([PathKey(unit["kind"], unit["objective"], unit["params"], None, unit["seed"], unit["sample"])]
+            if unit["unconstrained"] else [])
+    lengths = [unit["unconstrained"]] if unit["unconstrained"] else []
+    for k in unit["balanced"]:
+        keys.append(PathKey(unit["kind"], unit["objective"], unit["params"], k, unit["seed"], unit["sample"]))
+        lengths.append(k)
+    costs = sorted((path_cost(key, length, n, m) for key, length in zip(keys, lengths)), reverse=True)
+    if unit["objective"] == "facility-location" and unit["kind"] == "max":
+        costs = [costs[0]] + [c - 3.0 * n * n * m for c in costs[1:]]  # one first pass
+    return costs[0] + 0.5 * sum(costs[1:]) if costs else 0.0
 
 
 def fill_cost(spec: SubsetSpec, n: int, m: int) -> float:
