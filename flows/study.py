@@ -4,11 +4,14 @@
 checks are :func:`pipeline.study.plan_pool`; here: a tracking store with no place for artifacts).
 
 The flow then records the held-out split with the store (once), opens the study's MLflow experiment (creating
-the tracking database in this process, before any worker starts), and maps the study's distinct subsets over the
-runtime (:mod:`flows.runtime`, batched): each :class:`~pipeline.study.SubsetJob` realises one subset, scores it
-and trains it once per spec. Only this process writes to MLflow: each spec's child run is opened, logged and
-finished as its result arrives; a progress artifact moves meanwhile. At the end the tables, figures and
-``report.md`` are written (:func:`worth.appraisal.aggregate`) and logged to the parent run, and the report
+the tracking database in this process, before any worker starts), and realises, scores and trains the distinct
+subsets of the specs still to run in four maps over the runtime (:mod:`flows.runtime`; :func:`realise_and_score`):
+every greedy path once (branching runs per objective: each balanced path leaves the unconstrained one where a
+class fills), the mixtures completed by the minimiser, every subset's scores in batches, and the training of
+each subset once per spec that uses it. Every other subset (prefixes of the stored paths, seeded draws, random
+completions) is cut in this process. Only this process writes to MLflow: each spec's child run is opened, logged
+and finished as its training result arrives; a progress artifact moves meanwhile. At the end the tables, figures
+and ``report.md`` are written (:func:`worth.appraisal.aggregate`) and logged to the parent run, and the report
 becomes a markdown artifact.
 
 Resume: a rerun reuses FINISHED children's metrics (no retraining), retrains the rest — reopening by run id a run

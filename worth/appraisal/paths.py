@@ -10,13 +10,17 @@ needs one path per
 ``(kind, objective, parameters[, seed, sample])`` unconstrained (``fixed`` and ``budget``), at its largest k,
 
 and one per balanced ``k`` (``quotas="balanced"`` is ``ceil(k/C)`` per class, so a balanced run at ``K`` may
-fill a class past what the run at ``k`` may take: no prefix property there). :func:`plan_paths` lists them,
-:func:`realise_path` computes one (a flow maps it over workers, the pool loaded once per worker),
+fill a class past what the run at ``k`` may take: no prefix property there). :func:`plan_paths` lists them.
+They are computed in *units* (:func:`path_units`): all paths of one objective (and, for a minimiser, seed and
+sample) in one branching run, because a balanced run makes the unconstrained run's very picks until a class
+reaches its quota, and leaves it there (:mod:`worth.appraisal.branches`, :func:`worth.appraisal.minimise.minimiser_family`).
+:func:`realise_unit` computes one (a flow maps them over workers, the pool loaded once per worker),
 :func:`subset_from_paths` makes any spec's rows from the stored paths (a maximiser or minimiser is a prefix;
 a mixture is its maximiser's prefix completed by its filler, :func:`worth.appraisal.design.complete_mixture`;
 a random subset its seeded draw; a coreset selection its balanced maximiser's path, shared with a
-balanced study maximiser of the same k), and :func:`realise_subsets` chains them in one process. The equality test
-(``tests/appraisal/test_fast_path.py``) checks every spec's rows against :func:`realise`'s.
+balanced study maximiser of the same k), and :func:`realise_subsets` chains them in one process. The equality
+tests (``tests/appraisal/test_fast_path.py``, ``tests/study/test_study_fast_path.py``) check every spec's rows
+against :func:`realise`'s.
 """
 
 from __future__ import annotations
