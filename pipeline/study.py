@@ -54,6 +54,7 @@ from worth.appraisal.config import check_holdout_fraction
 from worth.appraisal.design import check_design, complete_mixture, spec_rng
 from worth.appraisal.paths import fill_cost, path_key, path_units, realise_unit, unit_cost
 from worth.data.encoders import set_torch_threads
+from worth.appraisal.minimise import unit_rows_kept
 from worth.facility.lists import share_first_pass
 from worth.threads import run_threads
 
@@ -407,7 +408,7 @@ def run_path_job(job: PathJob) -> dict[str, Any]:
     picks], ...], "seconds": [per unit]}``."""
     pool = load_pool(job.store, job.holdout, job.storage_options)
     out, seconds = [], []
-    with _worker_threads(), share_first_pass():
+    with _worker_threads(), share_first_pass(), unit_rows_kept(pool.X):
         for unit in job.units:
             t0 = time.perf_counter()
             for key, picks in realise_unit(unit, pool.X, pool.labels).items():
@@ -432,7 +433,7 @@ def run_fill_job(job: FillJob) -> dict[str, Any]:
     """Every mixture of the job: ``{"subsets": [rows], "seconds": [...]}`` (what :func:`subset_from_paths` gives)."""
     pool = load_pool(job.store, job.holdout, job.storage_options)
     out, seconds = [], []
-    with _worker_threads(), share_first_pass():
+    with _worker_threads(), share_first_pass(), unit_rows_kept(pool.X):
         for item in job.fills:
             t0 = time.perf_counter()
             spec = SubsetSpec.from_dict(item["spec"])

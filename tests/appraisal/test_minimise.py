@@ -155,3 +155,15 @@ def test_minimiser_family_makes_each_greedy_minimise(digits, objective):
     for k in ks:
         want = greedy_minimise(X, k, objective, labels=y, quotas="balanced", sample=16, seed=2, **params)
         np.testing.assert_array_equal(got[k], want, err_msg=f"balanced k={k}")
+
+
+def test_unit_rows_kept_shares_one_normalised_copy(digits):
+    from worth.appraisal import minimise
+
+    X, y = digits
+    alone = greedy_minimise(X, 12, "vendi", sample=10, seed=4)
+    with minimise.unit_rows_kept(X):
+        first = minimise._unit_rows(X)
+        assert minimise._unit_rows(X) is first and minimise._unit_rows(X.copy()) is not first
+        np.testing.assert_array_equal(greedy_minimise(X, 12, "vendi", sample=10, seed=4), alone)
+    assert minimise._UNIT == []

@@ -35,7 +35,7 @@ import worth
 
 from .design import DRAWN, FULL, SubsetSpec, complete_mixture, coreset_subset, random_subset, spec_rng
 from ..facility.lists import share_first_pass
-from .minimise import greedy_minimise
+from .minimise import greedy_minimise, unit_rows_kept
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ def realise_paths(plan: dict[PathKey, int], X, labels) -> dict[PathKey, np.ndarr
     (:func:`path_units`), facility location's states over the pool sharing one first pass
     (:func:`worth.facility.lists.share_first_pass`)."""
     out: dict[PathKey, np.ndarray] = {}
-    with share_first_pass():
+    with share_first_pass(), unit_rows_kept(X):
         for unit in path_units(plan):
             out.update(realise_unit(unit, X, labels))
     return {key: out[key][:length] for key, length in plan.items()}
@@ -178,7 +178,7 @@ def subset_from_paths(spec: SubsetSpec, paths: dict[PathKey, np.ndarray], X, lab
 
 def realise_subsets(specs: list[SubsetSpec], X, labels) -> dict[str, np.ndarray]:
     """``subset_key → rows`` of every distinct subset of ``specs``, each path computed once."""
-    with share_first_pass():
+    with share_first_pass(), unit_rows_kept(X):
         paths = realise_paths(plan_paths(specs), X, labels)
         out: dict[str, np.ndarray] = {}
         for spec in specs:
