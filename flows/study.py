@@ -4,11 +4,14 @@
 checks are :func:`pipeline.study.plan_pool`; here: a tracking store with no place for artifacts).
 
 The flow then records the held-out split with the store (once), opens the study's MLflow experiment (creating
-the tracking database in this process, before any worker starts), and maps the study's distinct subsets over the
-runtime (:mod:`flows.runtime`, batched): each :class:`~pipeline.study.SubsetJob` realises one subset, scores it
-and trains it once per spec. Only this process writes to MLflow: each spec's child run is opened, logged and
-finished as its result arrives; a progress artifact moves meanwhile. At the end the tables, figures and
-``report.md`` are written (:func:`worth.appraisal.aggregate`) and logged to the parent run, and the report
+the tracking database in this process, before any worker starts), and realises, scores and trains the distinct
+subsets of the specs still to run in four maps over the runtime (:mod:`flows.runtime`; :func:`realise_and_score`):
+every greedy path once (branching runs per objective: each balanced path leaves the unconstrained one where a
+class fills), the mixtures completed by the minimiser, every subset's scores in batches, and the training of
+each subset once per spec that uses it. Every other subset (prefixes of the stored paths, seeded draws, random
+completions) is cut in this process. Only this process writes to MLflow: each spec's child run is opened, logged
+and finished as its training result arrives; a progress artifact moves meanwhile. At the end the tables, figures
+and ``report.md`` are written (:func:`worth.appraisal.aggregate`) and logged to the parent run, and the report
 becomes a markdown artifact.
 
 Resume: a rerun reuses FINISHED children's metrics (no retraining), retrains the rest — reopening by run id a run
@@ -32,12 +35,16 @@ from pathlib import Path
 from typing import Any
 
 from flows.runtime import deployed, launch, make_flow
-from pipeline.study import (StudyOptions, StudyPlan, SubsetJob, SubsetSpec, child_key, child_metrics,  # noqa: F401
-                            child_params, correlation_metrics, plan_pool, row_from_run, study_folder, study_key)
+import numpy as np
+
+from pipeline.study import (StudyOptions, StudyPlan, SubsetSpec, TrainJob, child_key, child_metrics,  # noqa: F401
+                            child_params, correlation_metrics, needs_fill, open_store, plan_fill_jobs,
+                            plan_path_jobs, plan_pool, plan_score_jobs, row_from_run, study_folder, study_key)
 from storage.holdout import record
 from tasks import track
-from tasks.train import subset_jobs
-from worth.appraisal import aggregate, result_row
+from tasks.train import fill_jobs, path_jobs, score_jobs, train_jobs
+from worth.appraisal import PathKey, aggregate, result_row, subset_from_paths
+from worth.appraisal.paths import path_key, unit_keys
 
 PROGRESS_KEY = "study-progress"
 REPORT_KEY = "study-report"
@@ -63,6 +70,65 @@ def plan_study(options: StudyOptions) -> StudyPlan:
     else:
         out_dir = str(Path(f"worth-study-{plan.key}").resolve())
     return dataclasses.replace(plan, tracking_uri=uri, experiment=name, artifact_location=location, out_dir=out_dir)
+
+
+def realise_and_score(plan: StudyPlan, specs: list[SubsetSpec], runtime) -> tuple[dict[str, dict], dict[str, Exception]]:
+    """Every distinct subset of ``specs`` (one spec each) realised and scored, the work shared:
+
+    1. every greedy path once (:func:`pipeline.study.plan_path_jobs`: maximisers and minimisers at their
+       largest k, facility location's states of a job sharing one first pass), mapped over the runtime;
+    2. the mixtures completed by the minimiser, from the stored maximisers (:func:`pipeline.study.plan_fill_jobs`);
+    3. every other subset cut from the stored paths here (prefixes, seeded draws, random completions);
+    4. every subset scored by every objective in batches (:func:`pipeline.study.plan_score_jobs`).
+
+    Returns ``subset_key → {"indices", "rows", "ids", "scores"}`` and ``subset_key → error`` for the subsets
+    whose path, completion or scores failed (their specs fail; the others go on).
+    """
+    slots = runtime.slots()
+    failed: dict[str, Exception] = {}
+    paths: dict[PathKey, np.ndarray] = {}
+    jobs = plan_path_jobs(plan, specs, slots)
+    errors: dict[PathKey, Exception] = {}
+    for i, out in runtime.map(path_jobs, jobs, [j.label for j in jobs]):
+        if out.ok:
+            paths.update({PathKey.from_dict(key): np.asarray(picks, dtype=np.int64) for key, picks in out.value["paths"]})
+        else:
+            errors.update({key: out.error for unit in jobs[i].units for key in unit_keys(unit)})
+    for spec in specs:  # a subset whose path failed fails with its job's error
+        key = path_key(spec)
+        if key is not None and key not in paths:
+            failed[spec.subset_key] = errors.get(key) or RuntimeError(f"the path {key.name} was not computed")
+    indices: dict[str, np.ndarray] = {}
+    fills = plan_fill_jobs(plan, [s for s in specs if s.subset_key not in failed], paths, slots)
+    for i, out in runtime.map(fill_jobs, fills, [j.label for j in fills]):
+        for item, rows in zip(fills[i].fills, out.value["subsets"] if out.ok else [None] * len(fills[i].fills)):
+            key = SubsetSpec.from_dict(item["spec"]).subset_key
+            if rows is None:
+                failed[key] = out.error
+            else:
+                indices[key] = np.asarray(rows, dtype=np.int64)
+    for spec in specs:
+        if spec.subset_key not in failed and spec.subset_key not in indices and not needs_fill(spec):
+            indices[spec.subset_key] = subset_from_paths(spec, paths, None, plan.labels)
+    keys = [s.subset_key for s in specs if s.subset_key in indices]
+    scores: list[dict] = [{} for _ in keys]
+    scored = plan_score_jobs(plan, [indices[k] for k in keys], plan.config.objectives, slots)
+    for i, out in runtime.map(score_jobs, scored, [j.label for j in scored]):
+        for pos, got in zip(scored[i].positions, out.value["scores"] if out.ok else [None] * len(scored[i].positions)):
+            if got is None:
+                failed[keys[pos]] = out.error
+            else:
+                scores[pos].update(got)
+    store = open_store(plan.options.store, plan.options.storage_options or None)
+    subsets = {}
+    for key, sc in zip(keys, scores):
+        if key in failed:
+            continue
+        idx = indices[key]
+        rows = plan.positions[idx]
+        subsets[key] = {"indices": idx.tolist(), "rows": rows.tolist(), "ids": store.ids(rows).tolist(),
+                        "scores": {name: sc[name] for name in plan.config.objectives}}
+    return subsets, failed
 
 
 def study_body(options: StudyOptions, runtime) -> dict[str, Any]:
@@ -96,16 +162,26 @@ def study_body(options: StudyOptions, runtime) -> dict[str, Any]:
 
     h = plan.holdout_desc
     groups: dict[str, list[tuple[SubsetSpec, str]]] = {}
-    for spec, ck in todo:  # one realisation per distinct subset (fixed and budget select alike)
+    for spec, ck in todo:  # one subset per distinct selection (fixed and budget select alike)
         groups.setdefault(spec.subset_key, []).append((spec, ck))
-    members = list(groups.values())
-    jobs = [SubsetJob(options.store, h, group[0][0].to_dict(), [s.to_dict() for s, _ in group], cfg.objectives,
-                      cfg.to_dict(), so, label=f"{group[0][0].kind}-k{group[0][0].k}") for group in members]
+    subsets, failed = realise_and_score(plan, [g[0][0] for g in groups.values()], runtime)
+
     total = len(plan.specs)
     progress = runtime.progress(PROGRESS_KEY, len(todo),
                                 f"Subsets trained and logged ({len(todo)} to train, {reused} reused)")
     errors, processes, done = [], set(), 0
-    for i, out in runtime.map(subset_jobs, jobs, [j.label for j in jobs]):
+    members = [g for key, g in groups.items() if key not in failed]
+    for key, group in groups.items():  # a subset whose path, completion or scores failed fails its specs
+        if key in failed:
+            for spec, ck in group:
+                run_id = tracker.start(ck, spec.name, params=child_params(spec, cfg), parent_id=parent_id,
+                                       existing=known.get(ck),
+                                       tags={"worth.kind": spec.kind, "worth.subset_key": spec.subset_key})
+                tracker.finish(run_id, "FAILED")
+                errors.append((spec.name, failed[key]))
+    jobs = [TrainJob(options.store, h, subsets[g[0][0].subset_key]["indices"], [s.to_dict() for s, _ in g],
+                     cfg.to_dict(), so, label=f"{g[0][0].kind}-k{g[0][0].k}") for g in members]
+    for i, out in runtime.map(train_jobs, jobs, [j.label for j in jobs]):
         trains = out.value["trains"] if out.ok else [out] * len(members[i])
         for (spec, ck), trained in zip(members[i], trains):
             # the run is opened when its result is in, so the UI lists finished subsets as they come and a kill
@@ -117,7 +193,8 @@ def study_body(options: StudyOptions, runtime) -> dict[str, Any]:
                 tracker.finish(run_id, "FAILED")
                 errors.append((spec.name, trained.error))
                 continue
-            evaluation, subset, subset_scores = dict(trained.value), out.value["subset"], out.value["scores"]
+            evaluation, subset = dict(trained.value), subsets[spec.subset_key]
+            subset_scores = subset["scores"]
             processes.add(evaluation.pop("process"))
             tracker.log_metrics(run_id, child_metrics(subset_scores, evaluation))
             tracker.log_params(run_id, {"steps": evaluation["steps"], "device": evaluation["device"]})

@@ -5,9 +5,15 @@ or an objective (or parameter) the registry refuses, a store that is missing, in
 held-out fraction outside (0, 0.9] or different from the split recorded with the store, a k the pool (or, in the
 balanced regime, a class) cannot serve. The flow (:mod:`flows.study`) adds where it tracks.
 
-A :class:`SubsetJob` is one distinct subset of the study: realise it (select), score it with every objective,
-and train and evaluate it once per spec that uses it (``fixed`` and ``budget`` share a realisation). What travels
-is small: the store's URL, the held-out split's description, spec dicts and the subset's row positions. Each
+The study's work runs as four maps of jobs composed so that nothing is computed twice and the workers stay
+balanced: :class:`PathJob` (every maximiser and minimiser path once, at its largest k — every k, regime share,
+coreset selection and mixture is cut from it; facility location's states in one job share their first pass),
+:class:`FillJob` (the mixtures completed by the greedy minimiser, from the stored maximisers), :class:`ScoreJob`
+(every subset by every objective in batches: one eigendecomposition per subset for all spectral scores, facility
+location by GEMMs against the union of the subsets' rows) and :class:`TrainJob` (each distinct subset trained
+once per spec that uses it: ``fixed`` and ``budget`` share a subset). Prefixes, seeded draws and random
+completions are cut in the flow's process (:func:`worth.appraisal.subset_from_paths`). What travels is small:
+the store's URL, the held-out split's description, spec and path-key dicts, row positions and scores. Each
 worker reads the pool itself from the Zarr store (:func:`load_pool`, once per process and then cached), so no
 array is ever shipped through Dask.
 
@@ -42,11 +48,15 @@ from pipeline.batch import Outcome, is_transient
 from pipeline.threads import worker_threads
 from storage.holdout import Holdout, read_recorded, split_mask
 from storage.store import EmbeddingStore
-from worth.appraisal import (StudyConfig, SubsetSpec, holdout_split, load_config, make_specs, realise, result_row,
+from worth.appraisal import (StudyConfig, SubsetSpec, holdout_split, load_config, make_specs, plan_paths, result_row,
                              score_subsets, train_subset)
 from worth.appraisal.config import check_holdout_fraction
-from worth.appraisal.design import check_design
+from worth.appraisal.design import check_design, complete_mixture, spec_rng
+from worth.appraisal.paths import fill_cost, path_key, path_units, realise_unit, unit_cost
 from worth.data.encoders import set_torch_threads
+from worth.appraisal.minimise import unit_rows_kept
+from worth.facility.lists import share_first_pass
+from worth.threads import run_threads
 from worth.train import class_accuracies, class_accuracy_metrics
 
 #: Settings of the study that change what a subset's run measures: part of every child run's key.
@@ -92,6 +102,7 @@ class StudyOptions(BaseModel):
         return self
 
 
+# ------------------------------------------------------------------------------------------ keys
 def _digest(data: Any) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -126,6 +137,8 @@ class StudyPlan:
     experiment: str | None = None
     artifact_location: str | None = None
     out_dir: str | None = None
+    labels: np.ndarray | None = None  # the pool's labels (random draws and completions are cut in the flow)
+    positions: np.ndarray | None = None  # store rows of the pool, in pool order
 
     @property
     def holdout_desc(self) -> dict:
@@ -172,25 +185,11 @@ def plan_pool(options: StudyOptions) -> StudyPlan:
     pool = pool_identity(options.store, holdout.describe(), so, store=store)
     n_classes = len(store.classes) if store.classes else int(store_labels.max()) + 1
     return StudyPlan(options, config, holdout, is_new, pool, int(pool_labels.size), n_test, n_classes,
-                     make_specs(config, n_pool=int(pool_labels.size)), study_key(config, pool))
+                     make_specs(config, n_pool=int(pool_labels.size)), study_key(config, pool), labels=pool_labels,
+                     positions=np.flatnonzero(labelled & ~holdout.mask))
 
 
-# ------------------------------------------------------------------------------------------ keys and records
-def _digest(data: Any) -> str:
-    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def child_key(spec: SubsetSpec, config: StudyConfig, pool: dict) -> str:
-    """A subset run's key: its spec, the training settings and the pool's identity (not the store's path)."""
-    training = {f: config.to_dict()[f] for f in TRAINING_FIELDS}
-    return _digest({"spec": spec.key, "training": training, "pool": pool})
-
-
-def study_key(config: StudyConfig, pool: dict) -> str:
-    """The parent run's key: the whole config and the pool's identity."""
-    return _digest({"config": config.to_dict(), "pool": pool})
-
-
+# ------------------------------------------------------------------------------------------ records
 def _optimizer(spec: SubsetSpec) -> tuple[str, str]:
     """(optimizer, method) of how the subset was selected, as the run's params say it."""
     sampled = "exact" if spec.sample is None else f"sampled-{spec.sample}"
@@ -328,6 +327,11 @@ def _open(url: str, storage_options: dict | None) -> EmbeddingStore:
     return EmbeddingStore.open(url, storage_options=storage_options or None)
 
 
+def open_store(url: str, storage_options: dict | None = None) -> EmbeddingStore:
+    """The store at ``url`` (the flow reads the item ids of its subsets' rows from it)."""
+    return _open(url, storage_options)
+
+
 def check_store(url: str, storage_options: dict | None = None) -> EmbeddingStore:
     """The store at ``url`` if a study can run on it: complete, and labelled. Else a ValueError saying why."""
     store = _open(url, storage_options)
@@ -420,33 +424,113 @@ def load_pool(url: str, holdout: dict, storage_options: dict | None = None) -> P
     return _cached_pool(url, json.dumps(storage_options or {}, sort_keys=True), json.dumps(holdout, sort_keys=True))
 
 
-_MAXIMISERS: dict[tuple, dict] = {}  # per pool: maximisers shared by the mixtures realised in this process
-
-
 def _process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _realise(url: str, holdout: dict, spec: dict, storage_options: dict | None = None) -> dict[str, Any]:
-    """Select the subset of ``spec``: its pool indices (pick order), store rows and item ids."""
+def _worker_threads():
+    """Numba, BLAS and facility location's task pool on at most the Dask worker's share of the cores (two
+    one-thread workers on two cores would otherwise oversubscribe them); no cap outside Dask."""
+    return run_threads(worker_threads())
+
+
+# ------------------------------------------------------------------------------------------ jobs
+# The study runs in four maps, each over jobs the flow composes so that the work is shared and balanced:
+# greedy paths (every maximiser and minimiser once: worth.appraisal.paths), mixture completions by the
+# minimiser (from the stored maximisers), scores (every subset by every objective, in batches), training (one
+# job per distinct subset, once per spec). Every other subset is cut from the stored paths in the flow's
+# process. What travels: the store's URL, the held-out split's description, spec and path-key dicts, row
+# positions, scores and evaluations.
+
+@dataclass(frozen=True)
+class PathJob:
+    """Greedy paths computed in one task: ``units`` of :func:`worth.appraisal.paths.path_units` (each one
+    branching run: a maximiser or minimiser at every regime and k it is needed at)."""
+
+    store: str
+    holdout: dict
+    units: list[dict]
+    storage_options: dict | None = None
+    label: str = "paths"
+
+
+def run_path_job(job: PathJob) -> dict[str, Any]:
+    """Every unit of the job (facility location's states share one first pass): ``{"paths": [[PathKey dict,
+    picks], ...], "seconds": [per unit]}``."""
+    pool = load_pool(job.store, job.holdout, job.storage_options)
+    out, seconds = [], []
+    with _worker_threads(), share_first_pass(), unit_rows_kept(pool.X):
+        for unit in job.units:
+            t0 = time.perf_counter()
+            for key, picks in realise_unit(unit, pool.X, pool.labels).items():
+                out.append([key.to_dict(), picks.tolist()])
+            seconds.append(time.perf_counter() - t0)
+    return {"paths": out, "seconds": seconds, "process": _process()}
+
+
+@dataclass(frozen=True)
+class FillJob:
+    """Mixtures completed by the greedy minimiser: ``fills`` holds ``{"spec": spec dict, "best": the
+    maximiser's first k picks}``."""
+
+    store: str
+    holdout: dict
+    fills: list[dict]
+    storage_options: dict | None = None
+    label: str = "fills"
+
+
+def run_fill_job(job: FillJob) -> dict[str, Any]:
+    """Every mixture of the job: ``{"subsets": [rows], "seconds": [...]}`` (what :func:`subset_from_paths` gives)."""
+    pool = load_pool(job.store, job.holdout, job.storage_options)
+    out, seconds = [], []
+    with _worker_threads(), share_first_pass(), unit_rows_kept(pool.X):
+        for item in job.fills:
+            t0 = time.perf_counter()
+            spec = SubsetSpec.from_dict(item["spec"])
+            best = np.asarray(item["best"], dtype=np.int64)
+            out.append(complete_mixture(spec, best, pool.X, pool.labels, spec_rng(spec)).tolist())
+            seconds.append(time.perf_counter() - t0)
+    return {"subsets": out, "seconds": seconds, "process": _process()}
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """Subsets scored in one batch by some of the study's objectives (:func:`worth.appraisal.score_subsets`)."""
+
+    store: str
+    holdout: dict
+    subsets: list[list[int]]
+    objectives: dict
+    storage_options: dict | None = None
+    label: str = "scores"
+    positions: list[int] = field(default_factory=list)  # which of the flow's subsets these are (bookkeeping)
+
+
+def run_score_job(job: ScoreJob) -> dict[str, Any]:
+    """``{"scores": [{objective: score}]}``, one dict per subset, in the job's order."""
+    pool = load_pool(job.store, job.holdout, job.storage_options)
     t0 = time.perf_counter()
-    pool = load_pool(url, holdout, storage_options)
-    cache = _MAXIMISERS.setdefault((url, json.dumps(holdout, sort_keys=True)), {})
-    idx = realise(SubsetSpec.from_dict(spec), pool.X, pool.labels, cache)
-    rows = pool.positions[idx]
-    ids = _open(url, storage_options).ids(rows)
-    return {"indices": idx.tolist(), "rows": rows.tolist(), "ids": ids.tolist(),
-            "seconds": time.perf_counter() - t0, "process": _process()}
+    with _worker_threads():
+        scores = score_subsets(pool.X, [np.asarray(s, dtype=np.int64) for s in job.subsets], job.objectives,
+                               pool.labels)
+    return {"scores": scores, "seconds": time.perf_counter() - t0, "process": _process()}
 
 
-def _score(url: str, holdout: dict, subset: dict, objectives: dict,
-           storage_options: dict | None = None) -> dict[str, float]:
-    """Every objective's exact score of a realised subset (``subset`` is :func:`_realise`'s result)."""
-    pool = load_pool(url, holdout, storage_options)
-    return score_subsets(pool.X, [np.asarray(subset["indices"], dtype=np.int64)], objectives, pool.labels)[0]
+@dataclass(frozen=True)
+class TrainJob:
+    """One distinct subset trained once per spec in ``trains`` (``fixed`` and ``budget`` share a subset)."""
+
+    store: str
+    holdout: dict
+    indices: list[int]
+    trains: list[dict]
+    config: dict
+    storage_options: dict | None = None
+    label: str = "train"
 
 
-def _train(url: str, holdout: dict, spec: dict, subset: dict, config: dict,
+def _train(url: str, holdout: dict, spec: dict, indices, config: dict,
            storage_options: dict | None = None) -> dict[str, Any]:
     """Train the study's model on a realised subset under the spec's regime; evaluate on the held-out rows."""
     cfg = StudyConfig.from_dict(config)
@@ -456,42 +540,116 @@ def _train(url: str, holdout: dict, spec: dict, subset: dict, config: dict,
         if cfg.threads > share:  # never more torch threads than the worker has cores
             cfg = dataclasses.replace(cfg, threads=share)
     pool = load_pool(url, holdout, storage_options)
-    out = train_subset(SubsetSpec.from_dict(spec), np.asarray(subset["indices"], dtype=np.int64), pool.X, pool.labels,
+    out = train_subset(SubsetSpec.from_dict(spec), np.asarray(indices, dtype=np.int64), pool.X, pool.labels,
                        pool.X_test, pool.y_test, pool.n_classes, cfg)
     return {**out, "process": _process()}
 
 
-
-
-# ------------------------------------------------------------------------------------------ subset jobs
-@dataclass(frozen=True)
-class SubsetJob:
-    """One distinct subset of the study: realised once, scored once, trained once per spec in ``trains``."""
-
-    store: str
-    holdout: dict
-    subset: dict
-    trains: list[dict]
-    objectives: dict
-    config: dict
-    storage_options: dict | None = None
-    label: str = "subset"
-
-
-def run_subset_job(job: SubsetJob) -> dict[str, Any]:
-    """Realise, score and train the job's subset: ``{"subset", "scores", "trains": [Outcome per spec]}``.
-
-    A spec whose training fails is an outcome of its own (its run is marked FAILED, the others are logged); a
-    failed realisation or scoring fails every spec of the subset, as the unbatched tasks did.
-    """
-    subset = _realise(job.store, job.holdout, job.subset, job.storage_options)
-    scores = _score(job.store, job.holdout, subset, job.objectives, job.storage_options)
+def run_train_job(job: TrainJob) -> dict[str, Any]:
+    """``{"trains": [Outcome per spec]}``: a spec whose training fails is an outcome of its own (its run is
+    marked FAILED, the others are logged); a transient I/O error fails the job, to be retried."""
     trains = []
     for spec in job.trains:
         try:
-            trains.append(Outcome(_train(job.store, job.holdout, spec, subset, job.config, job.storage_options)))
+            trains.append(Outcome(_train(job.store, job.holdout, spec, job.indices, job.config, job.storage_options)))
         except Exception as exc:
             if is_transient(exc):
                 raise
             trains.append(Outcome(error=exc))
-    return {"subset": subset, "scores": scores, "trains": trains}
+    return {"trains": trains}
+
+
+# ------------------------------------------------------------------------------------------ composing the jobs
+BINS_PER_SLOT = 4  # jobs per worker slot in the path and fill maps: enough to balance, few enough to share
+
+
+def _bins(costs: list[float], n_bins: int) -> list[list[int]]:
+    """Items (by index) packed into at most ``n_bins`` bins of near-equal total cost (longest first onto the
+    lightest bin), heaviest bin first: the scheduler then starts the longest work first."""
+    order = sorted(range(len(costs)), key=lambda i: -costs[i])
+    bins: list[list[int]] = [[] for _ in range(max(1, min(n_bins, len(costs))))]
+    load = [0.0] * len(bins)
+    for i in order:
+        b = min(range(len(bins)), key=load.__getitem__)
+        bins[b].append(i)
+        load[b] += costs[i]
+    ranked = sorted(range(len(bins)), key=lambda b: -load[b])
+    return [bins[b] for b in ranked if bins[b]]
+
+
+def _group(items: list, costs: list[float], together, n_bins: int) -> list[list]:
+    """Bins of ``items``, those for which ``together(item)`` is true kept in one bin (their states share a
+    first pass), the others balanced around it."""
+    kept = [i for i, it in enumerate(items) if together(it)]
+    free = [i for i, it in enumerate(items) if not together(it)]
+    units = ([kept] if kept else []) + [[i] for i in free]
+    unit_costs = [sum(costs[i] for i in u) for u in units]
+    return [[items[i] for u in b for i in units[u]] for b in _bins(unit_costs, n_bins)]
+
+
+def _dense_facility(objective: str, params: dict) -> bool:
+    return objective == "facility-location" and params.get("neighbors") is None
+
+
+def plan_path_jobs(plan: StudyPlan, specs: list[SubsetSpec], slots: int) -> list[PathJob]:
+    """The path jobs of ``specs``: every greedy path they are cut from, once, as branching runs
+    (:func:`worth.appraisal.paths.path_units`) packed into balanced jobs (dense facility location's
+    minimisers in one job, sharing a first pass)."""
+    units = path_units(plan_paths(specs))
+    n, m = plan.n_pool, int(plan.pool["dim"])
+    costs = [unit_cost(u, n, m) for u in units]
+    opts = plan.options
+    jobs = []
+    for kind in ("max", "min"):
+        mine = [i for i, u in enumerate(units) if u["kind"] == kind]
+        for b in _group([units[i] for i in mine], [costs[i] for i in mine],
+                        lambda u: _dense_facility(u["objective"], json.loads(u["params"])),
+                        BINS_PER_SLOT * max(1, slots)):
+            jobs.append(PathJob(opts.store, plan.holdout_desc, b, opts.storage_options or None,
+                                label=f"{kind}-{len(b)}"))
+    # the heaviest first: the scheduler starts the longest work first
+    return sorted(jobs, key=lambda j: -sum(unit_cost(u, n, m) for u in j.units))
+
+
+def needs_fill(spec: SubsetSpec) -> bool:
+    """A mixture completed by the greedy minimiser (the one kind of subset a stored path does not give)."""
+    return spec.kind == "mix" and spec.filler == "min"
+
+
+def plan_fill_jobs(plan: StudyPlan, specs: list[SubsetSpec], paths: dict, slots: int) -> list[FillJob]:
+    """The fill jobs of the distinct minimiser-completed mixtures among ``specs`` whose maximiser is stored."""
+    seen, items, costs = set(), [], []
+    n, m = plan.n_pool, int(plan.pool["dim"])
+    for spec in specs:
+        key = path_key(spec) if needs_fill(spec) else None
+        if key is None or key not in paths or spec.subset_key in seen:
+            continue
+        seen.add(spec.subset_key)
+        items.append({"spec": spec.to_dict(), "best": np.asarray(paths[key][:spec.k]).tolist()})
+        costs.append(fill_cost(spec, n, m))
+    opts = plan.options
+    return [FillJob(opts.store, plan.holdout_desc, b, opts.storage_options or None, label=f"fills-{len(b)}")
+            for b in _group(items, costs, lambda it: _dense_facility(it["spec"]["objective"], it["spec"]["params"]),
+                            BINS_PER_SLOT * max(1, slots))]
+
+
+def plan_score_jobs(plan: StudyPlan, subsets: list[np.ndarray], objectives: dict, slots: int) -> list[ScoreJob]:
+    """Score jobs covering every (subset, objective): dense facility location over all subsets in one job (its
+    GEMMs against the union of their rows, as :func:`worth.appraisal.run_study` makes them), the other
+    objectives (one eigendecomposition per subset for all spectral ones) over chunks of the subsets."""
+    opts = plan.options
+    so = opts.storage_options or None
+    dense = {k: v for k, v in objectives.items() if _dense_facility(k, v)}
+    rest = {k: v for k, v in objectives.items() if k not in dense}
+    rows = [np.asarray(s, dtype=np.int64).tolist() for s in subsets]
+    jobs = []
+    if dense and rows:
+        jobs.append(ScoreJob(opts.store, plan.holdout_desc, rows, dense, so, label=f"scores-facility-{len(rows)}",
+                             positions=list(range(len(rows)))))
+    if rest and rows:
+        chunks = max(1, min(len(rows), 2 * max(1, slots)))
+        for c in range(chunks):
+            where = list(range(c, len(rows), chunks))
+            jobs.append(ScoreJob(opts.store, plan.holdout_desc, [rows[i] for i in where], rest, so,
+                                 label=f"scores-{c}-{len(where)}", positions=where))
+    return jobs

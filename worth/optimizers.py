@@ -158,30 +158,83 @@ def _timed_gains(model: GainModel, trace: Trace, candidates: np.ndarray) -> np.n
     return g
 
 
-def _each_step(model: GainModel, k: int, draw: Callable[[np.ndarray], np.ndarray], progress: Progress | None,
-               available: np.ndarray | None, constraint: Constraint | None) -> Trace:
+class _Run:
+    """A greedy run that can be stepped and forked: the state of :func:`greedy`/:func:`stochastic`
+    (:class:`_EachStepRun`) or :func:`lazy` (:class:`_LazyRun`) between two picks.
+
+    :meth:`step` makes one pick (``None`` once no feasible candidate is left). :meth:`fork` continues the run
+    from here with another model and constraint — a copy of this run's model taken now
+    (:func:`worth.appraisal.branches.fork_model`), and a constraint that has seen the same picks: the fork's
+    picks are then those of a run started with that constraint, as long as the constraint did not bind
+    before the fork (every step until here saw the same candidates). The lazy run carries its bounds over,
+    so a fork refreshes only what a run started afresh would refresh at this step.
+    """
+
+    def __init__(self, model: GainModel, available: np.ndarray | None, constraint: Constraint | None) -> None:
+        self.model = model
+        self.trace = Trace()
+        self.available, self.constraint = _start(model, available, constraint)
+        self.scale = float(getattr(model, "scale", 1.0))
+        self.steps = 0
+
+    def fork(self, model: GainModel, constraint: Constraint) -> "_Run":
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.model, new.constraint = model, constraint
+        new.trace = Trace(list(self.trace.indices), list(self.trace.gains), list(self.trace.values),
+                          self.trace.evaluations, self.trace.seconds_gains, self.trace.seconds_update)
+        new.available = self.available.copy()
+        new._copy_arrays()
+        return new
+
+    def _copy_arrays(self) -> None:
+        pass
+
+    def step(self) -> int | None:
+        raise NotImplementedError
+
+
+class _EachStepRun(_Run):
     """The step loop of greedy and stochastic greedy: ``draw`` picks the candidates queried at each step."""
-    trace = Trace()
-    available, constraint = _start(model, available, constraint)
-    scale = float(getattr(model, "scale", 1.0))
-    # A state whose value is in other units than its gains (herding: a norm, its criterion a squared norm) keeps
-    # the value out of the tie rule, which would otherwise tie every gain on tiny rows (issue 21 §5).
-    value_ties = bool(getattr(model, "value_in_gain_units", True))
-    for step in range(k):
+
+    def __init__(self, model, draw: Callable[[np.ndarray], np.ndarray], available, constraint) -> None:
+        super().__init__(model, available, constraint)
+        self.draw = draw
+        # A state whose value is in other units than its gains (herding: a norm, its criterion a squared norm)
+        # keeps the value out of the tie rule, which would otherwise tie every gain on tiny rows (issue 21 §5).
+        self.value_ties = bool(getattr(model, "value_in_gain_units", True))
+
+    def step(self) -> int | None:
+        model, constraint, available = self.model, self.constraint, self.available
         constraint.prune(available)
         remaining = np.flatnonzero(available)
         if remaining.size == 0:
-            break
-        cand = draw(remaining)
-        g = _timed_gains(model, trace, cand)
-        pos = _pick_pos(constraint.criterion(cand, g), model.value if value_ties else 0.0, constraint.unit, scale)
+            return None
+        cand = self.draw(remaining)
+        g = _timed_gains(model, self.trace, cand)
+        pos = _pick_pos(constraint.criterion(cand, g), model.value if self.value_ties else 0.0, constraint.unit,
+                        self.scale)
         i = int(cand[pos])
         available[i] = False
         constraint.commit(i)
-        _commit(model, trace, i, float(g[pos]))
+        _commit(model, self.trace, i, float(g[pos]))
+        self.steps += 1
+        return i
+
+
+def _run_for(run: _Run, k: int, progress: Progress | None) -> Trace:
+    for step in range(k):
+        if run.step() is None:
+            break
         if progress:
             progress(step + 1, k)
-    return trace
+    return run.trace
+
+
+def _each_step(model: GainModel, k: int, draw: Callable[[np.ndarray], np.ndarray], progress: Progress | None,
+               available: np.ndarray | None, constraint: Constraint | None) -> Trace:
+    """The step loop of greedy and stochastic greedy: ``draw`` picks the candidates queried at each step."""
+    return _run_for(_EachStepRun(model, draw, available, constraint), k, progress)
 
 
 def greedy(model: GainModel, k: int, *, progress: Progress | None = None, available: np.ndarray | None = None,
@@ -190,42 +243,37 @@ def greedy(model: GainModel, k: int, *, progress: Progress | None = None, availa
     return _each_step(model, k, lambda remaining: remaining, progress, available, constraint)
 
 
-def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh: int | None = None,
-         available: np.ndarray | None = None, constraint: Constraint | None = None, **_: object) -> Trace:
-    """Lazy (accelerated) greedy: stale gains are upper bounds for a submodular objective.
+class _LazyRun(_Run):
+    """The state of :func:`lazy` between two picks: gains, their bounds, the feasible rows."""
 
-    The first step evaluates every candidate in one call (the model batches it as it likes). Each later
-    step refreshes the stale candidates with the highest bounds in batches — ``refresh`` first (default: the
-    model's ``lazy_batch``, else 16), doubling with each batch of the step, so that a step which must
-    refresh thousands (spectral objectives in the full-rank regime) makes a few large calls and a few
-    vectorised passes over the bounds, not thousands — until no stale bound could still beat, or tie with,
-    the best fresh one; then it picks exactly as :func:`greedy` would (ties within tolerance to the lowest
-    index). Exact only for submodular objectives (the caller refuses others unless forced). Under a
-    constraint the bounds are on its criterion (gain per cost stays an upper bound).
-    """
-    trace = Trace()
-    n = model.n
-    refresh = int(refresh or model.lazy_batch)
-    available, constraint = _start(model, available, constraint)
-    gains = np.zeros(n)
-    bounds = np.full(n, -np.inf)
-    fresh = np.zeros(n, dtype=bool)
-    scale = float(getattr(model, "scale", 1.0))
-    for step in range(k):
+    def __init__(self, model, refresh: int | None, available, constraint) -> None:
+        super().__init__(model, available, constraint)
+        n = model.n
+        self.refresh = int(refresh or model.lazy_batch)
+        self.gains = np.zeros(n)
+        self.bounds = np.full(n, -np.inf)
+        self.fresh = np.zeros(n, dtype=bool)
+
+    def _copy_arrays(self) -> None:
+        self.gains, self.bounds, self.fresh = self.gains.copy(), self.bounds.copy(), self.fresh.copy()
+
+    def step(self) -> int | None:
+        model, constraint, available = self.model, self.constraint, self.available
+        gains, bounds, fresh, scale = self.gains, self.bounds, self.fresh, self.scale
         constraint.prune(available)
         if not available.any():
-            break
+            return None
         value = model.value
         tol_value = value / constraint.unit
         fresh[:] = False
         best = -math.inf
-        if step == 0:  # every bound is +inf: evaluate them all at once
+        if self.steps == 0:  # every bound is +inf: evaluate them all at once
             cand = np.flatnonzero(available)
-            gains[cand] = _timed_gains(model, trace, cand)
+            gains[cand] = _timed_gains(model, self.trace, cand)
             bounds[cand] = constraint.criterion(cand, gains[cand])
             fresh[cand] = True
             best = float(np.max(bounds[cand]))
-        batch = refresh
+        batch = self.refresh
         while True:
             # Stale candidates that could beat or tie the best fresh criterion (ties go to the lowest index,
             # so a tying stale bound must be refreshed too); all of them while nothing is fresh yet.
@@ -241,7 +289,7 @@ def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh:
                 above = contenders[b > kth]
                 contenders = np.concatenate([above, contenders[b == kth][:batch - above.size]])
                 contenders.sort()
-            gains[contenders] = _timed_gains(model, trace, contenders)
+            gains[contenders] = _timed_gains(model, self.trace, contenders)
             bounds[contenders] = constraint.criterion(contenders, gains[contenders])
             fresh[contenders] = True
             best = max(best, float(np.max(bounds[contenders])))
@@ -252,10 +300,36 @@ def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh:
         available[i] = False
         bounds[i] = -np.inf
         constraint.commit(i)
-        _commit(model, trace, i, float(gains[i]))
-        if progress:
-            progress(step + 1, k)
-    return trace
+        _commit(model, self.trace, i, float(gains[i]))
+        self.steps += 1
+        return i
+
+
+def lazy(model: GainModel, k: int, *, progress: Progress | None = None, refresh: int | None = None,
+         available: np.ndarray | None = None, constraint: Constraint | None = None, **_: object) -> Trace:
+    """Lazy (accelerated) greedy: stale gains are upper bounds for a submodular objective.
+
+    The first step evaluates every candidate in one call (the model batches it as it likes). Each later
+    step refreshes the stale candidates with the highest bounds in batches — ``refresh`` first (default: the
+    model's ``lazy_batch``, else 16), doubling with each batch of the step, so that a step which must
+    refresh thousands (spectral objectives in the full-rank regime) makes a few large calls and a few
+    vectorised passes over the bounds, not thousands — until no stale bound could still beat, or tie with,
+    the best fresh one; then it picks exactly as :func:`greedy` would (ties within tolerance to the lowest
+    index). Exact only for submodular objectives (the caller refuses others unless forced). Under a
+    constraint the bounds are on its criterion (gain per cost stays an upper bound).
+    """
+    return _run_for(_LazyRun(model, refresh, available, constraint), k, progress)
+
+
+def start_run(optimizer: str, model: GainModel, *, available: np.ndarray | None = None,
+              constraint: Constraint | None = None) -> _Run:
+    """A steppable, forkable run of ``optimizer`` (``"greedy"`` or ``"lazy"``): what :func:`greedy` and
+    :func:`lazy` drive to ``k`` picks."""
+    if optimizer == "lazy":
+        return _LazyRun(model, None, available, constraint)
+    if optimizer == "greedy":
+        return _EachStepRun(model, lambda remaining: remaining, available, constraint)
+    raise ValueError(f"optimizer={optimizer!r} cannot be stepped; pass 'greedy' or 'lazy'.")
 
 
 def check_epsilon(epsilon) -> None:

@@ -88,3 +88,82 @@ def test_bad_input(pool, kwargs, match):
     args = {"k": 3, "objective": "logdet", "labels": labels, **kwargs}
     with pytest.raises(ValueError, match=match):
         greedy_minimise(X, **args)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    return load_digits(return_X_y=True)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES + ["scaling-law"])
+@pytest.mark.parametrize("case", ["exact", "sampled-past-full-rank", "balanced", "completion"])
+def test_incremental_state_makes_the_recomputed_picks(digits, objective, case):
+    """The default evaluation (the incremental state: rank-one updates, the closed form or the roots behind the
+    quadrature screen) picks exactly what recomputing every candidate's value by eigvalsh picks."""
+    X, y = digits
+    kw = {"exact": dict(k=25, sample=None),
+          "sampled-past-full-rank": dict(k=110, sample=16),  # m = 64: the covariance route and full rank
+          "balanced": dict(k=60, sample=12, quotas="balanced"),
+          "completion": dict(k=40, sample=12, init=np.arange(0, 600, 20),
+                             quotas={c: 4 for c in range(10)})}[case]
+    params = {"per_class": True} if objective == "scaling-law" else {}
+    got = greedy_minimise(X, labels=y, objective=objective, seed=3, **kw, **params)
+    want = greedy_minimise(X, labels=y, objective=objective, seed=3, evaluation="recompute", **kw, **params)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_facility_states_sharing_a_first_pass_make_the_same_picks(digits):
+    """Inside share_first_pass() facility location's maximisers, minimisers and completions fork one engine;
+    their picks are those of states that each build their own."""
+    from worth.facility.lists import share_first_pass
+
+    X, y = digits
+
+    def run():
+        best = np.asarray(worth.select(X, 50, "facility-location").indices)
+        return [best, np.asarray(worth.select(X, 50, "facility-location", labels=y, quotas="balanced").indices),
+                greedy_minimise(X, 30, "facility-location", sample=16, seed=1),
+                greedy_minimise(X, 20, "facility-location", sample=16, seed=1, init=best[:25])]
+
+    alone = run()
+    with share_first_pass():
+        shared = run()
+    for a, b in zip(alone, shared):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_evaluation_is_checked(pool):
+    X, _ = pool
+    with pytest.raises(ValueError, match="evaluation="):
+        greedy_minimise(X, 2, "vendi", evaluation="fast")
+
+
+@pytest.mark.parametrize("objective", ["vendi", "logdet", "power", "facility-location", "scaling-law"])
+def test_minimiser_family_makes_each_greedy_minimise(digits, objective):
+    """The branching run (one unconstrained trunk, a branch per balanced k where a class fills) equals one
+    greedy_minimise per path: same seed, same sample, same picks."""
+    from worth.appraisal.minimise import minimiser_family
+
+    X, y = digits
+    params = {"per_class": True} if objective == "scaling-law" else {}
+    ks = [10, 40, 120]
+    got = minimiser_family(X, y, objective, params, seed=2, sample=16, unconstrained=100, balanced=ks)
+    np.testing.assert_array_equal(got[None], greedy_minimise(X, 100, objective, labels=y, sample=16, seed=2,
+                                                             **params))
+    for k in ks:
+        want = greedy_minimise(X, k, objective, labels=y, quotas="balanced", sample=16, seed=2, **params)
+        np.testing.assert_array_equal(got[k], want, err_msg=f"balanced k={k}")
+
+
+def test_unit_rows_kept_shares_one_normalised_copy(digits):
+    from worth.appraisal import minimise
+
+    X, y = digits
+    alone = greedy_minimise(X, 12, "vendi", sample=10, seed=4)
+    with minimise.unit_rows_kept(X):
+        first = minimise._unit_rows(X)
+        assert minimise._unit_rows(X) is first and minimise._unit_rows(X.copy()) is not first
+        np.testing.assert_array_equal(greedy_minimise(X, 12, "vendi", sample=10, seed=4), alone)
+    assert minimise._UNIT == []

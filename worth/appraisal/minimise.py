@@ -25,6 +25,8 @@ order, so different seeds give different, equally greedy, minimisers.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 from typing import Any
 
@@ -35,7 +37,32 @@ import worth
 _BATCH_ELEMENTS = 1 << 24  # floats in one batch of candidate matrices (128 MB in float64)
 
 
+_UNIT: list[list] = []  # [the pool, its unit rows or None] per open unit_rows_kept(pool)
+
+
+@contextlib.contextmanager
+def unit_rows_kept(X):
+    """Context in which every minimiser over ``X`` (this very array, not modified meanwhile) shares one copy of
+    its L2-normalised rows: a study runs hundreds of minimisers and mixture completions over one pool, and each
+    would normalise all of it again (0.5 s at 60,000 × 784)."""
+    entry = [X, None]
+    _UNIT.append(entry)
+    try:
+        yield
+    finally:
+        _UNIT[:] = [e for e in _UNIT if e is not entry]
+
+
 def _unit_rows(X) -> np.ndarray:
+    for entry in list(_UNIT):
+        if entry[0] is X:
+            if entry[1] is None:
+                entry[1] = _normalised(X)
+            return entry[1]
+    return _normalised(X)
+
+
+def _normalised(X) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] == 0:
         raise ValueError(f"X must be a non-empty 2-D array (n_items, n_features); got shape {X.shape}.")
@@ -100,6 +127,122 @@ def _quota_table(labels, quotas, k: int) -> tuple[np.ndarray | None, dict | None
     return labels, {c.item(): int(quotas.get(c.item(), 0)) for c in classes}
 
 
+EVALUATIONS = ("state", "recompute")
+
+
+class _Recompute:
+    """The reference evaluation: ``f(S ∪ {v})`` by one ``eigvalsh`` per candidate (spectral objectives), the
+    objective's own state otherwise."""
+
+    def __init__(self, obj, Xn: np.ndarray, labels, chosen: np.ndarray) -> None:
+        self.obj, self.Xn, self.chosen = obj, Xn, chosen
+        self.spectral = obj.properties.spectral
+        if not self.spectral:
+            self.state = obj.make_state(Xn, np, labels=labels)
+            if chosen.size:
+                self.state.start_from(chosen)
+
+    def values(self, cands: np.ndarray) -> np.ndarray:
+        if self.spectral:
+            return spectral_values(self.obj, self.Xn, self.chosen, cands)
+        return self.state.gains(cands)
+
+    def add(self, pick: int) -> None:
+        self.chosen = np.append(self.chosen, pick)
+        if not self.spectral:
+            self.state.add(pick)
+
+
+class _Incremental:
+    """The fast evaluation: a spectral objective's greedy state (:class:`worth.spectral.state.SpectralState`,
+    eigenpairs kept by rank-one updates) gives ``f(S ∪ {v})`` for a batch of candidates in ``O(c·m·r)`` plus
+    the gain method's work, and costs one ``O(m·r²)`` update per pick, instead of a batch of ``eigvalsh``.
+
+    Values are exact to rounding: ``logdet`` by its closed form (the determinant lemma), the others by the
+    secular roots — evaluated only for the candidates that can be the step's minimum or tie with it. Where the
+    quadrature rule represents the objective it screens the batch first (``O(r·Q)`` a candidate against
+    ``O(r²)`` for the roots): a candidate whose rule value, less :data:`_SCREEN_MARGIN` times the rule's error
+    bound, lies above the smallest upper bound (plus the tie tolerance) can be neither, and is not solved.
+    """
+
+    def __init__(self, obj, Xn: np.ndarray, chosen: np.ndarray) -> None:
+        from ..objectives import SpectralObjective
+        from ..spectral.state import SpectralState
+
+        declared = obj.gain_methods()
+        method = "closed-form" if "closed-form" in declared else "quadrature" if "quadrature" in declared \
+            else "secular"
+        self.obj = obj
+        self.state = SpectralState(Xn, obj, method, np, pool=Xn.shape[0])
+        self.screen = method == "quadrature"
+        if self.screen:
+            self.state.gain = _Screen(self.state)
+        if chosen.size:
+            self.state.start_from(chosen)
+            if self.screen:
+                self.state.gain.update_rule()
+        self.plain = type(obj).combine is SpectralObjective.combine  # the value is the statistic Σ φ(λ)
+        self.screened = self.solved = 0  # candidates seen by the rule, and solved exactly (diagnostics)
+
+    def _values(self, delta: np.ndarray, cands: np.ndarray) -> np.ndarray:
+        st = self.state
+        stat = st.stat + delta
+        if self.plain:
+            return stat
+        return np.asarray(self.obj.combine(stat, st.size + 1, st.trace + st.norms2[cands], st.pool), dtype=np.float64)
+
+    def values(self, cands: np.ndarray) -> np.ndarray:
+        st = self.state
+        gain = st.gain
+        if not self.screen or not gain.use_rule or gain.rule.error > _SCREEN_USELESS:
+            return self._values(st.deltas(cands), cands)
+        est = np.asarray(gain.delta(cands), dtype=np.float64)
+        rule = gain.rule
+        err = rule.error * (np.abs(est) if rule.relative else rule.scale * st.norms2[cands])
+        err = _SCREEN_MARGIN * err + _SCREEN_FLOOR * max(1.0, abs(st.stat))
+        a, b = self._values(est - err, cands), self._values(est + err, cands)
+        lower, upper = np.minimum(a, b), np.maximum(a, b)
+        top = float(upper.min())
+        bound = top + 1e-9 * max(1.0, abs(top), abs(float(lower.min()))) * 1.5
+        need = np.flatnonzero(~(lower > bound))  # NaN-safe: a candidate the rule cannot place is solved
+        out = np.full(cands.size, np.inf)
+        exact = np.asarray(gain.roots.delta(cands[need]), dtype=np.float64)
+        out[need] = self._values(exact, cands[need])
+        self.screened += cands.size
+        self.solved += need.size
+        return out
+
+    def add(self, pick: int) -> None:
+        self.state.add(pick)
+
+
+def _screen_class():
+    from ..spectral.methods import Quadrature
+
+    class Screen(Quadrature):
+        """The projected quadrature whenever a rule is fitted, whatever its error: a screen states its own bound
+        (the rule's error), so it needs no target accuracy; the roots decide."""
+
+        @property
+        def use_rule(self) -> bool:
+            return self.state.size > 0 and self.rule is not None
+
+    return Screen
+
+
+def _Screen(state):
+    global _SCREEN_CLASS
+    if _SCREEN_CLASS is None:
+        _SCREEN_CLASS = _screen_class()
+    return _SCREEN_CLASS(state)
+
+
+_SCREEN_CLASS = None
+_SCREEN_USELESS = 1e-3  # a rule this rough screens nothing out: solve every candidate
+_SCREEN_MARGIN = 100.0  # times the rule's fitted error bound: how far a rule value may be from the exact one
+_SCREEN_FLOOR = 1e-12  # and at least this, relative to the statistic (rounding of the rule's own sums)
+
+
 def greedy_minimise(
     X,
     k: int,
@@ -111,6 +254,7 @@ def greedy_minimise(
     init: Any = None,
     sample: int | None = None,
     seed: int = 0,
+    evaluation: str = "state",
     **params: Any,
 ) -> np.ndarray:
     """Greedily pick ``k`` rows of ``X`` that each add the *least* to ``objective``.
@@ -135,6 +279,10 @@ def greedy_minimise(
         the exact greedy minimiser.
     seed : int
         Seeds the tie-break order and the candidate samples.
+    evaluation : {"state", "recompute"}
+        How a candidate's value is found (the picks are the same, up to rounding far inside the tie rule):
+        ``"state"`` (default) by the objective's incremental greedy state, ``"recompute"`` by one
+        ``eigvalsh`` of every ``S ∪ {v}`` (spectral objectives; the reference the tests compare with).
 
     Returns
     -------
@@ -142,6 +290,8 @@ def greedy_minimise(
         The ``k`` picks in order.
     """
     obj = worth.get_objective(objective, **params)
+    if evaluation not in EVALUATIONS:
+        raise ValueError(f"evaluation={evaluation!r} is unknown; pass one of {list(EVALUATIONS)}.")
     Xn = _unit_rows(X) if normalize else np.asarray(X, dtype=np.float64)
     n = Xn.shape[0]
     chosen = np.asarray([] if init is None else init, dtype=np.int64).ravel()
@@ -154,40 +304,127 @@ def greedy_minimise(
     labels, quota = _quota_table(labels, quotas, k)
     if labels is not None and labels.shape != (n,):
         raise ValueError(f"labels must hold one class per row of X ({n}); got shape {labels.shape}.")
-    rng = np.random.default_rng(seed)
-    rank = rng.permutation(n)  # tie-break order
-    available = np.ones(n, dtype=bool)
-    available[chosen] = False
-    left = None
-    if quota is not None:
-        left = dict(quota)
-        budget = sum(max(0, v) for v in left.values())
-        if budget < k:
-            raise ValueError(f"quotas allow {budget} picks but k={k}; raise the quotas or lower k.")
-    spectral = obj.properties.spectral
-    if not spectral:
-        state = obj.make_state(Xn, np, labels=labels)
-        if chosen.size:
-            state.start_from(chosen)
-    picks: list[int] = []
-    for _ in range(k):
-        allowed = available.copy()
-        if left is not None:
-            allowed &= np.isin(labels, [c for c, v in left.items() if v > 0])
-        cands = np.flatnonzero(allowed)
+    if quota is not None and sum(max(0, v) for v in quota.values()) < k:
+        raise ValueError(f"quotas allow {sum(max(0, v) for v in quota.values())} picks but k={k}; raise the "
+                         "quotas or lower k.")
+    run = _MinRun(obj, Xn, labels, quota, chosen, sample, seed, evaluation)
+    with _pick_threads(evaluation, obj):
+        picks = [run.step() for _ in range(k)]
+    return np.asarray(picks, dtype=np.int64)
+
+
+class _MinRun:
+    """A greedy minimiser between two picks: its draws, tie-break order, feasible rows, quotas and evaluator.
+    :meth:`step` makes one pick; :meth:`fork` continues from here under quotas (see
+    :func:`minimiser_family`)."""
+
+    def __init__(self, obj, Xn, labels, quota: dict | None, chosen: np.ndarray, sample, seed, evaluation) -> None:
+        n = Xn.shape[0]
+        self.labels, self.sample = labels, sample
+        self.rng = np.random.default_rng(seed)
+        self.rank = self.rng.permutation(n)  # tie-break order
+        self.available = np.ones(n, dtype=bool)
+        self.available[chosen] = False
+        self._set_quota(quota)
+        if evaluation == "recompute" or not obj.properties.spectral:
+            self.evaluator = _Recompute(obj, Xn, labels, chosen)
+        else:
+            self.evaluator = _Incremental(obj, Xn, chosen)
+
+    def _set_quota(self, quota: dict | None) -> None:
+        self.left = self.is_open = self.codes = self.where = None
+        if quota is not None:
+            self.left = dict(quota)
+            classes, codes = np.unique(self.labels, return_inverse=True)
+            keys = [c.item() for c in classes]
+            self.codes = codes.reshape(-1)
+            self.is_open = np.array([self.left[c] > 0 for c in keys])
+            self.where = {c: i for i, c in enumerate(keys)}
+
+    def step(self) -> int:
+        available, is_open = self.available, self.is_open
+        cands = np.flatnonzero(available if is_open is None else available & is_open[self.codes])
         if not cands.size:
             raise ValueError("no candidate is left under the quotas; raise the quotas or lower k.")
-        if sample is not None and cands.size > sample:
-            cands = np.sort(rng.choice(cands, size=sample, replace=False))
-        values = spectral_values(obj, Xn, chosen, cands) if spectral else state.gains(cands)
+        if self.sample is not None and cands.size > self.sample:
+            cands = np.sort(self.rng.choice(cands, size=self.sample, replace=False))
+        values = self.evaluator.values(cands)
         low = values.min()
         ties = cands[values <= low + 1e-9 * max(1.0, abs(low))]
-        pick = int(ties[np.argmin(rank[ties])])
-        picks.append(pick)
-        chosen = np.append(chosen, pick)
+        pick = int(ties[np.argmin(self.rank[ties])])
         available[pick] = False
-        if left is not None:
-            left[labels[pick].item()] -= 1
-        if not spectral:
-            state.add(pick)
-    return np.asarray(picks, dtype=np.int64)
+        if self.left is not None:
+            c = self.labels[pick].item()
+            self.left[c] -= 1
+            is_open[self.where[c]] = self.left[c] > 0
+        self.evaluator.add(pick)
+        return pick
+
+    def fork(self, quota: dict) -> "_MinRun":
+        """This run continued under ``quota`` (class → picks left), from a copy of its state and draws."""
+        from .branches import fork_model
+
+        new = object.__new__(_MinRun)
+        new.labels, new.sample, new.rank = self.labels, self.sample, self.rank
+        new.rng = copy.deepcopy(self.rng)
+        new.available = self.available.copy()
+        new._set_quota(quota)
+        new.evaluator = fork_model(self.evaluator)
+        return new
+
+
+def minimiser_family(X, labels, objective: str = "vendi", params: dict | None = None, *, seed: int = 0,
+                     sample: int | None = None, unconstrained: int | None = None, balanced=(),
+                     evaluation: str = "state") -> dict:
+    """The greedy minimisers of one objective, seed and sample — unconstrained (``unconstrained`` picks,
+    ``None``: not asked) and class-balanced at each k of ``balanced`` — in one branching run, each equal to
+    its own :func:`greedy_minimise` call.
+
+    A balanced run draws from, and picks among, the same candidates as the unconstrained run until a class
+    reaches its quota ``ceil(k/C)``: one trunk runs unconstrained, and each balanced run leaves it there from
+    a copy of its state and of its generator (see :mod:`worth.appraisal.branches` for the maximisers).
+
+    Returns ``{None: picks}`` and ``{k: picks}`` (int64 arrays in pick order).
+    """
+    obj = worth.get_objective(objective, **(params or {}))
+    Xn = _unit_rows(X)
+    labels = np.asarray(labels)
+    classes, group = np.unique(labels, return_inverse=True)
+    group = group.reshape(-1)
+    keys = [c.item() for c in classes]
+    ks = sorted({int(k) for k in balanced})
+    quota = {k: math.ceil(k / classes.size) for k in ks}
+    out: dict = {}
+    counts = np.zeros(classes.size, dtype=np.int64)
+    with _pick_threads(evaluation, obj):
+        trunk = _MinRun(obj, Xn, labels, None, np.zeros(0, dtype=np.int64), sample, seed, evaluation)
+        picks: list[int] = []
+        pending = list(ks)
+        while pending or (unconstrained is not None and len(picks) < unconstrained):
+            i = trunk.step()
+            picks.append(i)
+            counts[group[i]] += 1
+            t = len(picks)
+            for k in list(pending):
+                if t == k and counts.max() <= quota[k]:
+                    out[k] = np.asarray(picks, dtype=np.int64)
+                    pending.remove(k)
+                elif counts.max() >= quota[k]:
+                    branch = trunk.fork({c: quota[k] - int(counts[j]) for j, c in enumerate(keys)})
+                    out[k] = np.asarray(picks + [branch.step() for _ in range(k - t)], dtype=np.int64)
+                    pending.remove(k)
+        if unconstrained is not None:
+            out[None] = np.asarray(picks[:unconstrained], dtype=np.int64)
+    return out
+
+
+def _pick_threads(evaluation: str, obj):
+    """BLAS on one thread while a spectral state picks (numba's kernels and the row-split rotation use the
+    cores, as in :func:`worth.select`); the reference and the other states keep BLAS as configured."""
+    import contextlib
+
+    from ..threads import pick_phase
+
+    if evaluation == "state" and obj.properties.spectral:
+        return pick_phase()
+    return contextlib.nullcontext()

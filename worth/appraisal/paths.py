@@ -10,13 +10,17 @@ needs one path per
 ``(kind, objective, parameters[, seed, sample])`` unconstrained (``fixed`` and ``budget``), at its largest k,
 
 and one per balanced ``k`` (``quotas="balanced"`` is ``ceil(k/C)`` per class, so a balanced run at ``K`` may
-fill a class past what the run at ``k`` may take: no prefix property there). :func:`plan_paths` lists them,
-:func:`realise_path` computes one (a flow maps it over workers, the pool loaded once per worker),
+fill a class past what the run at ``k`` may take: no prefix property there). :func:`plan_paths` lists them.
+They are computed in *units* (:func:`path_units`): all paths of one objective (and, for a minimiser, seed and
+sample) in one branching run, because a balanced run makes the unconstrained run's very picks until a class
+reaches its quota, and leaves it there (:mod:`worth.appraisal.branches`, :func:`worth.appraisal.minimise.minimiser_family`).
+:func:`realise_unit` computes one (a flow maps them over workers, the pool loaded once per worker),
 :func:`subset_from_paths` makes any spec's rows from the stored paths (a maximiser or minimiser is a prefix;
 a mixture is its maximiser's prefix completed by its filler, :func:`worth.appraisal.design.complete_mixture`;
 a random subset its seeded draw; a coreset selection its balanced maximiser's path, shared with a
-balanced study maximiser of the same k), and :func:`realise_subsets` chains them in one process. The equality test
-(``tests/appraisal/test_fast_path.py``) checks every spec's rows against :func:`realise`'s.
+balanced study maximiser of the same k), and :func:`realise_subsets` chains them in one process. The equality
+tests (``tests/appraisal/test_fast_path.py``, ``tests/study/test_study_fast_path.py``) check every spec's rows
+against :func:`realise`'s.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import numpy as np
 import worth
 
 from .design import DRAWN, FULL, SubsetSpec, complete_mixture, coreset_subset, random_subset, spec_rng
-from .minimise import greedy_minimise
+from ..facility.lists import share_first_pass
+from .minimise import greedy_minimise, unit_rows_kept
 
 
 @dataclass(frozen=True)
@@ -99,9 +104,59 @@ def realise_path(key: PathKey, length: int, X, labels) -> np.ndarray:
     raise ValueError(f"key.kind={key.kind!r} is unknown; pass 'max' or 'min'.")
 
 
+def path_units(plan: dict[PathKey, int]) -> list[dict[str, Any]]:
+    """The plan's paths grouped into branching runs (JSON-ready): one per maximiser objective and parameters,
+    one per minimiser objective, parameters, seed and sample — its unconstrained length (``None``: not
+    needed) and its balanced ``k`` (:func:`worth.appraisal.branches.maximiser_family`,
+    :func:`worth.appraisal.minimise.minimiser_family`: every balanced run leaves the unconstrained trunk
+    where a class fills, so the picks they share are made once)."""
+    units: dict[tuple, dict[str, Any]] = {}
+    for key, length in plan.items():
+        unit = units.setdefault((key.kind, key.objective, key.params, key.seed, key.sample), {
+            "kind": key.kind, "objective": key.objective, "params": key.params, "seed": key.seed,
+            "sample": key.sample, "unconstrained": None, "balanced": []})
+        if key.balanced_k is None:
+            unit["unconstrained"] = int(length)
+        else:
+            unit["balanced"] = sorted({*unit["balanced"], int(key.balanced_k)})
+    return list(units.values())
+
+
+def unit_keys(unit: dict[str, Any]) -> list[PathKey]:
+    """The paths a unit of :func:`path_units` makes."""
+    keys = [PathKey(unit["kind"], unit["objective"], unit["params"], k, unit["seed"], unit["sample"])
+            for k in unit["balanced"]]
+    return keys + ([PathKey(unit["kind"], unit["objective"], unit["params"], None, unit["seed"], unit["sample"])]
+                   if unit["unconstrained"] else [])
+
+
+def realise_unit(unit: dict[str, Any], X, labels) -> dict[PathKey, np.ndarray]:
+    """Every path of a unit of :func:`path_units`, by one branching run: ``PathKey → picks``."""
+    from .branches import maximiser_family
+    from .minimise import minimiser_family
+
+    params = json.loads(unit["params"])
+    if unit["kind"] == "max":
+        got = maximiser_family(X, labels, unit["objective"], params, unconstrained=unit["unconstrained"],
+                               balanced=unit["balanced"])
+    elif unit["kind"] == "min":
+        got = minimiser_family(X, labels, unit["objective"], params, seed=unit["seed"], sample=unit["sample"],
+                               unconstrained=unit["unconstrained"], balanced=unit["balanced"])
+    else:
+        raise ValueError(f"unit kind {unit['kind']!r} is unknown; 'max' or 'min'.")
+    return {PathKey(unit["kind"], unit["objective"], unit["params"], k, unit["seed"], unit["sample"]): picks
+            for k, picks in got.items()}
+
+
 def realise_paths(plan: dict[PathKey, int], X, labels) -> dict[PathKey, np.ndarray]:
-    """Every path of ``plan`` (:func:`plan_paths`), one after the other in this process."""
-    return {key: realise_path(key, length, X, labels) for key, length in plan.items()}
+    """Every path of ``plan`` (:func:`plan_paths`), in this process: one branching run per unit
+    (:func:`path_units`), facility location's states over the pool sharing one first pass
+    (:func:`worth.facility.lists.share_first_pass`)."""
+    out: dict[PathKey, np.ndarray] = {}
+    with share_first_pass(), unit_rows_kept(X):
+        for unit in path_units(plan):
+            out.update(realise_unit(unit, X, labels))
+    return {key: out[key][:length] for key, length in plan.items()}
 
 
 def subset_from_paths(spec: SubsetSpec, paths: dict[PathKey, np.ndarray], X, labels) -> np.ndarray:
@@ -123,9 +178,62 @@ def subset_from_paths(spec: SubsetSpec, paths: dict[PathKey, np.ndarray], X, lab
 
 def realise_subsets(specs: list[SubsetSpec], X, labels) -> dict[str, np.ndarray]:
     """``subset_key → rows`` of every distinct subset of ``specs``, each path computed once."""
-    paths = realise_paths(plan_paths(specs), X, labels)
-    out: dict[str, np.ndarray] = {}
-    for spec in specs:
-        if spec.subset_key not in out:
-            out[spec.subset_key] = subset_from_paths(spec, paths, X, labels)
+    with share_first_pass(), unit_rows_kept(X):
+        paths = realise_paths(plan_paths(specs), X, labels)
+        out: dict[str, np.ndarray] = {}
+        for spec in specs:
+            if spec.subset_key not in out:
+                out[spec.subset_key] = subset_from_paths(spec, paths, X, labels)
     return out
+
+
+# -- what each path and completion costs, for packing them into balanced jobs ------------------------------
+_SPECTRAL = ("vendi", "vendi-pool", "entropy", "logdet", "power", "hybrid")
+
+
+def _spectral_steps(start: int, stop: int, m: int) -> float:
+    """``Σ m·min(s, m)²`` over the picks ``start < s ≤ stop``: the rank-one eigen-updates' work."""
+    s = np.arange(start + 1, stop + 1, dtype=np.float64)
+    return float(m * np.sum(np.minimum(s, m) ** 2))
+
+
+def path_cost(key: PathKey, length: int, n: int, m: int) -> float:
+    """A rough estimate of a path's work (multiply–adds), to balance jobs; only the ratios matter.
+
+    Spectral: the eigen-updates (a maximiser also evaluates its lazy candidates: twice as much). Dense facility
+    location: its first pass (``n²·m``, shared by the states of a job) and, per pick, a gain query against the
+    pool (a maximiser's lazy queries early in the run cost a few passes more). Herding, k-center: a pass over
+    the pool per pick. The scaling law: counts.
+    """
+    if key.objective in _SPECTRAL:
+        return _spectral_steps(0, length, m) * (2.0 if key.kind == "max" else 1.0)
+    if key.objective == "facility-location":
+        return (3.0 * n * n * m if key.kind == "max" else 0.0) + length * (key.sample or 64) * n * m * 0.5
+    if key.objective in ("herding", "k-center"):
+        return float(length) * n * m
+    return float(length) * n
+
+
+def unit_cost(unit: dict[str, Any], n: int, m: int) -> float:
+    """A rough estimate of a branching run's work (see :func:`path_cost`): its longest path, and half of each
+    other one (the part past where it leaves the trunk)."""
+    keys = ([PathKey(unit["kind"], unit["objective"], unit["params"], None, unit["seed"], unit["sample"])]
+            if unit["unconstrained"] else [])
+    lengths = [unit["unconstrained"]] if unit["unconstrained"] else []
+    for k in unit["balanced"]:
+        keys.append(PathKey(unit["kind"], unit["objective"], unit["params"], k, unit["seed"], unit["sample"]))
+        lengths.append(k)
+    costs = sorted((path_cost(key, length, n, m) for key, length in zip(keys, lengths)), reverse=True)
+    if unit["objective"] == "facility-location" and unit["kind"] == "max":
+        costs = [costs[0]] + [c - 3.0 * n * n * m for c in costs[1:]]  # one first pass
+    return costs[0] + 0.5 * sum(costs[1:]) if costs else 0.0
+
+
+def fill_cost(spec: SubsetSpec, n: int, m: int) -> float:
+    """A rough estimate of a minimiser-completed mixture's work (see :func:`path_cost`)."""
+    keep = round((1 - spec.fraction) * spec.k)
+    if spec.objective in _SPECTRAL:
+        return _spectral_steps(keep, spec.k, m) + 9.0 * m ** 3
+    if spec.objective == "facility-location":
+        return (spec.k - keep) * (spec.sample or 64) * n * m * 0.2
+    return float(spec.k - keep) * n

@@ -35,7 +35,9 @@ additions in a gain differs (sums are reassociated for speed), far inside the op
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import numba
 import numpy as np
@@ -502,6 +504,8 @@ class SettledLists:
 
         pool._map(first, list(range(0, n, self.block)))
         self.rev_ptr, self.rev_pos = _transpose_lists(self.top_idx, self.count)
+        self.top_k_asked = top_k
+        self._XT_full = self._zero_g0 = None  # set on an engine kept for forks (shared_lists)
         self.settled = cur >= self.tau
         self.g = np.zeros(n, dtype=np.float64)
         _settle_all(np.flatnonzero(self.settled), cur, self.top_val, self.top_idx, self.count, self.g)
@@ -568,3 +572,71 @@ class SettledLists:
         self.g0 = None
         _pick(self.X, p, *self.args, self.norms2, self.cur, self.settled, self.tau, self.top_val, self.top_idx,
               self.count, self.g, self.rev_ptr, self.rev_pos, self.u_rows)
+
+    def fork(self, cur: np.ndarray) -> "SettledLists":
+        """The engine of another state over the same rows: this one's lists (read-only, shared) under the running
+        max ``cur`` (updated in place by the fork's :meth:`add`). The lists do not depend on ``cur``; the
+        initial gains ``g0`` do, so they are shared only when this engine was built on an all-zero ``cur`` and
+        ``cur`` is all zero too (otherwise the fork's first gains are its settled rows' plus the on-demand
+        share, as after any pick)."""
+        new = object.__new__(SettledLists)
+        for name in ("X", "norms2", "args", "n", "K", "block", "top_val", "top_idx", "count", "tau", "rev_ptr",
+                     "rev_pos"):
+            setattr(new, name, getattr(self, name))
+        new.XT = self._XT_full
+        new._XT_full = self._XT_full
+        new._zero_g0 = self._zero_g0
+        new.cur = cur
+        zero = not np.any(cur)
+        new.g0 = self._zero_g0.copy() if zero and self._zero_g0 is not None else None
+        new.settled = cur >= self.tau
+        new.g = np.zeros(self.n, dtype=np.float64)
+        _settle_all(np.flatnonzero(new.settled), cur, self.top_val, self.top_idx, self.count, new.g)
+        new.pairs_on_demand = 0
+        new._copy_unsettled()
+        return new
+
+
+_SHARED: list[SettledLists] = []  # the engine kept for forks, while share_first_pass() is open
+_SHARING = [0]
+_SHARED_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def share_first_pass():
+    """Context in which facility-location states over the same rows share one first pass (:func:`shared_lists`).
+
+    A study runs dozens of facility-location states over one pool — maximisers per regime and size, minimisers,
+    mixture completions — and each would pay the ``n²·m`` pass over every pair that builds its lists. Inside
+    this context (re-entrant) the first state builds them and keeps an engine; the others fork it. The kept
+    engine (the rows, their transpose and the lists) is let go when the outermost context exits.
+    """
+    with _SHARED_LOCK:
+        _SHARING[0] += 1
+    try:
+        yield
+    finally:
+        with _SHARED_LOCK:
+            _SHARING[0] -= 1
+            if _SHARING[0] == 0:
+                _SHARED.clear()
+
+
+def shared_lists(X, norms2, cur, kernel_args, *, top_k, block) -> SettledLists:
+    """The engine of a state with running max ``cur``: outside :func:`share_first_pass` a new one; inside it a
+    fork of the engine kept for the same rows (equal content, kernel, list length and block), built on an
+    all-zero running max the first time. A fork's gains are a fresh engine's (the lists are the same numbers,
+    see :meth:`SettledLists.fork` for the initial gains)."""
+    if not _SHARING[0]:
+        return SettledLists(X, norms2, cur, kernel_args, top_k=top_k, block=block)
+    block = max(1, min(block, _MAX_BLOCK))
+    with _SHARED_LOCK:
+        for tpl in _SHARED:
+            if (tpl.args == tuple(kernel_args) and tpl.top_k_asked == top_k and tpl.block == block
+                    and tpl.X.shape == X.shape and tpl.X.dtype == X.dtype
+                    and (tpl.X is X or np.array_equal(tpl.X, X))):
+                return tpl.fork(cur)
+        tpl = SettledLists(X, norms2, np.zeros(X.shape[0], dtype=np.float64), kernel_args, top_k=top_k, block=block)
+        tpl._XT_full, tpl._zero_g0 = tpl.XT, tpl.g0.copy()
+        _SHARED[:] = [tpl]
+        return tpl.fork(cur)

@@ -256,9 +256,9 @@ class FacilityState(State):
                 return self.lists.gains(cand)  # look-ups only: no GEMM, no need to pin BLAS
             with one_blas_thread():
                 if self.lists is None:
-                    from .lists import SettledLists
+                    from .lists import shared_lists
 
-                    self.lists = SettledLists(self.X, self.norms2, self.cur, self._kernel_args, top_k=self.top_k,
+                    self.lists = shared_lists(self.X, self.norms2, self.cur, self._kernel_args, top_k=self.top_k,
                                               block=self.block)
                 return self.lists.gains(cand)
         out = np.empty(cand.size, dtype=np.float64)
