@@ -7,8 +7,11 @@ A curation result is exchanged in a handful of shapes, and each is written here 
 ``txt``
     the sorted ids, one per line (what ``worth selections --export`` always wrote).
 ``npy``
-    the sorted ids as a 1-D NumPy array of str, no pickle (DataComp hands its subsets to training this way:
-    a sorted array of the kept ids, so a loader can test membership with ``np.searchsorted``).
+    the sorted ids as a NumPy array, no pickle (DataComp hands its subsets to training this way: a sorted array
+    of the kept ids, so a loader can test membership with ``np.searchsorted``). Ids that are DataComp uids
+    (32 lowercase hex digits) are written as DataComp's own ``u8,u8`` array of 128-bit uids, which its resharder
+    reads as it is; any other ids as a 1-D array of str, sorted as strings
+    (:func:`storage.manifest.sorted_ids_array`).
 ``parquet``
     one row per pick, in pick order: ``id``, ``class`` (name, null when unlabelled), ``label``, ``pick_order``
     (0 = the first pick), ``gain`` (the objective's gain when it was picked, null where not recorded) and
@@ -40,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from storage.manifest import write_sorted_ids  # noqa: F401  (the one writer of sorted ids)
+from storage.manifest import read_sorted_ids, write_sorted_ids  # the one writer (and reader) of sorted ids
 
 from storage.ref import StoreRef
 
@@ -205,14 +208,16 @@ def _write_parquet(subset: Subset, path: str) -> None:
 
 
 def _hf_source(store, source_params: Mapping[str, Any] | None):
-    """The Hugging Face data set the store was embedded from, loaded again (None for any other source)."""
+    """The Hugging Face data set the store was embedded from, loaded again with the options the store recorded
+    (``source.options``; ``source_params`` override them) — None for any other source."""
     spec = str(store.source.get("spec") or "")
     if not spec.startswith("hf:"):
         return None, spec
     from worth.data.sources import load_source
 
+    options = {**dict(store.source.get("options") or {}), **dict(source_params or {})}
     try:
-        src = load_source(spec, **dict(source_params or {}))
+        src = load_source(spec, **options)
     except (ValueError, ConnectionError, OSError) as exc:
         raise ValueError(f"the store's source {spec!r} could not be loaded again to select its rows ({exc}); give "
                          "the options it was embedded with (--source-param split=... data_files=...)") from None
@@ -275,8 +280,9 @@ def export(subset: Subset, store: StoreRef | str, out: str, fmt: str | None = No
     overwrite
         Replace an existing ``out``; without it an existing ``out`` is refused (``FileExistsError``).
     source_params
-        ``datasets`` from an ``hf:`` source: the options the store was embedded with (``split``, ``data_files``),
-        needed to load the source again (the store records only its name).
+        ``datasets`` from an ``hf:`` source: options to load the source again with (``split``, ``data_files``),
+        over those the store recorded when it was embedded (a store embedded before it recorded them needs them
+        all).
     embeddings
         ``datasets``: add each pick's embedding as a column.
 
@@ -328,11 +334,8 @@ def read_ids(path: str, fmt: str | None = None) -> list[str]:
     if fmt is None and os.path.isdir(path):
         fmt = "datasets"
     fmt = resolve_format(path, fmt)
-    if fmt == "txt":
-        with open(path, encoding="utf-8") as f:
-            return f.read().splitlines()
-    if fmt == "npy":
-        return [str(i) for i in np.load(path, allow_pickle=False).tolist()]
+    if fmt in ("txt", "npy"):
+        return read_sorted_ids(path, fmt)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 

@@ -398,23 +398,57 @@ def sorted_ids(manifest: Mapping[str, Any]) -> list[str]:
     return sorted(str(i) for i in manifest["picks"]["ids"])
 
 
-def write_sorted_ids(ids: Sequence[str], path: str, fmt: str) -> str:
-    """Write ``ids`` sorted to ``path`` as ``npy`` (a 1-D array of str, no pickle) or ``txt`` (one per line)."""
+#: A DataComp uid: 32 lowercase hex digits (a 128-bit hash), as in DataComp's metadata parquets.
+_DATACOMP_UID = re.compile(r"^[0-9a-f]{32}$")
+#: DataComp's subset files: a sorted structured array of uids as (high, low) 64-bit halves.
+DATACOMP_DTYPE = np.dtype("u8,u8")
+
+
+def sorted_ids_array(ids: Sequence[str]) -> np.ndarray:
+    """The sorted ids as a ``.npy`` export holds them.
+
+    Ids that are all DataComp uids (32 lowercase hex digits) become DataComp's own subset array, a structured
+    array of dtype ``u8,u8`` (each uid's high and low 64 bits), sorted, which DataComp's resharder reads as it is;
+    any other ids a 1-D array of str (NumPy unicode, no pickle), sorted as strings. Both sort in the order of the
+    ids as strings, so ``np.searchsorted`` tests membership either way.
+    """
     ids = sorted(str(i) for i in ids)
+    if ids and all(_DATACOMP_UID.match(i) for i in ids):
+        return np.array([(int(i[:16], 16), int(i[16:], 16)) for i in ids], dtype=DATACOMP_DTYPE)
+    return np.asarray(ids, dtype=str)
+
+
+def write_sorted_ids(ids: Sequence[str], path: str, fmt: str) -> str:
+    """Write ``ids`` sorted to ``path`` as ``npy`` (:func:`sorted_ids_array`, no pickle) or ``txt`` (one per
+    line)."""
     if fmt == "npy":
         with open(path, "wb") as f:  # np.save on a path would append .npy to any other suffix
-            np.save(f, np.asarray(ids, dtype=str), allow_pickle=False)
+            np.save(f, sorted_ids_array(ids), allow_pickle=False)
     elif fmt == "txt":
         with open(path, "w", encoding="utf-8") as f:
-            f.writelines(f"{i}\n" for i in ids)
+            f.writelines(f"{i}\n" for i in sorted(str(i) for i in ids))
     else:
         raise ValueError(f"format={fmt!r}: sorted ids are written as npy or txt")
     return str(path)
 
 
+def read_sorted_ids(path: str, fmt: str | None = None) -> list[str]:
+    """The ids of a file :func:`write_sorted_ids` wrote: ``npy`` (of str, or of DataComp uids, read back as their
+    hex strings) or ``txt``; ``fmt`` defaults to ``npy`` for a ``.npy`` file, else ``txt``."""
+    if fmt is None:
+        fmt = "npy" if str(path).lower().endswith(".npy") else "txt"
+    if fmt == "npy":
+        arr = np.load(path, allow_pickle=False)
+        if arr.dtype == DATACOMP_DTYPE:
+            return [f"{int(hi):016x}{int(lo):016x}" for hi, lo in arr.tolist()]
+        return [str(i) for i in arr.tolist()]
+    with open(path, encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
 def export_ids(manifest: Mapping[str, Any], path: str, fmt: str | None = None) -> str:
-    """Write the manifest's sorted ids to ``path``: ``npy`` (a NumPy array of str, no pickle) or ``txt`` (one
-    per line). ``fmt`` defaults to the file's suffix. Returns the path written."""
+    """Write the manifest's sorted ids to ``path``: ``npy`` (:func:`sorted_ids_array`: an array of str, or
+    DataComp's ``u8,u8`` uids, no pickle) or ``txt`` (one per line). ``fmt`` defaults to the file's suffix. Returns the path written."""
     fmt = fmt or os.path.splitext(str(path))[1].lstrip(".")
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format={fmt!r}: choose one of {', '.join(EXPORT_FORMATS)} (or name the file .npy/.txt)")

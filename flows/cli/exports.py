@@ -37,17 +37,34 @@ def source_param_option():
                         "KEY=VALUE it was embedded with (repeat), e.g. split=train or data_files=PATH.")
 
 
-def write_export(subset, ref, out: Optional[Path], fmt: Optional[str], force: bool,
+def check_export(export: Optional[str], out: Optional[Path], fmt: Optional[str], *, force: bool = False,
+                 embeddings: bool = False, source_param: Optional[list[str]] = None) -> None:
+    """Refuse, before anything is read, what cannot be exported: an export option without ``--export`` (it would
+    be ignored), ``--export`` without ``--out``, a format that is not one (``ValueError``: run it inside
+    :func:`flows.cli.errors.refusing`)."""
+    from pipeline.export import resolve_format
+
+    if export is None:
+        given = [name for name, value in (("--out", out), ("--format", fmt), ("--force", force),
+                                          ("--embeddings", embeddings), ("--source-param", source_param)) if value]
+        if given:
+            raise ValueError(f"{', '.join(given)} without --export: add --export (what to write) or drop "
+                             f"{'them' if len(given) > 1 else 'it'}")
+        return
+    if out is None:
+        raise ValueError("--export needs --out FILE (where to write)")
+    resolve_format(str(out), fmt)
+
+
+def write_export(subset, ref, out: Path, fmt: Optional[str], force: bool,
                  source_param: Optional[list[str]], embeddings: bool) -> None:
-    """Write ``subset`` (a :class:`pipeline.export.Subset`) and say what was written; bad input exits 2."""
+    """Write ``subset`` (a :class:`pipeline.export.Subset`; the options passed :func:`check_export`) and say what
+    was written; bad input exits 2."""
     from flows.cli.errors import refusing
     from flows.cli.params import parse_params
     from pipeline import export as ex
 
     with refusing(ValueError, FileNotFoundError, FileExistsError):
-        if out is None:
-            raise ValueError("--export needs --out FILE (where to write)")
-        fmt = ex.resolve_format(str(out), fmt)  # an unknown format is refused before anything is read
         done = ex.export(subset, ref, str(out), fmt, overwrite=force,
                          source_params=parse_params(source_param, "--source-param"), embeddings=embeddings)
     if done.note:

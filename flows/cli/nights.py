@@ -16,7 +16,7 @@ import typer
 
 from flows.cli.errors import bad_input, refusing
 from flows.cli.exports import (
-    embeddings_option, force_option, format_option, out_option, source_param_option, write_export,
+    check_export, embeddings_option, force_option, format_option, out_option, source_param_option, write_export,
 )
 from flows.cli.options import storage_option_option, store_option, store_ref
 
@@ -50,11 +50,16 @@ def nights_cmd(
 
     ref = store_ref(store, storage_option)
     with refusing(ValueError):
+        check_export(export, out, format, force=force, embeddings=embeddings, source_param=source_param)
+        version = None if export is None else _version(export)
         folder = versions.curated_dir(ref, curated)
     if not os.path.isdir(folder):
         if not ref.exists():
             raise bad_input(f"no store at {store} and no curated folder {folder}: check --store, or make them with "
                             f"`worth curate SOURCE --store {store}`")
+        if export is not None:  # nothing to export is a refusal, not a listing that happens to be empty
+            raise bad_input(f"--export {export}: {store} has no curated versions yet ({folder} does not exist): "
+                            f"curate a night first with `worth curate SOURCE --store {store}`, or give --curated")
         typer.echo(f"no curated versions of {store} yet ({folder} does not exist): curate a night with "
                    f"`worth curate SOURCE --store {store}`")
         return
@@ -62,13 +67,9 @@ def nights_cmd(
     with refusing(ValueError):
         chain = versions.history(folder, damaged=None if export is not None else damaged)
     if export is not None:
-        version = _version(export)
         with refusing(ValueError, FileNotFoundError):
-            if out is None:
-                raise ValueError("--export needs --out FILE (where to write)")
-            from pipeline.export import from_curated, resolve_format
+            from pipeline.export import from_curated
 
-            resolve_format(str(out), format)  # an unknown format is refused before the version is read
             if not ref.exists():
                 raise ValueError(f"no store at {store}: the export reads the curated items' classes from it")
             if version is not None and version not in {int(r["version"]) for r in chain}:

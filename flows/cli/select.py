@@ -12,7 +12,7 @@ import typer
 
 from flows.cli.errors import bad_input, refusing
 from flows.cli.exports import (
-    embeddings_option, force_option, format_option, out_option, source_param_option, write_export,
+    check_export, embeddings_option, force_option, format_option, out_option, source_param_option, write_export,
 )
 from flows.cli.options import (
     launch, runner_option, scheduler_option, storage_option_option, store_option, store_ref, workers_option,
@@ -182,12 +182,10 @@ def selections_cmd(
 
     ref = store_ref(store, storage_option)
     with refusing(ValueError, FileNotFoundError):
+        check_export(export, out, format, force=force, embeddings=embeddings, source_param=source_param)
         if export is not None:
-            if out is None:
-                raise ValueError("--export needs --out FILE (the ids file to write)")
-            from pipeline.export import from_manifest, resolve_format
+            from pipeline.export import from_manifest
 
-            resolve_format(str(out), format)  # an unknown format is refused before the manifest is read
             subset = from_manifest(ref, mf.read_manifest(ref, export))
         else:
             damaged: list = []

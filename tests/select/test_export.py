@@ -121,9 +121,84 @@ def test_a_hugging_face_source_is_selected_from_its_own_rows(tmp_path):
     assert got["note"] == [f"n{r}" for r in src_rows] and got["label"] == [r % 3 for r in src_rows]
     assert got.features["label"].names == ["a", "b", "c"]  # the source's own features, not rebuilt
     _check_read_back(out, "datasets", man["picks"]["ids"])
+
+    # the store recorded the options it was embedded with: no --source-param needed to load the source again
+    assert EmbeddingStore.open(url).source["options"] == {"split": "train", "data_files": data,
+                                                          "image_column": "image", "label_column": "label"}
+    again = runner.invoke(app, ["selections", "--store", url, "--export", "pc", "--out", str(tmp_path / "again"),
+                                "--format", "hf"])
+    assert again.exit_code == 0 and "note:" not in again.stderr, again.output
+    assert datasets.load_from_disk(str(tmp_path / "again"))["note"] == got["note"]
+
+    # a store embedded before the options were recorded: the source cannot be loaded again without them
+    import zarr
+
+    group = zarr.open_group(url, mode="r+")
+    meta = dict(group.attrs["worth"])
+    meta["source"] = {k: v for k, v in meta["source"].items() if k != "options"}
+    group.attrs["worth"] = meta
     missing = runner.invoke(app, ["selections", "--store", url, "--export", "pc", "--out", str(tmp_path / "x"),
-                                  "--format", "datasets"])  # no data_files: the source cannot be loaded again
-    assert missing.exit_code == 2 and "--source-param" in missing.stderr
+                                  "--format", "datasets"])
+    assert missing.exit_code == 2 and "--source-param" in missing.stderr and not (tmp_path / "x").exists()
+
+
+def test_datacomp_uids_are_exported_as_datacomp_subset_arrays(tmp_path):
+    """Ids that are DataComp uids (32 hex digits) go to the .npy as DataComp's own subset file: a sorted u8,u8
+    array of the uids' 64-bit halves, built here as DataComp's resharder README builds one; read back as hex."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from storage import embed_into_store
+    from worth.data.encoders import get_encoder
+    from worth.data.sources import load_source
+
+    rng = np.random.default_rng(2)
+    uids = [f"{int(a):016x}{int(b):016x}" for a, b in rng.integers(0, 2**63, size=(60, 2), dtype=np.uint64)]
+    pq.write_table(pa.table({"uid": uids, "vector": rng.normal(size=(60, 6)).tolist(),
+                             "label": [f"c{i % 3}" for i in range(60)]}), tmp_path / "pool.parquet")
+    url = str(tmp_path / "dc.zarr")
+    embed_into_store(url, load_source(str(tmp_path / "pool.parquet"), id_column="uid", vector_column="vector",
+                                      label_column="label"), get_encoder("pixels", dim=6, seed=0))
+    man = _selection(url)
+    picked = man["picks"]["ids"]
+    out = tmp_path / "subset.npy"
+    res = runner.invoke(app, ["selections", "--store", url, "--export", "pc", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    arr = np.load(out, allow_pickle=False)
+    expected = np.array([(int(u[:16], 16), int(u[16:32], 16)) for u in picked], np.dtype("u8,u8"))
+    expected.sort()
+    assert arr.dtype == np.dtype("u8,u8") and arr.shape == (len(picked),)
+    np.testing.assert_array_equal(arr, expected)
+    _check_read_back(out, "npy", picked)
+    assert mf.read_sorted_ids(mf.export_ids(man, str(tmp_path / "lib.npy"))) == sorted(picked)  # the library's
+
+
+def test_other_ids_are_a_sorted_array_of_str(tmp_path):
+    ids = ["row-10", "row-9", "A", "0123456789abcdef0123456789ABCDEF"]  # not all uids: strings, sorted as such
+    mf.write_sorted_ids(ids, str(tmp_path / "ids.npy"), "npy")
+    arr = np.load(tmp_path / "ids.npy", allow_pickle=False)
+    assert arr.dtype.kind == "U" and arr.tolist() == sorted(ids)
+    assert np.searchsorted(arr, "row-9") == 3
+
+
+@pytest.mark.parametrize("command", ["selections", "nights"])
+@pytest.mark.parametrize("args, named", [
+    (["--out", "ids.npy"], "--out without --export"),
+    (["--format", "npy", "--force"], "--format, --force without --export"),
+    (["--source-param", "split=train"], "--source-param without --export"),
+])
+def test_export_options_without_export_are_refused(digits_store, tmp_path, monkeypatch, command, args, named):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, [command, "--store", digits_store, *args])
+    assert res.exit_code == 2 and f"error: {named}: add --export" in res.stderr, res.output
+    assert os.listdir(tmp_path) == ["digits.zarr"]
+
+
+def test_nights_export_of_a_store_not_curated_yet(digits_store, tmp_path):
+    res = runner.invoke(app, ["nights", "--store", digits_store, "--export", "latest", "--out",
+                              str(tmp_path / "a.npy")])
+    assert res.exit_code == 2 and "has no curated versions yet" in res.stderr and "worth curate" in res.stderr
+    assert not (tmp_path / "a.npy").exists()
 
 
 @pytest.mark.parametrize("args, match", [

@@ -117,8 +117,14 @@ class Source:
         return h.hexdigest()
 
     def describe(self) -> dict[str, Any]:
-        """What the store records about its source."""
-        return {"spec": self.spec, "kind": self.kind, "fingerprint": self.fingerprint(), "n": len(self)}
+        """What the store records about its source: spec, kind, fingerprint, size and the options it was loaded
+        with (those JSON can hold), so that it can be loaded again from the store alone (an ``hf:`` export
+        selects the source's own rows, :mod:`pipeline.export`)."""
+        out = {"spec": self.spec, "kind": self.kind, "fingerprint": self.fingerprint(), "n": len(self)}
+        options = {k: v for k, v in self.options.items() if _json_value(v)}
+        if options:
+            out["options"] = options
+        return out
 
     def ref(self) -> Source | dict[str, Any]:
         """What to ship to a worker: a small ``{"spec", "options"}`` that :func:`resolve_source` loads again
@@ -127,6 +133,17 @@ class Source:
             return self
         # the fingerprint lets a long-lived process (a Dask worker, a nightly flow) see that the pool has grown
         return {"spec": self.spec, "options": dict(self.options), "fingerprint": self.fingerprint()}
+
+
+def _json_value(value: Any) -> bool:
+    """Whether ``value`` is plain JSON (str, number, bool, None, and lists/dicts of them)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_json_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_value(v) for k, v in value.items())
+    return False
 
 
 # ---------------------------------------------------------------------------------------------- labels
