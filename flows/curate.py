@@ -42,12 +42,12 @@ import numpy as np
 from flows.embed import embed_body, embed_flow
 from flows.runtime import deployed, launch, make_flow
 from pipeline.curate import (CurateOptions, ObjectiveChoice, choose_objective, contact_sheet,  # noqa: F401
-                             held_out_mask, night_key, why_no_value_delta)
+                             curate_run_name, held_out_mask, night_key, why_no_value_delta)
 from storage import curated as versions
-from storage.holdout import describe_test_set, nightly_rule
+from storage.holdout import describe_test_set, ids_digest, nightly_rule
 from storage.store import EmbeddingStore
 from tasks.curate import select_additions, train_evaluate
-from tasks.track import default_tracking_uri, log_night
+from tasks.track import default_tracking_uri, finish_night, log_night, run_link
 from worth.train import class_accuracy_metrics
 
 SUMMARY_KEY = "curate-summary"
@@ -103,7 +103,9 @@ def _class_accuracy(record: dict[str, Any]) -> dict[str, float | None]:
 
 
 def _publish_artifacts(runtime, record: dict[str, Any], previous: dict[str, Any] | None,
-                       additions: list[dict]) -> None:
+                       additions: list[dict]) -> str:
+    """The night's Prefect artifacts (summary, additions, per-class table); returns the summary's markdown (the
+    MLflow run's description too)."""
     m = record["metrics"]
     counts = Counter(record["classes"])
     before = Counter(previous["classes"]) if previous else Counter()
@@ -136,7 +138,8 @@ def _publish_artifacts(runtime, record: dict[str, Any], previous: dict[str, Any]
            f"the {previous['metrics']['n_test']:,} items held out then."),
         "",
         f"Chosen among {m['candidates']} new training items, conditioned on the "
-        f"{len(record['ids']) - len(additions)} already curated. MLflow run `{record['mlflow_run_id']}`.",
+        f"{len(record['ids']) - len(additions)} already curated. "
+        f"{run_link(record['tracking_uri'], record['mlflow_experiment_id'], record['mlflow_run_id'])}.",
         "",
         "| class | curated | added tonight | held-out accuracy |",
         "|---|---|---|---|",
@@ -150,16 +153,18 @@ def _publish_artifacts(runtime, record: dict[str, Any], previous: dict[str, Any]
                                  "held_out_accuracy": per_class.get(str(c))}
                                 for c in sorted(set(counts) | set(per_class), key=str)],
                   "Per-class counts of the curated set and held-out accuracy")
+    return "\n".join(lines)
 
 
 def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
     """One night under the curated folder's lock (the body of the flow; see the module's docstring)."""
-    t0 = time.perf_counter()
+    t0, start_ms = time.perf_counter(), int(time.time() * 1000)
     folder = plan_night(options)
     choice = choose_objective(options)
     tracking_uri = night_tracking_uri(options, folder)
     run_id = runtime.run_id()
     with versions.lock(folder, owner=f"flow run {run_id}"):
+        versions.recover_latest(folder)  # a LATEST lost after a publish is rebuilt from its claim first
         previous = versions.read_version(folder)
         start = int(previous["store_rows"]) if previous else 0
         prev_version = int(previous["version"]) if previous else 0
@@ -249,8 +254,16 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         tags = {"worth.version": str(version), "worth.flow_run_id": str(run_id), "worth.curated": folder}
         if no_value_delta is not None:
             tags["worth.delta_value"] = f"none: {no_value_delta}"
+        if runtime.run_url():
+            tags["worth.flow_run_url"] = runtime.run_url()
+        datasets = [{"name": f"curated-v{version:04d}", "digest": ids_digest(ids[positions]), "source": folder,
+                     "context": "training", "rows": len(positions)},
+                    {"name": "held-out", "digest": test_set["digest"], "source": options.pool.store,
+                     "context": "evaluation", "rows": test_set["n"]}]
+        # stable artifact names: MLflow's compare view matches artifacts by name across the nights
         logged = runtime.here(log_night, tracking_uri, options.experiment, key, f"v{version:04d}", params, metrics,
-                              version, [p for p in (sheet, adds_path) if p], tags)
+                              version, {"contact_sheet.png": sheet, "additions.json": adds_path}, tags, start_ms,
+                              datasets)
         record = {
             "ids": ids[positions].tolist(), "positions": positions, "classes": names, "store_rows": n,
             "objective": choice.name, "objective_params": choice.params, "objective_choice": choice.to_dict(),
@@ -262,8 +275,16 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
             "metrics": metrics, "options": options.model_dump(), "embedded_rows": embedded.get("rows_embedded"),
             "contact_sheet": sheet,
         }
-        out = versions.publish(folder, record, expected_latest=prev_version)
-        _publish_artifacts(runtime, out, previous, additions)
+        try:
+            out = versions.publish(folder, record, expected_latest=prev_version)
+        except BaseException:  # nothing published: the run is not a finished night (a rerun logs into it)
+            runtime.here(finish_night, tracking_uri, logged["run_id"], "FAILED")
+            raise
+        summary = _publish_artifacts(runtime, out, previous, additions)
+        link = runtime.run_url()
+        runtime.here(finish_night, tracking_uri, logged["run_id"], "FINISHED",
+                     summary + (f"\n\nPrefect flow run: {link}" if link else f"\n\nPrefect flow run id `{run_id}`"
+                                if run_id else ""))
         print(f"Curated v{out['version']:04d}: +{len(added)} of {len(candidates)} new training items, "
               f"{len(positions)} kept; {choice.name}={sel['value']:.4f}, accuracy={ev['accuracy']:.4f} on "
               f"{test_set['n']} held-out items ({choice.why})")
@@ -274,7 +295,8 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
 
 curate_flow = make_flow(curate_body, CurateOptions, name="curate", description="Nightly curation: embed new "
                         "items, add the best of them to the curated set (conditioned on it), train, log to MLflow, "
-                        "publish a version.")
+                        "publish a version.",
+                        run_name=curate_run_name)
 
 
 def run_curate(options: CurateOptions, spec=None, *, task_runner=None) -> dict[str, Any]:

@@ -22,7 +22,8 @@ import time
 from typing import Any
 
 from flows.runtime import deployed, launch, make_flow
-from pipeline.embed import EmbedOptions, plan_embed, plan_store, shard_jobs, source_and_encoder, store_summary
+from pipeline.embed import (EmbedOptions, embed_run_name, plan_embed, plan_store, shard_jobs, source_and_encoder,
+                            store_summary)
 from storage.embedding import summary_markdown
 from storage.lock import writer_lock
 from tasks.embed import embed_shards
@@ -62,7 +63,8 @@ def embed_body(options: EmbedOptions, runtime) -> dict[str, Any]:
 
 
 embed_flow = make_flow(embed_body, EmbedOptions, name="embed", description="Embed a source into a resumable Zarr "
-                       "store.")
+                       "store.",
+                       run_name=embed_run_name)
 
 
 def run_embed(options: EmbedOptions, spec=None, *, task_runner=None, on_progress=None) -> dict[str, Any]:

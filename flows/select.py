@@ -29,7 +29,7 @@ from typing import Any
 
 from flows.runtime import deployed, launch, make_flow
 from pipeline.select import (MergeJob, Plan, SelectionSpec, SelectOptions, entry, manifest_record,  # noqa: F401
-                             plan_selections, summary_markdown)
+                             plan_selections, select_run_name, summary_markdown)
 from storage import manifest as mf
 from storage.store import EmbeddingStore
 from tasks.select import merge_jobs, select_jobs
@@ -96,7 +96,8 @@ def select_body(options: SelectOptions, runtime) -> dict[str, Any]:
 
 
 select_flow = make_flow(select_body, SelectOptions, name="select",
-                        description="Select subsets of an embedding store; versioned manifests.")
+                        description="Select subsets of an embedding store; versioned manifests.",
+                        run_name=select_run_name)
 
 
 def run_select(options: SelectOptions, spec=None, *, task_runner=None, on_progress=None) -> dict[str, Any]:

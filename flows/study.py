@@ -39,7 +39,8 @@ import numpy as np
 
 from pipeline.study import (StudyOptions, StudyPlan, SubsetSpec, TrainJob, child_key, child_metrics,  # noqa: F401
                             child_params, correlation_metrics, needs_fill, open_store, plan_fill_jobs,
-                            plan_path_jobs, plan_pool, plan_score_jobs, row_from_run, study_folder, study_key)
+                            plan_path_jobs, plan_pool, plan_score_jobs, row_from_run, study_folder, study_key,
+                            study_run_name)
 from storage.holdout import record
 from tasks import track
 from tasks.train import fill_jobs, path_jobs, score_jobs, train_jobs
@@ -234,7 +235,8 @@ def study_body(options: StudyOptions, runtime) -> dict[str, Any]:
 
 
 study_flow = make_flow(study_body, StudyOptions, name="study", description="The appraisal study: subsets "
-                       "selected, scored, trained and evaluated, correlations reported, every run tracked in MLflow.")
+                       "selected, scored, trained and evaluated, correlations reported, every run tracked in MLflow.",
+                       run_name=study_run_name)
 
 
 def _prepare(plan: StudyPlan) -> None:

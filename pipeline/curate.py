@@ -291,3 +291,10 @@ def contact_sheet(images: Any, captions: Sequence[str], new: Sequence[bool], pat
     return path
 
 
+def curate_run_name(options: CurateOptions) -> str:
+    """The flow run's name: ``curate-STORE-vNNNN``, the version the night is about to publish."""
+    from pipeline.embed import store_name
+    from storage import curated as versions
+
+    folder = versions.curated_dir(options.pool.store, options.curated)
+    return f"curate-{store_name(options.pool.store)}-v{max([0, *versions.versions(folder)]) + 1:04d}"

@@ -21,6 +21,12 @@ from worth.data.encoders import encoder_ref, get_encoder, resolve_encoder, set_t
 from worth.data.sources import load_source, resolve_source
 
 
+def store_name(store: str) -> str:
+    """A store's short name for labels (flow-run names): its last path component without ``.zarr``."""
+    base = str(store).rstrip("/").rsplit("/", 1)[-1]
+    return base[:-5] if base.endswith(".zarr") else base
+
+
 class EmbedOptions(BaseModel):
     """Options of one embedding run (they become the Prefect UI's run form)."""
 
@@ -120,3 +126,8 @@ def run_shard(job: ShardJob) -> dict[str, Any]:
 
 def store_summary(options: EmbedOptions) -> dict[str, Any]:
     return EmbeddingStore.open(options.store, storage_options=options.storage_options or None).summary()
+
+
+def embed_run_name(options: EmbedOptions) -> str:
+    """The flow run's name: ``embed-STORE``."""
+    return f"embed-{store_name(options.store)}"

@@ -657,3 +657,11 @@ def run_merge_job(merge: MergeJob) -> dict[str, Any]:
                           method=job.method, epsilon=job.epsilon, **kw, **job.params)
     return _result(sel, job.positions, read_s, job.label)
 
+
+def select_run_name(options: SelectOptions) -> str:
+    """The flow run's name: ``select-STORE-NAME`` (``+N`` more when it makes several selections)."""
+    from pipeline.embed import store_name
+
+    names = [spec.name for spec in options.selections]
+    more = f"+{len(names) - 1}" if len(names) > 1 else ""
+    return f"select-{store_name(options.store)}-{names[0]}{more}"

@@ -653,3 +653,11 @@ def plan_score_jobs(plan: StudyPlan, subsets: list[np.ndarray], objectives: dict
             jobs.append(ScoreJob(opts.store, plan.holdout_desc, [rows[i] for i in where], rest, so,
                                  label=f"scores-{c}-{len(where)}", positions=where))
     return jobs
+
+
+def study_run_name(options: StudyOptions) -> str:
+    """The flow run's name: ``study-STORE-CONFIG`` (the config file's stem, ``quick``, or ``config``)."""
+    from pipeline.embed import store_name
+
+    which = "quick" if options.quick else (Path(options.config).stem if options.config else "config")
+    return f"study-{store_name(options.store)}-{which}"

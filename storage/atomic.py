@@ -14,8 +14,9 @@ import uuid
 
 
 def fsync_dir(folder: str) -> None:
-    """Make the names in ``folder`` durable (new links and renames)."""
-    fd = os.open(folder, os.O_RDONLY)
+    """Make the names in ``folder`` durable (new links and renames); ``""`` is the working directory, as in
+    ``os.path.split("pool.zarr.lock")`` (a relative ``--store`` path)."""
+    fd = os.open(folder or os.curdir, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -130,6 +130,27 @@ def _finish_claimed(folder: str) -> None:
         atomic.replace(os.path.join(folder, LATEST), f"{claimed}\n".encode("ascii"))
 
 
+def recover_latest(folder: str) -> int:
+    """Bring ``LATEST`` up to date before a night reads it, under the folder's lock; returns the version it names.
+
+    A run killed after claiming the swap (or a ``LATEST`` deleted by hand) is rolled forward from the claims
+    (:func:`_finish_claimed`), so the night builds on the newest published version instead of starting over and
+    failing to publish. Version files with no ``LATEST`` and no claim to rebuild it from are refused, naming the
+    repair: the folder was edited by hand and which version is current cannot be known.
+    """
+    if not os.path.isdir(folder):
+        return 0
+    if os.path.isdir(os.path.join(folder, CLAIMS)):
+        _finish_claimed(folder)
+    current = latest_version(folder)
+    found = versions(folder)
+    if current == 0 and found:
+        raise ValueError(f"{os.path.join(folder, LATEST)} is missing while {folder} holds "
+                         f"{', '.join(f'v{v:04d}' for v in found)}: write the newest good version's number into it "
+                         f"(e.g. `echo {found[-1]} > {os.path.join(folder, LATEST)}`) and rerun")
+    return current
+
+
 def _parse_version(raw: bytes, path: str, version: int, folder: str) -> dict[str, Any]:
     """The curated record in ``raw``, or a ``ValueError`` naming the damaged file and the repair."""
     why = None

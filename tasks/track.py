@@ -470,10 +470,20 @@ class Tracker:
 
 
 def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on this tracking store."""
+    """The command that opens the MLflow UI on this tracking store (one light worker: ``mlflow ui`` starts four
+    and a job queue by default)."""
     if uri.startswith(("http://", "https://")):
         return f"open {uri} in a browser"
-    return f"mlflow ui --backend-store-uri {uri}"
+    return f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri {uri} --workers 1"
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """Markdown that reaches a run: a link on a tracking server; on a local store the command that opens the UI
+    and the run's address in it (a temporary server's link would go nowhere once the command ended)."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if uri.startswith(("http://", "https://")):
+        return f"[MLflow run `{run_id}`]({uri.rstrip('/')}/{page})"
+    return f"MLflow run `{run_id}`: open the UI with `{ui_command(uri)}`, then http://127.0.0.1:5000/{page}"
 
 
 # -- nightly curation runs ---------------------------------------------------------------------------------------
@@ -506,14 +516,22 @@ def find_night(tracking_uri: str, experiment_id: str, key: str) -> Any | None:
 
 
 def _log_night(tracking_uri: str, experiment: str, key: str, run_name: str, params: Mapping[str, Any],
-               metrics: Mapping[str, float], step: int, artifacts: Sequence[str] = (),
-               tags: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Log one night as one run; a finished run with the same key is returned untouched (no duplicate).
+               metrics: Mapping[str, float], step: int, artifacts: Mapping[str, str] | Sequence[str] = (),
+               tags: Mapping[str, str] | None = None, start_ms: int | None = None,
+               datasets: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """Log one night as one run, left RUNNING: :func:`finish_night` finishes it once its version is published
+    (a night that fails to publish leaves no FINISHED run for a version that does not exist). A FINISHED run with
+    the same key is returned untouched (no duplicate); an unfinished one (killed, or its publish failed) is
+    logged into again.
 
-    Returns ``{"run_id", "experiment_id", "resumed", "existing"}``: ``existing`` when the night was already
-    logged in full, ``resumed`` when a run left unfinished by a killed process was completed.
+    ``artifacts``: ``{artifact name: path}`` (stable names, ``contact_sheet.png``, so MLflow's compare view finds
+    them in every night) or paths. ``start_ms``: when the night began, so the run's duration spans its work.
+    ``datasets``: ``{"name", "digest", "source", "context", "rows"}`` logged as MLflow dataset inputs (lineage:
+    the runs table's Dataset column). Returns ``{"run_id", "experiment_id", "resumed", "existing"}``.
     """
-    from mlflow.entities import Metric, Param, RunTag
+    import shutil
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 
     client = _client(tracking_uri)
     exp_id = nightly_experiment(tracking_uri, experiment)
@@ -523,17 +541,36 @@ def _log_night(tracking_uri: str, experiment: str, key: str, run_name: str, para
     if found is not None:
         run_id = found.info.run_id
     else:
-        run_id = client.create_run(exp_id, run_name=run_name,
+        run_id = client.create_run(exp_id, run_name=run_name, start_time=start_ms,
                                    tags={KEY_TAG: key, **dict(tags or {})}).info.run_id
     ms = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, ms, step) for k, raw in metrics.items()
                                       if (v := _metric(raw)) is not None],  # None and NaN: undefined, not logged
                      params=[Param(k, str(v)) for k, v in params.items()],
                      tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
-    for path in artifacts:
-        client.log_artifact(run_id, path)
-    client.set_terminated(run_id, "FINISHED")
+    named = dict(artifacts) if isinstance(artifacts, Mapping) else {os.path.basename(p): p for p in artifacts}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in named.items():
+            if path:
+                client.log_artifact(run_id, shutil.copyfile(path, os.path.join(tmp, name)))
+    if datasets:
+        client.log_inputs(run_id, datasets=[
+            DatasetInput(Dataset(name=d["name"], digest=str(d["digest"])[:36], source_type="local",
+                                 source=json.dumps({"uri": str(d["source"])}),
+                                 profile=json.dumps({"num_rows": int(d["rows"])})),
+                         tags=[InputTag("mlflow.data.context", d.get("context", "training"))])
+            for d in datasets])
     return {"run_id": run_id, "experiment_id": exp_id, "resumed": found is not None, "existing": False}
 
 
+def _finish_night(tracking_uri: str, run_id: str, status: str = "FINISHED", description: str | None = None) -> None:
+    """End a night's run: ``FINISHED`` once its version is published (``description``, the night's summary with
+    its Prefect link, becomes the run's note on the run page), ``FAILED`` when publishing failed."""
+    client = _client(tracking_uri)
+    if description:
+        client.set_tag(run_id, "mlflow.note.content", description)
+    client.set_terminated(run_id, status)
+
+
 log_night = worth_task(_log_night, name="log-night", cache=False)  # runs in the flow's process (one writer)
+finish_night = worth_task(_finish_night, name="finish-night", cache=False)

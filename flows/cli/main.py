@@ -9,6 +9,8 @@ traceback instead. Options shared by several commands are defined once, in :mod:
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from flows.cli import core, curate, nights, select, services, store, study
@@ -22,10 +24,27 @@ app = typer.Typer(
 )
 
 
+#: What ``--verbose`` leaves alone: the console handler of Prefect's logging (its INFO lines: temporary server,
+#: "View at" links to a server that stops with the command, one line per task run, Dask's cluster chatter) and
+#: MLflow's INFO lines. Only the terminal is quieted: Prefect's API handler still sends every log to the UI.
+QUIET_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING", "MLFLOW_LOGGING_LEVEL": "WARNING"}
+
+
+def quiet_terminal(verbose: bool) -> None:
+    """Prefect, Dask and MLflow chatter off the terminal unless ``verbose`` (a value the user set wins); set
+    before any of them is imported, and inherited by the workers this process starts."""
+    if not verbose:
+        for name, value in QUIET_ENV.items():
+            os.environ.setdefault(name, value)
+
+
 @app.callback()
-def root(debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error instead of one line.")):
+def root(debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error instead of one line."),
+         verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's, Dask's and MLflow's log lines "
+                                      "on the terminal (the Prefect UI has them either way).")):
     """Appraise training data and select the subsets worth training on."""
     set_debug(debug)
+    quiet_terminal(verbose or debug)
 
 
 for group in (core, select, store, study, curate, nights):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 import typer
 
@@ -10,6 +11,37 @@ from flows.cli.errors import bad_input, refusing
 from flows.cli.options import (
     launch, runner_option, scheduler_option, storage_option_option, store_option, store_ref, workers_option,
 )
+
+
+@contextmanager
+def runs_progress() -> Iterator[Callable[[int, int, str], None]]:
+    """One progress line for the study's runs: on a terminal a bar (runs done / total, elapsed, an estimate of
+    what is left), elsewhere (a log file, CI) a line at every tenth of the runs, so a log stays short."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    from flows.cli.core import console
+
+    if not console.is_terminal:
+        shown = {"step": -1}
+
+        def line(done: int, total: int, name: str) -> None:
+            step = (10 * done) // max(1, total)
+            if step > shown["step"] or done == total:
+                shown["step"] = step
+                typer.echo(f"runs {done:,}/{total:,} ({100 * done / max(1, total):.0f} %), last: {name}")
+
+        yield line
+        return
+    with Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.description}"),
+                  console=console) as bar:
+        task = bar.add_task("", total=None)
+
+        def update(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=name)
+
+        yield update
 
 
 def study_command(
@@ -48,13 +80,10 @@ def study_command(
                                artifact_location=artifact_location, out_dir=out,
                                storage_options=dict(ref.storage_options))
 
-    def line(done: int, total: int, name: str) -> None:
-        typer.echo(f"[{done}/{total}] {name}")
-
     # the study plans first (store, labels, config, held-out split): what it refuses there is bad input; subsets
     # that fail once it runs raise RuntimeError (exit 1: the others are logged, a rerun retries the failed ones)
-    with refusing(ValueError, FileNotFoundError):
-        result = run_study(options, **target, on_result=line)
+    with refusing(ValueError, FileNotFoundError), runs_progress() as on_result:
+        result = run_study(options, **target, on_result=on_result)
     typer.echo(f"{result['subsets']} subsets: {result['trained']} trained, {result['reused']} reused from earlier "
                f"runs, in {result['seconds']:.1f} s")
     typer.echo(f"report: {result['report']}")
@@ -63,6 +92,22 @@ def study_command(
     typer.echo(f"open the UI: {result['ui']}")
 
 
+def report_command(
+    results: str = typer.Argument(..., help="a study's results.json (written beside its report.md)"),
+    out: str = typer.Option(..., "--out", help="folder to write report.md, report.html and the figures into"),
+    title: str = typer.Option("Appraisal study", "--title", help="the report's title"),
+) -> None:
+    """Write a finished study's report again from its results.json (tables, verdicts, figures): nothing is
+    trained or logged."""
+    from worth.appraisal import report_from_results
+
+    with refusing(ValueError, FileNotFoundError, loc=False):
+        done = report_from_results(results, out, title=title)
+    typer.echo(f"report: {done['report']}")
+    typer.echo(f"html:   {done['html']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the ``worth`` app."""
     app.command("study")(study_command)
+    app.command("report")(report_command)

@@ -114,7 +114,8 @@ def test_two_nights_then_a_rerun(tmp_path, dask_task_runner, read_artifacts):
     from mlflow.tracking import MlflowClient
 
     names = {a.path for a in MlflowClient(tracking_uri=v2["tracking_uri"]).list_artifacts(v2["mlflow_run_id"])}
-    assert names == {"v0002.png", "v0002-additions.json"} and os.path.getsize(night2["contact_sheet"]) > 10_000
+    # stable names across nights, so MLflow's compare view finds the artifacts the nights have in common
+    assert names == {"contact_sheet.png", "additions.json"} and os.path.getsize(night2["contact_sheet"]) > 10_000
 
     summary = read_artifacts(SUMMARY_KEY, night2["flow_run_id"])[0].data
     assert "Curated v0002: 25 added, 50 kept" in summary and "delta against last night" in summary
@@ -146,6 +147,48 @@ def test_a_changed_objective_logs_no_value_delta_and_says_why(tmp_path):
     v3 = night3["record"]
     assert v3["delta_value_note"] is None
     assert v3["metrics"]["delta_value"] == pytest.approx(v3["value"] - v3["value_before"])
+
+
+def test_a_lost_latest_is_rebuilt_and_a_failed_publish_finishes_no_run(tmp_path, monkeypatch):
+    """LATEST deleted after night 1: night 2 builds on v0001 (rebuilt from its claim), one FINISHED run per
+    published version. A night whose publish fails leaves its run FAILED, and the rerun finishes that same run."""
+    night1 = run_curate(_options(tmp_path, limit=500, k=10))  # inline
+    folder = night1["folder"]
+    os.remove(os.path.join(folder, curated.LATEST))
+    night2 = run_curate(_options(tmp_path, limit=900, k=10))
+    assert (night2["version"], night2["record"]["previous"]) == (2, 1)
+    assert night2["record"]["ids"][:10] == night1["record"]["ids"]
+
+    real = curated.publish
+
+    def conflict(*args, **kwargs):
+        raise curated.CurationConflict("another curate run published meanwhile (injected)")
+
+    monkeypatch.setattr(curated, "publish", conflict)
+    with pytest.raises(curated.CurationConflict, match="injected"):
+        run_curate(_options(tmp_path, k=10))
+    assert curated.latest_version(folder) == 2
+    runs = _runs(night2["record"]["tracking_uri"])
+    assert [(r.info.run_name, r.info.status) for r in runs] == [("v0001", "FINISHED"), ("v0002", "FINISHED"),
+                                                                ("v0003", "FAILED")]
+    monkeypatch.setattr(curated, "publish", real)
+    night3 = run_curate(_options(tmp_path, k=10))
+    runs = _runs(night2["record"]["tracking_uri"])
+    assert [(r.info.run_name, r.info.status) for r in runs] == [("v0001", "FINISHED"), ("v0002", "FINISHED"),
+                                                                ("v0003", "FINISHED")]
+    assert runs[2].info.run_id == night3["mlflow_run_id"]
+
+
+def test_version_files_without_latest_or_claims_are_refused_with_the_repair(tmp_path):
+    import shutil
+
+    night1 = run_curate(_options(tmp_path, limit=500, k=10))
+    folder = night1["folder"]
+    os.remove(os.path.join(folder, curated.LATEST))
+    shutil.rmtree(os.path.join(folder, curated.CLAIMS))
+    with pytest.raises(ValueError, match=r"LATEST is missing while .* holds v0001: write .*echo 1 >"):
+        run_curate(_options(tmp_path, limit=900, k=10))
+    assert curated.versions(folder) == [1] and len(_runs(night1["record"]["tracking_uri"])) == 1
 
 
 def _image_folder(root, count, start=0):

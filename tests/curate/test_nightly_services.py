@@ -72,7 +72,9 @@ def test_two_deployed_nights_publish_two_versions_and_two_mlflow_runs(nights):
     runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
     assert [r.info.run_id for r in runs] == [v1["mlflow_run_id"], v2["mlflow_run_id"]]
     assert [r.info.run_name for r in runs] == ["v0001", "v0002"]
-    assert runs[1].data.metrics["delta_accuracy"] == pytest.approx(v2["accuracy"] - v1["accuracy"])
+    # like for like: last night's set re-trained and evaluated on tonight's held-out rows
+    assert runs[1].data.metrics["delta_accuracy"] == pytest.approx(v2["accuracy"] - v2["metrics"]["previous_accuracy"])
+    assert runs[1].data.params["test_digest"] == v2["test_set"]["digest"]
 
 
 @pytest.mark.browser
@@ -86,6 +88,27 @@ def test_the_uis_show_the_night(nights, tmp_path):
     with urllib.request.urlopen(f"{api}/flow_runs/{v2['flow_run_id']}", timeout=30) as reply:
         run_name = json.load(reply)["name"]
     ui = api.removesuffix("/api")
+    assert run_name == "curate-digits-v0002"  # named after what it did, not Prefect's two random words
+    uri = nights["env"]["MLFLOW_TRACKING_URI"]
+    # the two UIs linked both ways: the MLflow run's link in the night's Prefect summary ...
+    request = urllib.request.Request(f"{api}/artifacts/latest/filter", method="POST",
+                                     data=json.dumps({"artifacts": {"key": {"any_": ["curate-summary"]}}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        summary = json.load(reply)[0]["data"]
+    mlflow_page = f"{uri}/#/experiments/{v2['mlflow_experiment_id']}/runs/{v2['mlflow_run_id']}"
+    assert f"]({mlflow_page})" in summary, summary
+    # ... and the flow run's page on the MLflow run (a tag and the run's description)
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(tracking_uri=uri).get_run(v2["mlflow_run_id"])
+    prefect_page = f"{ui}/runs/flow-run/{v2['flow_run_id']}"
+    assert run.data.tags["worth.flow_run_url"] == prefect_page
+    assert run.data.tags["mlflow.note.content"].endswith(f"Prefect flow run: {prefect_page}")
+    assert run.info.end_time - run.info.start_time > 1000  # the run spans the night's work, not its logging
+    assert sorted(a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(run.info.run_id)) == [
+        "additions.json", "contact_sheet.png"]  # the same names every night: MLflow's compare view matches them
+    assert sorted(d.dataset.name for d in run.inputs.dataset_inputs) == ["curated-v0002", "held-out"]
     words = (run_name, "Completed", "curate", "Artifacts")
     page = browser.render(f"{ui}/runs/flow-run/{v2['flow_run_id']}", screenshot=shots / "prefect-curate-run.png",
                           expect=words)
@@ -98,15 +121,14 @@ def test_the_uis_show_the_night(nights, tmp_path):
         page = browser.render(f"{ui}/artifacts/key/{key}", screenshot=shots / f"prefect-{key}.png", expect=words)
         for word in words:
             assert word in page.text, f"{word!r} not on the rendered Prefect artifact page: {page.text[:800]}"
-    uri = nights["env"]["MLFLOW_TRACKING_URI"]
     words = ("worth-nightly", "v0001", "v0002")
     page = browser.render(f"{uri}/#/experiments/{v2['mlflow_experiment_id']}/runs",
                           screenshot=shots / "mlflow-nightly-runs.png", expect=words)
     for word in words:
         assert word in page.text, f"{word!r} not on the rendered MLflow page: {page.text[:800]}"
     page = browser.render(f"{uri}/#/experiments/{v2['mlflow_experiment_id']}/runs/{v2['mlflow_run_id']}",
-                          screenshot=shots / "mlflow-night-v0002.png", expect=("accuracy", "delta_accuracy"))
-    for word in ("accuracy", "delta_accuracy", "n_curated"):
+                          screenshot=shots / "mlflow-night-v0002.png", expect=("accuracy", "Prefect flow run"))
+    for word in ("accuracy", "delta_accuracy", "n_curated", "Prefect flow run", "curated-v0002"):
         assert word in page.text, f"{word!r} not on the rendered MLflow run page: {page.text[:800]}"
 
 

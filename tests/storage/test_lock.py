@@ -149,3 +149,11 @@ def test_both_locks_refuse_another_hosts_lock_and_say_how_to_remove_it(tmp_path,
         with (writer_lock(url) if kind == "store" else curated.lock(folder)):
             pass
     assert json.load(open(path))["host"] == "elsewhere"  # a lock that is not ours is never removed
+
+
+def test_a_relative_store_path_is_locked_in_the_working_directory(tmp_path, monkeypatch):
+    # `worth embed digits --store pool.zarr`: the lock's folder is '' after os.path.split, which is the cwd
+    monkeypatch.chdir(tmp_path)
+    with writer_lock("pool.zarr", command="test") as path:
+        assert path == "pool.zarr.lock" and json.load(open(tmp_path / "pool.zarr.lock"))["command"] == "test"
+    assert not (tmp_path / "pool.zarr.lock").exists()

@@ -12,9 +12,9 @@ from .design import SubsetSpec, holdout_split, make_specs, realise
 from .minimise import greedy_minimise
 from .paths import PathKey, plan_paths, realise_path, realise_paths, realise_subsets, subset_from_paths
 from .scoring import score_subsets
-from .study import aggregate, result_row, run_study, score_subset, train_subset
+from .study import aggregate, report_from_results, result_row, run_study, score_subset, train_subset
 
 __all__ = ["PathKey", "StudyConfig", "SubsetSpec", "plan_paths", "realise_path", "realise_paths", "realise_subsets",
-           "score_subsets", "subset_from_paths", "aggregate", "correlation_table", "greedy_minimise", "holdout_split",
-           "load_config", "make_specs", "path_table", "rank_correlation", "rank_objectives", "realise", "result_row",
-           "run_study", "score_subset", "spread_table", "train_subset"]
+           "score_subsets", "subset_from_paths", "aggregate", "report_from_results", "correlation_table",
+           "greedy_minimise", "holdout_split", "load_config", "make_specs", "path_table", "rank_correlation",
+           "rank_objectives", "realise", "result_row", "run_study", "score_subset", "spread_table", "train_subset"]

@@ -176,6 +176,10 @@ def write_report(rows, tables: dict, figures: dict, out_dir, *, title: str = "Ap
              f"{len(rows)} subsets trained and evaluated. Rank correlations are per regime and size k, with 95% "
              "bootstrap percentile intervals; `moderate` = scores between the random subsets' 10th percentile and "
              "halfway from their 90th percentile to the objective's maximiser (docs/appraisal.md).", ""]
+    if tables.get("verdicts"):
+        from .verdicts import verdict_lines
+
+        lines += verdict_lines(tables["verdicts"])
     if tables.get("ranking"):
         lines += ["## Ranking: best predictor of held-out accuracy first", "",
                   "Mean Spearman ρ over the (regime, k) groups, all subsets (`worth curate --objective auto` "

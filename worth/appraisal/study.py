@@ -26,6 +26,7 @@ from .correlate import correlation_table, path_table, rank_objectives, spread_ta
 from .design import SubsetSpec, check_design, make_specs
 from .paths import realise_subsets
 from .scoring import score_subsets
+from .verdicts import judge
 from .report import (accuracy_vs_k_figure, heatmap_figure, path_figure, scatter_figures, write_html,
                      write_report)
 
@@ -69,6 +70,7 @@ def aggregate(rows: list[dict], config: StudyConfig, out_dir, *, title: str = "A
     path = path_table(rows, objectives)
     tables = {"correlation": corr, "ranking": rank_objectives(corr), "spread": spread_table(rows, objectives),
               "path": path, "stops_paying": stops_paying(path)}
+    tables["verdicts"] = judge(rows, tables)
     if cores:  # a config without a coreset section keeps exactly the tables it had
         tables.update(coreset=coreset_table(cores), coreset_headline=coreset_headline(cores))
     figures = {
@@ -84,6 +86,17 @@ def aggregate(rows: list[dict], config: StudyConfig, out_dir, *, title: str = "A
                                                       "config": config.to_dict()}, indent=1))
     return {"report": report, "html": html, "results": out_dir / "results.json", "figures": figures,
             "tables": tables}
+
+
+def report_from_results(results, out_dir, *, title: str = "Appraisal study") -> dict:
+    """The tables, figures and report of a finished study again, from its ``results.json`` (its rows and
+    config): to write a study's report elsewhere (the repository's ``docs/results/``) or under a newer report
+    format, without training anything."""
+    data = json.loads(Path(results).read_text())
+    if not isinstance(data, dict) or "rows" not in data or "config" not in data:
+        raise ValueError(f"{results} is not a study's results.json (no rows and config): give the results.json a "
+                         "`worth study` run wrote beside its report.md")
+    return aggregate(data["rows"], StudyConfig.from_dict(data["config"]), out_dir, title=title)
 
 
 def run_study(X, labels, X_test, y_test, config: StudyConfig, out_dir, *, inputs=None, n_classes: int | None = None,
