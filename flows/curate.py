@@ -31,6 +31,7 @@ or ``worth curate digits --store demo/digits.zarr --k 40``; deployed as ``curate
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -53,6 +54,7 @@ from worth.train import class_accuracy_metrics
 SUMMARY_KEY = "curate-summary"
 ADDITIONS_KEY = "curate-additions"
 CLASSES_KEY = "curate-classes"
+SHEET_KEY = "curate-contact-sheet"
 
 
 def night_tracking_uri(options: CurateOptions, folder: str, *, check: bool = False) -> str:
@@ -281,6 +283,11 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
             runtime.here(finish_night, tracking_uri, logged["run_id"], "FAILED")
             raise
         summary = _publish_artifacts(runtime, out, previous, additions)
+        # the contact sheet in Prefect too, as a data URL: the PNG travels inside the artifact, so the page shows
+        # it with no file server and no MLflow server up
+        with open(sheet, "rb") as f:
+            runtime.image(SHEET_KEY, "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii"),
+                          f"Curated v{out['version']:04d}: the curated set, tonight's additions in red")
         link = runtime.run_url()
         runtime.here(finish_night, tracking_uri, logged["run_id"], "FINISHED",
                      summary + (f"\n\nPrefect flow run: {link}" if link else f"\n\nPrefect flow run id `{run_id}`"

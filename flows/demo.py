@@ -95,13 +95,17 @@ def describe(result: dict[str, Any]) -> str:
 
 def ui_help(out: str, api: str, tracking: str, record: dict[str, Any]) -> str:
     """How to open the Prefect and MLflow UIs on what the demo recorded."""
+    from tasks.track import experiment_page, ui_command
+
     home = os.environ["PREFECT_HOME"]
     return "\n".join([
         "",
         "Open the UIs (the demo's servers stop when it ends; these start them on its records):",
         f"  Prefect: PREFECT_HOME={home} prefect server start --host 127.0.0.1 --port 4200",
         f"           then http://127.0.0.1:4200/runs/flow-run/{record['flow_run_id']}",
-        f"  MLflow:  mlflow ui --backend-store-uri {tracking} --host 127.0.0.1 --port 5000",
-        f"           then http://127.0.0.1:5000/#/experiments/{record.get('mlflow_experiment_id')}/runs",
+        f"  MLflow:  {ui_command(tracking)} --host 127.0.0.1 --port 5000",
+        f"           then http://127.0.0.1:5000/{experiment_page(record.get('mlflow_experiment_id'))}",
+        f"           (the nights' metrics as columns; this night: "
+        f"http://127.0.0.1:5000/#/experiments/{record.get('mlflow_experiment_id')}/runs/{record.get('mlflow_run_id')})",
         f"  (this run's Prefect API was {api})",
     ])

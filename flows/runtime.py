@@ -8,8 +8,8 @@ depends on where it runs —
   body decides (write what finished, fail at the end);
 - :meth:`Runtime.call` — one task, waited for (a night's selection, its training); :meth:`Runtime.here` — one
   task in the flow's own process (the night's MLflow log);
-- :meth:`Runtime.progress`, :meth:`Runtime.markdown`, :meth:`Runtime.table` — Prefect artifacts, or a progress
-  callback and nothing;
+- :meth:`Runtime.progress`, :meth:`Runtime.markdown`, :meth:`Runtime.table`, :meth:`Runtime.image` — Prefect
+  artifacts, or a progress callback and nothing;
 - :meth:`Runtime.subflow` — another flow's body (the night embeds its new items with the embed flow).
 
 :class:`PrefectRuntime` submits to the flow's task runner (threads, a Dask cluster); :class:`InlineRuntime` runs
@@ -29,8 +29,12 @@ from typing import Any
 
 from pipeline.batch import Outcome, jobs_per_task, split
 
-#: ``progress(percent, *detail)``: detail is what the flow says of the step (the study: done, total, name)
+#: ``progress(percent, *detail)``: detail is what the flow says of the step (the study: done, total, name, phase)
 Progress = Callable[..., None]
+
+#: The launcher's progress callback while :func:`launch` runs a Prefect flow in this process (the CLI's bar): the
+#: flow's progress artifacts report to it as well, so a terminal sees progress under every runner, not inline only.
+_launcher_progress: Progress | None = None
 
 
 class Runtime:
@@ -54,6 +58,9 @@ class Runtime:
 
     def table(self, key: str, table: list[dict], description: str) -> None:
         pass
+
+    def image(self, key: str, url: str, description: str) -> None:
+        """An image artifact (``url``: where the browser fetches it, a ``data:`` URL included)."""
 
     def subflow(self, flow, body: Callable, options: Any) -> Any:
         return body(options, self)
@@ -142,7 +149,14 @@ class PrefectRuntime(Runtime):
         from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
         pid = create_progress_artifact(progress=0.0 if total else 100.0, key=key, description=description)
-        return lambda pct, *detail: update_progress_artifact(pid, pct)
+        listener = _launcher_progress
+
+        def update(pct, *detail):
+            update_progress_artifact(pid, pct)
+            if listener is not None:
+                listener(pct, *detail)
+
+        return update
 
     def markdown(self, key, markdown, description):
         from prefect.artifacts import create_markdown_artifact
@@ -153,6 +167,11 @@ class PrefectRuntime(Runtime):
         from prefect.artifacts import create_table_artifact
 
         create_table_artifact(table=table, key=key, description=description)
+
+    def image(self, key, url, description):
+        from prefect.artifacts import create_image_artifact
+
+        create_image_artifact(image_url=url, key=key, description=description)
 
     def subflow(self, flow, body, options):
         """``flow`` as a subflow on a task runner of the same engine (a Dask client of the same cluster)."""
@@ -237,8 +256,13 @@ def launch(flow, body: Callable, plan: Callable, options: Any, spec=None, *, tas
         prepare(planned)
     if spec is None and task_runner is None:
         return body(options, InlineRuntime(on_progress))
+    global _launcher_progress
     with prefect_api():  # one server for the launcher and its workers, never orphaned by a kill -9
-        return flow.with_options(task_runner=task_runner or runner_for(spec))(options)
+        _launcher_progress = on_progress
+        try:
+            return flow.with_options(task_runner=task_runner or runner_for(spec))(options)
+        finally:
+            _launcher_progress = None
 
 
 def deployed(launcher: Callable, options_type: type, *, name: str, description: str):

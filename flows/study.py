@@ -38,9 +38,10 @@ from flows.runtime import deployed, launch, make_flow
 import numpy as np
 
 from pipeline.study import (StudyOptions, StudyPlan, SubsetSpec, TrainJob, child_key, child_metrics,  # noqa: F401
-                            child_params, correlation_metrics, needs_fill, open_store, plan_fill_jobs,
-                            plan_path_jobs, plan_pool, plan_score_jobs, row_from_run, study_folder, study_key,
-                            study_run_name)
+                            cached_paths, child_params, correlation_metrics, needs_fill, open_store, path_entry,
+                            plan_fill_jobs, plan_path_jobs, plan_pool, plan_score_jobs, row_from_run, score_entry,
+                            study_folder, study_key, study_run_name, work_folder)
+from storage.checkpoint import Checkpoint
 from storage.holdout import record
 from tasks import track
 from tasks.train import fill_jobs, path_jobs, score_jobs, train_jobs
@@ -87,11 +88,15 @@ def realise_and_score(plan: StudyPlan, specs: list[SubsetSpec], runtime) -> tupl
     """
     slots = runtime.slots()
     failed: dict[str, Exception] = {}
-    paths: dict[PathKey, np.ndarray] = {}
-    jobs = plan_path_jobs(plan, specs, slots)
+    work = work_folder(plan)
+    saved = {kind: Checkpoint(work / kind) for kind in ("paths", "fills", "scores")}
+    paths: dict[PathKey, np.ndarray] = cached_paths(saved["paths"].load())
+    jobs = plan_path_jobs(plan, specs, slots, have=paths)
     errors: dict[PathKey, Exception] = {}
-    for i, out in runtime.map(path_jobs, jobs, [j.label for j in jobs]):
-        if out.ok:
+    for i, out in _phase(runtime, "paths", "greedy paths (maximisers, minimisers)", jobs,
+                         runtime.map(path_jobs, jobs, [j.label for j in jobs]), kept=len(paths)):
+        if out.ok:  # kept as each job ends: a kill or a failed run later loses none of it
+            saved["paths"].save({path_entry(PathKey.from_dict(key)): picks for key, picks in out.value["paths"]})
             paths.update({PathKey.from_dict(key): np.asarray(picks, dtype=np.int64) for key, picks in out.value["paths"]})
         else:
             errors.update({key: out.error for unit in jobs[i].units for key in unit_keys(unit)})
@@ -99,27 +104,45 @@ def realise_and_score(plan: StudyPlan, specs: list[SubsetSpec], runtime) -> tupl
         key = path_key(spec)
         if key is not None and key not in paths:
             failed[spec.subset_key] = errors.get(key) or RuntimeError(f"the path {key.name} was not computed")
-    indices: dict[str, np.ndarray] = {}
-    fills = plan_fill_jobs(plan, [s for s in specs if s.subset_key not in failed], paths, slots)
-    for i, out in runtime.map(fill_jobs, fills, [j.label for j in fills]):
+    filled = saved["fills"].load()
+    indices: dict[str, np.ndarray] = {s.subset_key: np.asarray(filled[s.subset_key], dtype=np.int64)
+                                      for s in specs if needs_fill(s) and s.subset_key in filled}
+    fills = plan_fill_jobs(plan, [s for s in specs if s.subset_key not in failed and s.subset_key not in indices],
+                           paths, slots)
+    for i, out in _phase(runtime, "fills", "mixtures completed by the minimiser", fills,
+                         runtime.map(fill_jobs, fills, [j.label for j in fills]), kept=len(indices)):
+        done = {}
         for item, rows in zip(fills[i].fills, out.value["subsets"] if out.ok else [None] * len(fills[i].fills)):
             key = SubsetSpec.from_dict(item["spec"]).subset_key
             if rows is None:
                 failed[key] = out.error
             else:
                 indices[key] = np.asarray(rows, dtype=np.int64)
+                done[key] = np.asarray(rows, dtype=np.int64).tolist()
+        saved["fills"].save(done)
     for spec in specs:
         if spec.subset_key not in failed and spec.subset_key not in indices and not needs_fill(spec):
             indices[spec.subset_key] = subset_from_paths(spec, paths, None, plan.labels)
     keys = [s.subset_key for s in specs if s.subset_key in indices]
-    scores: list[dict] = [{} for _ in keys]
-    scored = plan_score_jobs(plan, [indices[k] for k in keys], plan.config.objectives, slots)
-    for i, out in runtime.map(score_jobs, scored, [j.label for j in scored]):
+    objectives = plan.config.objectives
+    known_scores = saved["scores"].load()
+    scores: list[dict] = [{name: known_scores[score_entry(indices[k], name, params)]
+                           for name, params in objectives.items() if score_entry(indices[k], name, params) in known_scores}
+                          for k in keys]
+    missing = [pos for pos, sc in enumerate(scores) if len(sc) < len(objectives)]
+    scored = plan_score_jobs(plan, [indices[keys[pos]] for pos in missing], objectives, slots)
+    for i, out in _phase(runtime, "scores", "subsets scored by every objective", scored,
+                         runtime.map(score_jobs, scored, [j.label for j in scored]), kept=len(keys) - len(missing)):
+        done = {}
         for pos, got in zip(scored[i].positions, out.value["scores"] if out.ok else [None] * len(scored[i].positions)):
+            pos = missing[pos]  # the job's positions are among the subsets it was given
             if got is None:
                 failed[keys[pos]] = out.error
             else:
                 scores[pos].update(got)
+                done.update({score_entry(indices[keys[pos]], name, objectives[name]): value
+                             for name, value in got.items() if name in objectives})
+        saved["scores"].save(done)
     store = open_store(plan.options.store, plan.options.storage_options or None)
     subsets = {}
     for key, sc in zip(keys, scores):
@@ -130,6 +153,18 @@ def realise_and_score(plan: StudyPlan, specs: list[SubsetSpec], runtime) -> tupl
         subsets[key] = {"indices": idx.tolist(), "rows": rows.tolist(), "ids": store.ids(rows).tolist(),
                         "scores": {name: sc[name] for name in plan.config.objectives}}
     return subsets, failed
+
+
+def _phase(runtime, phase: str, description: str, jobs: list, results, kept: int = 0):
+    """``results`` of a map passed through, the phase's progress reported as each job finishes (a progress
+    artifact per phase; the CLI's line says ``paths 3/12``): the study is not silent before its first run.
+    A phase whose work the checkpoint holds whole (``kept`` pieces, no job) says so once."""
+    progress = runtime.progress(f"{PROGRESS_KEY}-{phase}", len(jobs), f"Study: {description}")
+    if not jobs:
+        progress(100.0, 0, 0, f"{kept:,} kept from an earlier run" if kept else "nothing to do", phase)
+    for done, (i, out) in enumerate(results, 1):
+        progress(100.0 * done / len(jobs), done, len(jobs), jobs[i].label, phase)
+        yield i, out
 
 
 def study_body(options: StudyOptions, runtime) -> dict[str, Any]:
@@ -207,7 +242,7 @@ def study_body(options: StudyOptions, runtime) -> dict[str, Any]:
             tracker.finish(run_id)
             rows[spec.key] = row
             done += 1
-            progress(100.0 * done / len(todo), reused + done, total, spec.name)
+            progress(100.0 * done / len(todo), reused + done, total, spec.name, "runs")
     if errors:
         tracker.finish(parent_id, "FAILED")
         name, exc = errors[0]
@@ -231,7 +266,8 @@ def study_body(options: StudyOptions, runtime) -> dict[str, Any]:
             "tracking_uri": plan.tracking_uri, "experiment": plan.experiment, "experiment_id": tracker.experiment_id,
             "parent_run_id": parent_id, "study_key": plan.key, "subsets": total, "trained": len(todo),
             "reused": reused, "processes": sorted(processes), "seconds": seconds,
-            "ui": track.ui_command(plan.tracking_uri), "flow_run_id": runtime.run_id()}
+            "ui": track.ui_command(plan.tracking_uri), "flow_run_id": runtime.run_id(),
+            "experiment_url": track.experiment_url(plan.tracking_uri, tracker.experiment_id)}
 
 
 study_flow = make_flow(study_body, StudyOptions, name="study", description="The appraisal study: subsets "

@@ -52,7 +52,7 @@ from worth.appraisal import (StudyConfig, SubsetSpec, holdout_split, load_config
                              score_subsets, train_subset)
 from worth.appraisal.config import check_holdout_fraction
 from worth.appraisal.design import check_design, complete_mixture, spec_rng
-from worth.appraisal.paths import fill_cost, path_key, path_units, realise_unit, unit_cost
+from worth.appraisal.paths import PathKey, fill_cost, path_key, path_units, realise_unit, unit_cost
 from worth.data.encoders import set_torch_threads
 from worth.appraisal.minimise import unit_rows_kept
 from worth.facility.lists import share_first_pass
@@ -84,7 +84,7 @@ class StudyOptions(BaseModel):
         "store, if any. Ignored for a store with a 'test' split (Fashion-MNIST).")
     tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else sqlite beside a local store "
-        "(<store>.mlflow/mlflow.db).")
+        "(mlflow.db in the folder holding the store, shared with its nights).")
     experiment: str | None = Field(None, description="MLflow experiment name; default 'worth-study-<store name>'.")
     artifact_location: str | None = Field(
         None, description="Where a new experiment's artifacts go; default beside a SQLite tracking file (needed "
@@ -591,11 +591,13 @@ def _dense_facility(objective: str, params: dict) -> bool:
     return objective == "facility-location" and params.get("neighbors") is None
 
 
-def plan_path_jobs(plan: StudyPlan, specs: list[SubsetSpec], slots: int) -> list[PathJob]:
+def plan_path_jobs(plan: StudyPlan, specs: list[SubsetSpec], slots: int,
+                   have: dict | None = None) -> list[PathJob]:
     """The path jobs of ``specs``: every greedy path they are cut from, once, as branching runs
     (:func:`worth.appraisal.paths.path_units`) packed into balanced jobs (dense facility location's
-    minimisers in one job, sharing a first pass)."""
-    units = path_units(plan_paths(specs))
+    minimisers in one job, sharing a first pass); the paths in ``have`` (from the checkpoint, long enough:
+    :func:`covers`) are not computed again."""
+    units = path_units({key: length for key, length in plan_paths(specs).items() if not covers(have, key, length)})
     n, m = plan.n_pool, int(plan.pool["dim"])
     costs = [unit_cost(u, n, m) for u in units]
     opts = plan.options
@@ -609,6 +611,49 @@ def plan_path_jobs(plan: StudyPlan, specs: list[SubsetSpec], slots: int) -> list
                                 label=f"{kind}-{len(b)}"))
     # the heaviest first: the scheduler starts the longest work first
     return sorted(jobs, key=lambda j: -sum(unit_cost(u, n, m) for u in j.units))
+
+
+# ------------------------------------------------------------------------------------------ checkpoint
+# Paths, completions and scores are pure functions of the pool (its rows and held-out split), so they are kept
+# per pool, not per study: a study rerun with other training settings, a killed study or one whose runs
+# failed finds them (storage.checkpoint). Keys name the work: a path's key, a completion's subset key, a
+# subset's sorted rows and the objective.
+
+WORK_FOLDER = "work"
+
+
+def work_folder(plan: StudyPlan) -> Path:
+    """Where the pool's finished paths, completions and scores are kept: ``<store>.study/work/<pool digest>``
+    for a local store, ``<report folder>/work`` otherwise."""
+    base = study_folder(plan.options.store)
+    if base is None:
+        return Path(plan.out_dir) / WORK_FOLDER
+    return base / WORK_FOLDER / _digest(plan.pool)
+
+
+def path_entry(key: PathKey) -> str:
+    """A path's checkpoint key."""
+    return json.dumps(key.to_dict(), sort_keys=True)
+
+
+def cached_paths(entries: dict[str, Any]) -> dict[PathKey, np.ndarray]:
+    """The checkpoint's paths by key."""
+    return {PathKey.from_dict(json.loads(k)): np.asarray(v, dtype=np.int64) for k, v in entries.items()}
+
+
+def covers(have: dict | None, key: PathKey, length: int) -> bool:
+    """Whether a stored path serves a need of ``length`` picks: a balanced path is made for its own k; an
+    unconstrained one serves every shorter k as its prefix (the prefix property of greedy runs)."""
+    got = None if have is None else have.get(key)
+    return got is not None and (key.balanced_k is not None or len(got) >= length)
+
+
+def score_entry(indices, objective: str, params: dict) -> str:
+    """A score's checkpoint key: the objective, its parameters and the subset's pool positions *in order* (the
+    value of a set does not depend on the order of its rows, but its last bits do: a kept score is the very
+    number a fresh scoring of those rows gives)."""
+    rows = np.asarray(indices, dtype=np.int64)
+    return _digest({"objective": objective, "params": params, "rows": hashlib.sha256(rows.tobytes()).hexdigest()})
 
 
 def needs_fill(spec: SubsetSpec) -> bool:

@@ -4,9 +4,11 @@ This module and ``infra/`` are the only ones that import MLflow, and only the fl
 return small dicts and the flow logs them as they arrive. Facts behind the choices (docs/stack.md, measured here):
 
 * **Tracking URI** (one rule, :func:`pick_tracking_uri`): ``--tracking-uri`` when given, else
-  ``MLFLOW_TRACKING_URI`` (MLflow's own convention), else ``mlflow.db`` (SQLite) in a default folder — the
-  study's is ``<store>.mlflow/`` (:func:`resolve_tracking_uri`), the night's the folder holding the curated
-  versions' folder (:func:`default_tracking_uri`: ``demo/mlflow.db`` for the demo). :meth:`Tracker.open` creates
+  ``MLFLOW_TRACKING_URI`` (MLflow's own convention), else ``mlflow.db`` (SQLite) in the *project folder*, the
+  folder holding the store (:func:`project_folder`): the study of ``demo/digits.zarr`` (:func:`resolve_tracking_uri`)
+  and its nights (:func:`default_tracking_uri`; the curated versions sit beside the store) both land in
+  ``demo/mlflow.db``, one ``mlflow ui`` for both. A study started before this rule keeps the database it began
+  with (``<store>.mlflow/mlflow.db`` when that file exists), so its resume still finds its runs. :meth:`Tracker.open` creates
   the database and the experiment in the flow process *before* any worker starts: three processes opening one
   fresh SQLite store at once corrupted it (a migration race).
 * **Artifacts** (one rule, :func:`resolve_artifact_location`, applied by :func:`ensure_experiment` to the
@@ -92,15 +94,25 @@ def pick_tracking_uri(explicit: str | None, folder: str | os.PathLike | None, *,
     return uri
 
 
+def project_folder(store: str) -> Path:
+    """The folder holding a local store: where its project's default tracking database ``mlflow.db`` lives,
+    shared by the store's study, its nights and every other store of that folder."""
+    return Path(StoreRef(store).path).resolve().parent
+
+
 def resolve_tracking_uri(store: str, explicit: str | None = None, *, check: bool = False) -> str:
-    """The tracking URI of a study on ``store`` (:func:`pick_tracking_uri`; the default folder ``<store>.mlflow``).
+    """The tracking URI of a study on ``store`` (:func:`pick_tracking_uri`; the default folder the project's,
+    :func:`project_folder`, or ``<store>.mlflow`` where a study of the older rule already keeps its runs).
 
     Raises
     ------
     ValueError
         For a remote store (``s3://...``) with neither: a SQLite file cannot live beside it.
     """
-    folder = beside_store(store, ".mlflow") if is_local(store) else None
+    folder = None
+    if is_local(store):
+        legacy = beside_store(store, ".mlflow")
+        folder = legacy if (legacy / "mlflow.db").exists() else project_folder(store)
     return pick_tracking_uri(explicit, folder, why_none=f"store={store!r} is remote, so ", check=check)
 
 
@@ -341,6 +353,40 @@ def ensure_experiment(client, uri: str, experiment: str, artifact_location: str 
     return found.experiment_id
 
 
+#: The share key of the view :func:`set_default_view` stores: MLflow's UI reads a shared view (its "Share"
+#: button's) from the experiment tag ``mlflow.sharedViewState.<key>`` when the page's address carries
+#: ``?viewStateShareKey=<key>`` — the one way MLflow offers to open an experiment on chosen columns for everyone.
+VIEW_KEY = "worth-default"
+#: The columns MLflow's runs table shows by default (its own ``attributes`` columns), kept in the view.
+_DEFAULT_COLUMNS = ["attributes.`Duration`", "attributes.`Dataset`"]
+
+
+def set_default_view(client, experiment_id: str, metrics: Sequence[str], params: Sequence[str] = (),
+                     order_by: str | None = None) -> None:
+    """Store the experiment's default view: the runs table with ``metrics`` and ``params`` as columns (MLflow
+    shows none until they are picked by hand), sorted by ``order_by`` (a metric, descending; default the start
+    time). Opened by :func:`experiment_page`. Written only when the stored view differs, so opening an
+    experiment whose view is set stays a read (a tracker opens on a full disk and fails at its first write)."""
+    columns = [*_DEFAULT_COLUMNS, *(f"params.`{p}`" for p in params), *(f"metrics.`{m}`" for m in metrics)]
+    state = json.dumps({"selectedColumns": columns, "orderByAsc": False,
+                        "orderByKey": f"metrics.`{order_by}`" if order_by else "attributes.start_time"})
+    tag = f"mlflow.sharedViewState.{VIEW_KEY}"
+    if client.get_experiment(experiment_id).tags.get(tag) != state:
+        client.set_experiment_tag(experiment_id, tag, state)
+
+
+def experiment_page(experiment_id: str) -> str:
+    """The UI address (after the server's root) of the experiment's runs on its default view."""
+    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+
+
+def experiment_url(uri: str, experiment_id: str) -> str:
+    """Where a browser opens the experiment on its default view: on the tracking server itself, else on the
+    server :func:`ui_command` starts (MLflow's default address)."""
+    root = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{root}/{experiment_page(experiment_id)}"
+
+
 def _metric(value: Any) -> float | None:
     """A metric value MLflow stores faithfully, or ``None`` to leave it out (NaN: undefined, not zero)."""
     if value is None or isinstance(value, bool):
@@ -381,7 +427,9 @@ class Tracker:
     def open(cls, uri: str, experiment: str, artifact_location: str | None = None) -> "Tracker":
         """Create (or find) the experiment ``experiment`` in the tracking store ``uri``."""
         client = _client(uri)
-        return cls(client, ensure_experiment(client, uri, experiment, artifact_location), uri, experiment)
+        exp_id = ensure_experiment(client, uri, experiment, artifact_location)
+        set_default_view(client, exp_id, STUDY_COLUMNS, params=["kind", "objective", "regime", "k"], order_by="accuracy")
+        return cls(client, exp_id, uri, experiment)
 
     @property
     def artifact_location(self) -> str:
@@ -496,13 +544,24 @@ def run_link(uri: str, experiment_id: str, run_id: str) -> str:
 
 def default_tracking_uri(beside: str, explicit: str | None = None, *, check: bool = False) -> str:
     """The night's tracking URI (:func:`pick_tracking_uri`): ``explicit``, else ``MLFLOW_TRACKING_URI`` when set
-    (the services' MLflow server), else a SQLite file in folder ``beside``."""
+    (the services' MLflow server), else a SQLite file in folder ``beside`` (the folder holding the curated
+    versions' folder, which is the store's :func:`project_folder` for a local store)."""
     return pick_tracking_uri(explicit, beside, check=check)
 
 
+#: The study's runs table's columns: each subset's held-out accuracy beside the scores that should predict it.
+STUDY_COLUMNS = ["accuracy", "score.facility-location", "score.vendi", "score.logdet", "n_train"]
+#: The nightly runs table's columns (:func:`set_default_view`): what a night is judged by, at a glance.
+NIGHT_COLUMNS = ["accuracy", "delta_accuracy", "value", "delta_value", "n_curated", "added", "n_test"]
+
+
 def nightly_experiment(uri: str, name: str = NIGHTLY_EXPERIMENT) -> str:
-    """The experiment's id, created when missing (:func:`ensure_experiment`: the one artifact rule)."""
-    return ensure_experiment(_client(uri), uri, name)
+    """The experiment's id, created when missing (:func:`ensure_experiment`: the one artifact rule), its default
+    view on the night's metrics (:func:`set_default_view`)."""
+    client = _client(uri)
+    exp_id = ensure_experiment(client, uri, name)
+    set_default_view(client, exp_id, NIGHT_COLUMNS, params=["objective"])
+    return exp_id
 
 
 def find_night(tracking_uri: str, experiment_id: str, key: str) -> Any | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 
@@ -14,32 +14,36 @@ from flows.cli.options import (
 
 
 @contextmanager
-def runs_progress() -> Iterator[Callable[[int, int, str], None]]:
-    """One progress line for the study's runs: on a terminal a bar (runs done / total, elapsed, an estimate of
-    what is left), elsewhere (a log file, CI) a line at every tenth of the runs, so a log stays short."""
+def runs_progress() -> Iterator[Callable[..., None]]:
+    """One progress line for each phase of the study (``paths``, ``fills``, ``scores``, then ``runs``): on a
+    terminal a bar (done / total, elapsed, an estimate of what is left), elsewhere (a log file, CI) a line at
+    every tenth of a phase, so a log stays short. Called as ``(done, total, name, phase)``."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
     from flows.cli.core import console
 
     if not console.is_terminal:
-        shown = {"step": -1}
+        shown: dict[str, int] = {}
 
-        def line(done: int, total: int, name: str) -> None:
+        def line(done: int, total: int, name: str, phase: str = "runs") -> None:
             step = (10 * done) // max(1, total)
-            if step > shown["step"] or done == total:
-                shown["step"] = step
-                typer.echo(f"runs {done:,}/{total:,} ({100 * done / max(1, total):.0f} %), last: {name}")
+            if step > shown.get(phase, -1) or done == total:
+                shown[phase] = step
+                pct = 100 * done / total if total else 100
+                typer.echo(f"{phase} {done:,}/{total:,} ({pct:.0f} %), last: {name}")
 
         yield line
         return
-    with Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.description}"),
+    with Progress(TextColumn("[bold]{task.fields[phase]:<6}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.description}"),
                   console=console) as bar:
-        task = bar.add_task("", total=None)
+        tasks: dict[str, Any] = {}
 
-        def update(done: int, total: int, name: str) -> None:
-            bar.update(task, completed=done, total=total, description=name)
+        def update(done: int, total: int, name: str, phase: str = "runs") -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task("", total=total, phase=phase)
+            bar.update(tasks[phase], completed=done, total=total, description=name)
 
         yield update
 
@@ -56,7 +60,7 @@ def study_command(
     workers: Optional[int] = workers_option("subsets"),
     scheduler: Optional[str] = scheduler_option(),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
-                                               "MLFLOW_TRACKING_URI, else <store>.mlflow/mlflow.db)"),
+                                               "MLFLOW_TRACKING_URI, else mlflow.db in the folder holding the store)"),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment (default "
                                              "worth-study-<store name>)"),
     artifact_location: Optional[str] = typer.Option(None, "--artifact-location",
@@ -90,6 +94,7 @@ def study_command(
     typer.echo(f"MLflow: experiment {result['experiment']!r} (id {result['experiment_id']}), parent run "
                f"{result['parent_run_id']}")
     typer.echo(f"open the UI: {result['ui']}")
+    typer.echo(f"  then {result['experiment_url']} (each subset's accuracy beside its scores)")
 
 
 def report_command(

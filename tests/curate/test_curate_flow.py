@@ -10,6 +10,7 @@ once, one fails.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ import threading
 import numpy as np
 import pytest
 
-from flows.curate import ADDITIONS_KEY, SUMMARY_KEY, CurateOptions, run_curate
+from flows.curate import ADDITIONS_KEY, SHEET_KEY, SUMMARY_KEY, CurateOptions, run_curate
 from storage import curated
 from storage.store import EmbeddingStore
 from pipeline.curate import held_out_mask
@@ -123,6 +124,9 @@ def test_two_nights_then_a_rerun(tmp_path, dask_task_runner, read_artifacts):
     assert "auto: no study of this pool" in summary and v2["test_set"]["digest"][:19] in summary
     table = json.loads(read_artifacts(ADDITIONS_KEY, night2["flow_run_id"])[0].data)
     assert [row["id"] for row in table] == v2["added"]
+    sheet = read_artifacts(SHEET_KEY, night2["flow_run_id"])[0]  # the contact sheet in Prefect: the PNG itself
+    assert sheet.type == "image" and sheet.data.startswith("data:image/png;base64,")
+    assert base64.b64decode(sheet.data.split(",", 1)[1]) == open(night2["contact_sheet"], "rb").read()
 
     rerun = run_curate(_options(tmp_path), task_runner=dask_task_runner)
     assert rerun["noop"] and rerun["version"] == 2 and curated.versions(folder) == [1, 2]

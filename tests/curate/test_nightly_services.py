@@ -81,6 +81,7 @@ def test_two_deployed_nights_publish_two_versions_and_two_mlflow_runs(nights):
 @pytest.mark.skipif(browser.chromium() is None, reason="no chromium (apt-get install chromium)")
 def test_the_uis_show_the_night(nights, tmp_path):
     from storage import curated
+    from tasks.track import experiment_page
 
     shots = Path(os.environ.get("WORTH_TEST_ARTIFACTS", tmp_path))
     v2 = curated.read_version(str(nights["store"]) + ".curated")
@@ -117,12 +118,16 @@ def test_the_uis_show_the_night(nights, tmp_path):
     # the key pages show the key and the latest artifact's description; the markdown body was still blank after
     # the render budget (seen 2026-12-02), so the content itself is checked through the API in test_curate_flow
     for key, words in (("curate-summary", ("curate-summary", "Nightly curation v0002")),
-                       ("curate-additions", ("curate-additions", "Tonight's additions (v0002)"))):
+                       ("curate-additions", ("curate-additions", "Tonight's additions (v0002)")),
+                       ("curate-contact-sheet", ("curate-contact-sheet", "Curated v0002: the curated set"))):
         page = browser.render(f"{ui}/artifacts/key/{key}", screenshot=shots / f"prefect-{key}.png", expect=words)
         for word in words:
             assert word in page.text, f"{word!r} not on the rendered Prefect artifact page: {page.text[:800]}"
-    words = ("worth-nightly", "v0001", "v0002")
-    page = browser.render(f"{uri}/#/experiments/{v2['mlflow_experiment_id']}/runs",
+    # the experiment's default view (the link the demo prints): the nights' metrics are columns of the runs table,
+    # which MLflow otherwise shows only once they are picked by hand (the table renders the columns in view
+    # only: at this window's width the first two metrics, `accuracy` and `added`, both columns of the view)
+    words = ("worth-nightly", "v0001", "v0002", "viewing a shared view", "Metrics", "accuracy", "added")
+    page = browser.render(f"{uri}/{experiment_page(v2['mlflow_experiment_id'])}",
                           screenshot=shots / "mlflow-nightly-runs.png", expect=words)
     for word in words:
         assert word in page.text, f"{word!r} not on the rendered MLflow page: {page.text[:800]}"

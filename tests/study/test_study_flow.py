@@ -110,6 +110,9 @@ def test_parent_and_a_child_per_subset_with_every_metric_and_artifact(flow_run, 
 
     progress = read_artifacts(PROGRESS_KEY, result["flow_run_id"])
     assert len(progress) == 1 and progress[0].data == pytest.approx(100.0)
+    for phase in ("paths", "scores"):  # the phases before the first run report their progress as well
+        done = read_artifacts(f"{PROGRESS_KEY}-{phase}", result["flow_run_id"])
+        assert len(done) == 1 and done[0].data == pytest.approx(100.0), phase
     md = read_artifacts(REPORT_KEY, result["flow_run_id"])[0].data
     assert md.startswith("# Appraisal study") and "mlflow ui --backend-store-uri " + uri in md
 
@@ -226,3 +229,24 @@ def _pool(url):
     from pipeline.study import pool_identity
 
     return pool_identity(url, read_recorded(url).describe())
+
+
+@pytest.mark.slow
+def test_the_cli_reports_each_phase_and_the_runs_under_the_dask_runner(digits_store, dask_cluster, prefect_api,
+                                                                       tmp_path):
+    """Not inline only: the launcher's progress reaches the terminal from a flow on a Dask cluster, one line a
+    tenth of each phase in a log (no terminal), none of Prefect's per-task lines."""
+    import subprocess
+
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-m", "flows.cli.main", "study", "--store", digits_store, "--config",
+                          str(Path(__file__).parent / "tiny.yaml"), "--tracking-uri",
+                          f"sqlite:///{tmp_path / 'mlflow.db'}", "--out", str(tmp_path / "report"),
+                          "--scheduler", dask_cluster.scheduler_address],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.splitlines()
+    for phase in ("paths", "scores"):
+        assert any(line.startswith(phase + " ") and "(100 %)" in line for line in lines), (phase, lines)
+    assert any(line.startswith(f"runs {len(SPECS)}/{len(SPECS)} (100 %)") for line in lines), lines
+    assert sum(line.startswith("runs ") for line in lines) <= 11 and "Task run" not in res.stdout + res.stderr

@@ -39,7 +39,7 @@ import numpy as np
 from .._array import is_cupy, is_numpy, to_numpy
 from ..objectives import SpectralObjective, snap_eigenvalues
 from .eigupdate import zero_weight_floor
-from .quadrature import fit_rule, target_error
+from .quadrature import covers_zero, fit_rule, target_error
 from .secular import secular_moved_sum, secular_roots_compiled, secular_roots_portable, zero_cluster_root
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -188,6 +188,7 @@ class Quadrature(_Method):
         self.rule = None
         self.R = None  # R[j, q] = 1/(λ_j + s_q)
         self.max_norm2 = float(to_numpy(xp.max(state.norms2))) if state.n else 0.0
+        self.zero = covers_zero(state.objective)  # rules on [0, hi]: no root solved (quadrature.py)
         state.info.update({"refits": 0, "nodes": 0, "fit_error": 0.0, "error_bound": 0.0,
                            "fallback_steps": 0, "sm_steps": 0, "sm_drift": 0.0})
 
@@ -224,14 +225,18 @@ class Quadrature(_Method):
             return
         lo_need, hi_need = float(positive[0]), float(positive[-1]) + self.max_norm2
         rule = self.rule
-        if rule is None or lo_need < rule.lo or hi_need > rule.hi:
-            rule = fit_rule(st.objective, lo_need / 4, hi_need * 4, st.rtol)
+        if rule is None or (lo_need < rule.lo and not rule.zero) or hi_need > rule.hi:
+            rule = fit_rule(st.objective, lo_need / 4, hi_need * 4, st.rtol, zero=self.zero)
+            if rule is not None and rule.zero and rule.error > target_error(rule, st.rtol):
+                alt = fit_rule(st.objective, lo_need / 4, hi_need * 4, st.rtol)  # the interval's fit, roots at 0
+                if alt.error <= target_error(alt, st.rtol):  # else the zero rule: bounded, its table stands
+                    rule = alt
             self.rule = rule
             self._refitted()
             st.info["refits"] += 1
             st.info["nodes"] = int(rule.s.size)
             st.info["fit_error"] = max(st.info["fit_error"], rule.error)
-        if not self.use_rule:
+        if not self.use_rule and not self.bounded:
             st.info["fallback_steps"] += 1
             return
         lam = xp.reshape(st.lam, (-1, 1))
@@ -240,6 +245,11 @@ class Quadrature(_Method):
         self.w = xp.asarray(rule.w, dtype=st.X.dtype) if not is_numpy(xp) else rule.w
         self.R = 1.0 / (lam + xp.reshape(s_q, (1, -1)))
         self._rule_ready()
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the rule, too coarse to serve gains itself, still bounds them for :meth:`refine`."""
+        return False
 
     def _refitted(self) -> None:
         """A new rule was fitted (its nodes changed)."""
@@ -262,7 +272,7 @@ class Quadrature(_Method):
             a = Z2 @ self.R
             a += w0[:, None] / self.s[None, :]
             quad = rule.c0 * norms + np.log1p(a, out=a) @ self.w
-            if np.any(w0 > 0):
+            if not rule.zero and np.any(w0 > 0):
                 Z2[Z2 <= zero_weight_floor(st.m) * _EPS * norms[:, None]] = 0.0
                 W[:, 0] = w0
                 mu0 = zero_cluster_root(st.poles_np, W, None)
@@ -274,7 +284,7 @@ class Quadrature(_Method):
         w0 = st._zero_weight(Z2, norms)
         a = Z2 @ self.R + xp.reshape(w0, (-1, 1)) / xp.reshape(self.s, (1, -1))
         quad = rule.c0 * norms + xp.log1p(a) @ self.w
-        if bool(xp.any(w0 > 0)):
+        if not rule.zero and bool(xp.any(w0 > 0)):
             quad = quad + self._zero_root_correction(w0, Z2, norms)
         return quad
 
@@ -304,6 +314,10 @@ class Quadrature(_Method):
             st.info["error_bound_abs"] = max(st.info.get("error_bound_abs", 0.0), rule.error * rule.scale * norm2)
 
 
+#: The coarsest relative rule whose table still serves, bounded, in the greedy route (:meth:`ShermanMorrison.refine`).
+BOUNDED_MAX = 1e-4
+
+
 class ShermanMorrison(Quadrature):
     """Quadrature from a table ``A[i, q] = x_iᵀ(C + s_q I)⁻¹x_i`` of every row, updated after each pick.
 
@@ -319,8 +333,36 @@ class ShermanMorrison(Quadrature):
         super().__init__(state)
         self.table = None
 
+    @property
+    def bounded(self) -> bool:
+        """A relative rule short of the target (large spectra: the hybrid's ``φ' ∝ t^(−α−1)`` over many
+        decades) but within :data:`BOUNDED_MAX`: its table's gains carry the bound ``error·|Δ|``, and
+        :meth:`refine` turns that into the exact argmax."""
+        rule = self.rule
+        return (self.state.size > 0 and rule is not None and rule.relative and not self.use_rule
+                and rule.error <= BOUNDED_MAX)
+
+    def refine(self, candidates, deltas: np.ndarray) -> np.ndarray:
+        """The greedy step's ``deltas`` of every candidate with those that could reach the best (within the
+        rule's bound, and the tie band) computed exactly by the roots: the optimiser then picks what the exact
+        gains pick. A no-op when the rule serves (``use_rule``) or no table stands behind the deltas."""
+        if self.table is None or self.use_rule or not self.bounded or deltas.size == 0:
+            return deltas
+        st = self.state
+        bound = 2.0 * self.rule.error * np.abs(deltas)  # |Δ − Δ̃| ≤ e·|Δ| ≤ e·|Δ̃|/(1 − e)
+        floor = float(np.max(deltas - bound))
+        band = 1e-8 * max(abs(floor), abs(st.stat), np.finfo(np.float64).tiny)  # the optimiser's ties, 10× over
+        close = np.flatnonzero(deltas + bound >= floor - band)
+        out = deltas.copy()
+        for start in range(0, close.size, st.batch_size):
+            part = close[start:start + st.batch_size]
+            out[part] = to_numpy(self.roots.delta(np.asarray(candidates)[part]))
+        st.info["bounded_steps"] = st.info.get("bounded_steps", 0) + 1
+        st.info["refined"] = st.info.get("refined", 0) + int(close.size)
+        return out
+
     def delta(self, idx):
-        if self.table is None or not self.use_rule:
+        if self.table is None or not (self.use_rule or self.bounded):
             return super().delta(idx)
         st = self.state
         xp = st.xp
@@ -339,7 +381,8 @@ class ShermanMorrison(Quadrature):
     def _rule_ready(self) -> None:
         st = self.state
         xp = st.xp
-        if st.U.shape[1] == st.m and (self.table is None or st.size % st.refresh == 0):
+        # Full rank, or a rule that holds down to 0 (then the zero eigenspace's part ``w₀/s`` is in the table)
+        if (st.U.shape[1] == st.m or self.rule.zero) and (self.table is None or st.size % st.refresh == 0):
             exact = self._exact_table()
             if self.table is not None:
                 drift = float(to_numpy(xp.max(xp.abs(self.table - exact) / exact)))
@@ -347,21 +390,32 @@ class ShermanMorrison(Quadrature):
             self.table = exact
 
     def _exact_table(self):
-        """``A[i, q] = x_iᵀ(C + s_q I)⁻¹x_i`` for all rows, by projection (full rank: no zero part)."""
+        """``A[i, q] = x_iᵀ(C + s_q I)⁻¹x_i = Σ_j z_ij²/(λ_j + s_q) + w₀ᵢ/s_q`` for all rows, by projection
+        (the zero eigenspace's part ``w₀`` only while ``C`` lacks full rank)."""
         st = self.state
+        xp = st.xp
         out = []
         step = st.batch_size * 8
+        deficient = st.U.shape[1] < st.m
         for start in range(0, st.n, step):
-            Z = st.X[start:min(start + step, st.n), :] @ st.U
-            out.append((Z * Z) @ self.R)
-        return st.xp.concat(out, axis=0)
+            stop = min(start + step, st.n)
+            Z = st.X[start:stop, :] @ st.U
+            Z2 = Z * Z
+            a = Z2 @ self.R
+            if deficient:
+                w0 = st._zero_weight(Z2, st.norms2[start:stop])
+                a = a + xp.reshape(w0, (-1, 1)) / xp.reshape(self.s, (1, -1))
+            out.append(a)
+        return xp.concat(out, axis=0)
 
     def sherman_morrison(self, v) -> None:
-        """Rank-one update of the table for ``C → C + v vᵀ`` (``C`` full rank, so ``(C + sI)⁻¹ = U D Uᵀ``)."""
+        """Rank-one update of the table for ``C → C + v vᵀ``: ``(C + sI)⁻¹ = U D Uᵀ + (I − U Uᵀ)/s``."""
         st = self.state
         xp = st.xp
         y = st.U.T @ v
         P = st.U @ (xp.reshape(y, (-1, 1)) * self.R)  # (m, Q): (C + s_q I)⁻¹ v
+        if st.U.shape[1] < st.m:  # the part of v outside range(C)
+            P = P + xp.reshape(v - st.U @ y, (-1, 1)) / xp.reshape(self.s, (1, -1))
         denom = 1.0 + xp.sum(xp.reshape(v, (-1, 1)) * P, axis=0)
         B = st.X @ P
         self.table = self.table - (B * B) / xp.reshape(denom, (1, -1))

@@ -205,7 +205,8 @@ class SpectralState(State):
         for start in range(0, len(candidates), self.batch_size):
             idx = candidates[start:start + self.batch_size]
             out[start:start + len(idx)] = to_numpy(self._delta_stat(idx))
-        return out
+        refine = getattr(self.gain, "refine", None)  # bounded gains: the contenders for the best made exact
+        return out if refine is None else refine(candidates, out)
 
     def _rows(self, idx):
         xp = self.xp
