@@ -180,10 +180,22 @@ class SpectralObjective(Objective):
         """The gain methods (:data:`worth.spectral.methods.METHODS`) that serve this objective exactly.
 
         Every spectral objective has the eigenvalue oracle and the secular roots; the quadrature routes need
-        ``φ'`` (:meth:`phi_prime`); ``closed-form`` needs an objective-specific formula (``logdet``).
+        ``φ'`` (:meth:`phi_prime`); ``closed-form`` and ``closed-form-table`` need a :meth:`resolvent` (``logdet``; ``hybrid`` at ``α = 1``).
         """
         routes = ("oracle", "secular", "secular-portable")
         return routes + ("quadrature", "sherman-morrison") if self.phi_prime() is not None else routes
+
+    def resolvent(self) -> tuple[float, bool] | None:
+        """``(c, squared)`` where a row's change of ``Σ φ(λ)`` is a function of ``a = xᵀ(cI + C)⁻¹x`` (and, when
+        ``squared``, of ``b = xᵀ(cI + C)⁻²x``) given by :meth:`resolvent_gain`; ``None`` where it is not (the
+        default). Objectives that have one declare ``closed-form`` (``a``, ``b`` by projection on the
+        eigenbasis) and ``closed-form-table`` (``a``, ``b`` of every row kept and updated by Sherman–Morrison:
+        greedy's route, ``docs/gains.md``)."""
+        return None
+
+    def resolvent_gain(self, a, b, xp):
+        """The change of ``Σ φ(λ)`` from :meth:`resolvent`'s ``a`` and ``b`` (arrays of the namespace ``xp``)."""
+        raise NotImplementedError(f"objective {self.name!r} declares no resolvent")
 
 
 def snap_eigenvalues(eigenvalues, m: int, xp):

@@ -10,6 +10,7 @@ traceback instead. Options shared by several commands are defined once, in :mod:
 from __future__ import annotations
 
 import os
+import warnings
 
 import typer
 
@@ -36,6 +37,9 @@ def quiet_terminal(verbose: bool) -> None:
     if not verbose:
         for name, value in QUIET_ENV.items():
             os.environ.setdefault(name, value)
+        # a second command beside a first finds the Dask scheduler's HTTP port (8787) taken and says so in a
+        # four-line UserWarning; the cluster works on another loopback port, nothing for the user to do
+        warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
 
 
 @app.callback()

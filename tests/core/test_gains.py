@@ -63,6 +63,40 @@ def test_logdet_closed_form_matches_oracle(kind, sigma2):
     _walk(X, "logdet", {"sigma2": sigma2}, ["closed-form"], steps=14)
 
 
+RESOLVENT = [("logdet", {}), ("logdet", {"sigma2": 0.1}), ("hybrid", {}), ("hybrid", {"c": 3.0})]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name,params", RESOLVENT, ids=[f"{n}{p or ''}" for n, p in RESOLVENT])
+def test_closed_forms_and_their_table_match_oracle(kind, name, params):
+    """The closed form by projection and its Sherman–Morrison table, every candidate, |S| from 0 to 3m."""
+    X = make_instance(kind, n=40, m=8, seed=3)
+    _walk(X, name, params, ["closed-form", "closed-form-table"], steps=24)
+
+
+@pytest.mark.parametrize("refresh", [1, 3, 200])
+def test_the_table_recomputed_or_not_gives_the_oracles_gains_and_records_its_drift(refresh):
+    X = make_instance("clustered", n=60, m=10, seed=4)
+    obj = get_objective("hybrid")
+    table = SpectralState(X, obj, "closed-form-table", np, refresh=refresh)
+    ref = SpectralState(X, obj, "oracle", np)
+    cand = np.arange(60)
+    for i in np.random.default_rng(2).permutation(60)[:25]:
+        np.testing.assert_allclose(table.gains(cand), ref.gains(cand), rtol=1e-8, atol=1e-12)
+        table.add(int(i))
+        ref.add(int(i))
+    assert 0.0 <= table.info["table_drift"] < 1e-9
+    assert (table.info["table_drift"] > 0) == (refresh < 25)  # measured at each recomputation after updates
+
+
+def test_hybrid_has_a_closed_form_only_at_alpha_one():
+    assert {"closed-form", "closed-form-table"} <= set(get_objective("hybrid").gain_methods())
+    assert "closed-form" not in get_objective("hybrid", alpha=0.5).gain_methods()
+    with pytest.raises(ValueError, match=r"method='closed-form-table' exists only for objective='logdet'"):
+        SpectralState(make_instance("gaussian", n=10, m=4), get_objective("hybrid", alpha=0.5),
+                      "closed-form-table", np)
+
+
 def test_secular_matches_oracle_at_larger_m():
     X = make_instance("gaussian", n=30, m=48, seed=5)
     _walk(X, "vendi", {}, ["secular", "secular-portable"], steps=60)

@@ -156,3 +156,15 @@ def test_a_coarse_rule_bounds_the_gains_and_the_contenders_are_made_exact(kind):
         fast.add(chosen[-1])
         ref.add(chosen[-1])
     assert fast.info["bounded_steps"] >= 15 and fast.info["refined"] < 0.5 * 80 * fast.info["bounded_steps"]
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "clustered", "lowrank"])
+@pytest.mark.parametrize("params", [{}, {"c": 3.0}])
+def test_greedy_hybrid_at_alpha_one_runs_on_its_closed_form_table_with_the_oracles_picks(kind, params):
+    """α = 1: ``auto`` takes the exact closed form's table for greedy (no quadrature rule), past full rank."""
+    X = make_instance(kind, n=90, m=10, seed=8)
+    fast = worth.select(X, 30, "hybrid", **params)
+    ref = worth.select(X, 30, "hybrid", method="oracle", **params)
+    assert fast.method == "closed-form-table"
+    np.testing.assert_array_equal(fast.indices, ref.indices)
+    np.testing.assert_allclose(fast.gains, ref.gains, rtol=1e-8)

@@ -11,6 +11,7 @@ once, one fails.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -222,11 +223,22 @@ def test_corrupt_new_item_publishes_nothing_and_says_why(tmp_path, prefect_api, 
     assert len(_runs(first["record"]["tracking_uri"])) == 1
 
 
-def test_two_runs_at_once_one_fails_clearly(tmp_path, prefect_api):
+def test_two_runs_at_once_one_fails_clearly(tmp_path, prefect_api, monkeypatch):
     from prefect.task_runners import ThreadPoolTaskRunner
 
     opts = _options(tmp_path, limit=500)
-    barrier, results = threading.Barrier(2), []
+    barrier, results, refused = threading.Barrier(2), [], threading.Event()
+    real_lock = curated.lock
+
+    @contextlib.contextmanager
+    def held_until_refused(folder, owner=""):
+        # the winner keeps the lock until the other night has been refused: the two overlap by construction,
+        # not by the scheduler's timing (under load, one night could finish before the other started)
+        with real_lock(folder, owner) as holder:
+            refused.wait(timeout=300)
+            yield holder
+
+    monkeypatch.setattr(curated, "lock", held_until_refused)
 
     def night():
         barrier.wait()
@@ -234,6 +246,7 @@ def test_two_runs_at_once_one_fails_clearly(tmp_path, prefect_api):
             results.append(run_curate(opts, task_runner=ThreadPoolTaskRunner(max_workers=1)))
         except Exception as exc:  # the loser's error, kept for the assertions
             results.append(exc)
+            refused.set()
 
     threads = [threading.Thread(target=night) for _ in range(2)]
     [t.start() for t in threads]

@@ -158,7 +158,8 @@ class _Incremental:
     eigenpairs kept by rank-one updates) gives ``f(S ∪ {v})`` for a batch of candidates in ``O(c·m·r)`` plus
     the gain method's work, and costs one ``O(m·r²)`` update per pick, instead of a batch of ``eigvalsh``.
 
-    Values are exact to rounding: ``logdet`` by its closed form (the determinant lemma), the others by the
+    Values are exact to rounding: ``logdet`` (the determinant lemma) and ``hybrid`` at ``α = 1`` by their closed
+    form, the others by the
     secular roots — evaluated only for the candidates that can be the step's minimum or tie with it. Where the
     quadrature rule represents the objective it screens the batch first (``O(r·Q)`` a candidate against
     ``O(r²)`` for the roots): a candidate whose rule value, less :data:`_SCREEN_MARGIN` times the rule's error

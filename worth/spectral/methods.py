@@ -18,7 +18,12 @@ methods serve an objective is declared on the objective
 ``"secular-portable"``
     The array-API implementation on any input (NumPy included): what runs on CuPy and torch.
 ``"closed-form"``
-    ``logdet`` only: ``log(1 + Σ_j z_j²/(σ²+λ_j) + w₀/σ²)`` — the matrix determinant lemma, O(m r).
+    ``logdet``: ``log(1 + Σ_j z_j²/(σ²+λ_j) + w₀/σ²)`` — the matrix determinant lemma, O(m r); ``hybrid`` at
+    ``α = 1``: ``c·xᵀM²x/(1 + xᵀMx)`` with ``M = (cI + C)⁻¹`` (Sherman–Morrison on ``tr M``).
+``"closed-form-table"``
+    The same closed forms, their ``xᵀMx`` (and ``xᵀM²x``) kept for every row and updated after each pick
+    (O(m) per candidate and step, exact recomputation every ``refresh`` steps, the step's contenders recomputed
+    by projection): greedy's route for these objectives.
 ``"quadrature"``
     Shifted log-det quadrature (:mod:`worth.spectral.quadrature`): O(m r + r Q) per candidate, the
     zero-cluster root solved exactly; exact to ``rtol`` (a fitted rule whose error is estimated), falling back
@@ -151,7 +156,9 @@ class SecularPortable(Secular):
 
 
 class ClosedForm(_Method):
-    """The objective's own closed form from the weights (``logdet``: the determinant lemma)."""
+    """The objective's closed form (:meth:`~worth.objectives.SpectralObjective.resolvent`) from the weights:
+    ``a = w₀/c + Σ_j w_j/(c + λ_j)`` and ``b = w₀/c² + Σ_j w_j/(c + λ_j)²`` (``logdet``: the determinant lemma;
+    ``hybrid`` at ``α = 1``), O(m r) a candidate for the projection."""
 
     name = "closed-form"
 
@@ -160,12 +167,120 @@ class ClosedForm(_Method):
         xp = st.xp
         rows, norms = st._rows(idx)
         w0, wl = st._weights(rows, norms)
-        return st.objective.closed_form_delta(w0, wl, xp.reshape(st.poles[1:], (1, -1)), xp)
+        return self.from_weights(w0, wl)
+
+    def from_weights(self, w0, wl):
+        st = self.state
+        xp = st.xp
+        c, squared = st.objective.resolvent()
+        inv = 1.0 / (c + xp.reshape(st.poles[1:], (1, -1)))
+        a = w0 / c + xp.sum(wl * inv, axis=1)
+        b = w0 / (c * c) + xp.sum((wl * inv) * inv, axis=1) if squared else None
+        return st.objective.resolvent_gain(a, b, xp)
 
     @classmethod
     def refusal(cls, objective: SpectralObjective) -> str:
-        return (f"method='closed-form' exists only for objective='logdet' (got {objective.name!r}); "
-                "pass method='secular' or method='auto'.")
+        return (f"method={cls.name!r} exists only for objective='logdet' and objective='hybrid' with alpha=1 "
+                f"(got {objective.name!r} {objective.params}); pass method='secular' or method='auto'.")
+
+
+class ClosedFormTable(ClosedForm):
+    """The closed form's ``a_i = x_iᵀMx_i`` and ``b_i = x_iᵀM²x_i`` (``M = (cI + C)⁻¹``) kept for every row and
+    updated after each pick by Sherman–Morrison — for greedy, which asks every candidate at every step.
+
+    A pick ``v`` (``u = Mv``, ``d = 1 + vᵀu``) makes ``M' = M − uuᵀ/d``, so with ``p = Xu`` and ``q = XMu``:
+    ``a' = a − p²/d`` and ``b' = b − 2pq/d + p²‖u‖²/d²`` — one n × m × 2 product a pick, where the projection
+    costs n × m × r and a quadrature table n × m × Q. The table is recomputed exactly every ``refresh`` picks
+    (the largest relative change it had drifted by then is ``info["table_drift"]``), and the candidates whose
+    table gain is within :data:`TABLE_BAND` of the step's best are recomputed by the projection, so the
+    optimiser compares exact gains where it decides.
+    """
+
+    name = "closed-form-table"
+
+    def __init__(self, state) -> None:
+        super().__init__(state)
+        self.a = self.b = None
+        self.since = 0
+        state.info.update({"table_drift": 0.0, "table_refined": 0})
+
+    def delta(self, idx):
+        st = self.state
+        xp = st.xp
+        if self.a is None or self.since >= st.refresh:
+            self._exact()
+        where = idx if is_numpy(xp) else xp.asarray(idx)
+        a = self.a[where] if is_numpy(xp) else xp.take(self.a, where, axis=0)
+        b = None if self.b is None else (self.b[where] if is_numpy(xp) else xp.take(self.b, where, axis=0))
+        return st.objective.resolvent_gain(a, b, xp)
+
+    def refine(self, candidates, deltas: np.ndarray) -> np.ndarray:
+        """The step's contenders (table gain within :data:`TABLE_BAND` of the best) by the projection."""
+        st = self.state
+        if deltas.size == 0 or self.since == 0:  # a table just recomputed is the projection's numbers
+            return deltas
+        best = float(np.max(deltas))
+        close = np.flatnonzero(deltas >= best - TABLE_BAND * max(abs(best), np.finfo(np.float64).tiny))
+        out = deltas.copy()
+        for start in range(0, close.size, st.batch_size):
+            part = np.asarray(candidates)[close[start:start + st.batch_size]]
+            out[close[start:start + st.batch_size]] = to_numpy(ClosedForm.delta(self, part))
+        st.info["table_refined"] += int(close.size)
+        return out
+
+    def _exact(self) -> None:
+        """``a``, ``b`` of every row by projection on the current eigenbasis; the drift of the updated ones."""
+        st = self.state
+        xp = st.xp
+        c, squared = st.objective.resolvent()
+        inv = 1.0 / (c + xp.reshape(st.poles[1:], (1, -1)))
+        a_parts, b_parts = [], []
+        step = st.batch_size * 8
+        for start in range(0, st.n, step):
+            stop = min(start + step, st.n)
+            rows, norms = st.X[start:stop, :], st.norms2[start:stop]
+            w0, wl = st._weights(rows, norms)
+            a_parts.append(w0 / c + xp.sum(wl * inv, axis=1))
+            if squared:
+                b_parts.append(w0 / (c * c) + xp.sum((wl * inv) * inv, axis=1))
+        a = xp.concat(a_parts, axis=0)
+        b = xp.concat(b_parts, axis=0) if squared else None
+        if self.a is not None and self.since:
+            tiny = float(np.finfo(np.float64).tiny)
+            drift = float(to_numpy(xp.max(xp.abs(self.a - a) / xp.maximum(xp.abs(a), tiny))))
+            if b is not None:
+                drift = max(drift, float(to_numpy(xp.max(xp.abs(self.b - b) / xp.maximum(xp.abs(b), tiny)))))
+            st.info["table_drift"] = max(st.info["table_drift"], drift)
+        self.a, self.b, self.since = a, b, 0
+
+    def before_add(self, index: int, x) -> None:
+        if self.a is None:
+            return  # the first query computes the table from the spectrum then
+        st = self.state
+        xp = st.xp
+        c, squared = st.objective.resolvent()
+        U = st.U
+        y = U.T @ x if U.shape[1] else xp.zeros((0,), dtype=x.dtype)
+        lam = st.lam
+        outside = x - U @ y if U.shape[1] else x
+        u = U @ (y / (c + lam)) + outside / c  # M v
+        d = 1.0 + xp.sum(x * u)
+        # r = p/d first: p², pq and d each reach the square of the rows' magnitude (1e300 at 1e150)
+        if squared:
+            Mu = U @ (y / (c + lam) / (c + lam)) + outside / (c * c)  # M² v (divided twice: no λ² overflow)
+            PQ = st.X @ xp.stack([u, Mu], axis=1)
+            p, q = PQ[:, 0], PQ[:, 1]
+            r = p / d
+            self.b = self.b - 2.0 * q * r + (r * r) * xp.sum(u * u)
+        else:
+            p = st.X @ u
+            r = p / d
+        self.a = self.a - p * r
+        self.since += 1
+
+
+#: Relative band below the table's best gain whose candidates :meth:`ClosedFormTable.refine` recomputes exactly.
+TABLE_BAND = 1e-6
 
 
 class Quadrature(_Method):
@@ -366,7 +481,7 @@ class ShermanMorrison(Quadrature):
             return super().delta(idx)
         st = self.state
         xp = st.xp
-        _, norms = st._rows(idx)
+        norms = st._norms(idx)  # the table holds the rows' part: gathering the rows (n·m a step) is not needed
         a = self.table[idx] if is_numpy(xp) else xp.take(self.table, xp.asarray(idx), axis=0)
         return self.rule.c0 * norms + xp.log1p(a) @ self.w
 
@@ -423,7 +538,8 @@ class ShermanMorrison(Quadrature):
 
 
 METHODS: dict[str, type[_Method]] = {
-    cls.name: cls for cls in (Oracle, Secular, SecularPortable, ClosedForm, Quadrature, ShermanMorrison)
+    cls.name: cls for cls in (Oracle, Secular, SecularPortable, ClosedForm, ClosedFormTable, Quadrature,
+                              ShermanMorrison)
 }
 """Every gain method by name (``"auto"`` is not one: :func:`resolve_method` turns it into one)."""
 
@@ -447,8 +563,8 @@ def resolve_method(method: str, objective: SpectralObjective, xp, optimizer: str
     """
     if method == "auto":
         declared = objective.gain_methods()
-        if "closed-form" in declared:
-            return "closed-form"
+        if "closed-form" in declared:  # greedy asks every candidate every step: the kept table pays
+            return "closed-form-table" if optimizer == "greedy" and "closed-form-table" in declared else "closed-form"
         if "sherman-morrison" not in declared:
             return "secular"
         return "sherman-morrison" if optimizer == "greedy" else "quadrature"

@@ -112,16 +112,14 @@ class LogDet(SpectralObjective):
 
     def gain_methods(self):
         # φ' = 1/(σ² + t) is a single quadrature node, but the determinant lemma below is exact and cheaper.
-        return ("oracle", "secular", "secular-portable", "closed-form")
+        return ("oracle", "secular", "secular-portable", "closed-form", "closed-form-table")
 
-    def closed_form_delta(self, w0, wl, lam, xp):
-        """``log(1 + w₀/σ² + Σ_j w_j/(σ² + λ_j))``: the matrix determinant lemma in the eigenbasis.
+    def resolvent(self):
+        """The matrix determinant lemma: ``Δ = log(1 + xᵀ(σ²I + C)⁻¹x)`` (see :meth:`SpectralObjective.resolvent`)."""
+        return self.params["sigma2"], False
 
-        ``w0`` (B,) is the weight on the zero eigenspace, ``wl`` (B, K) the weights on the poles ``lam``
-        (1, K).
-        """
-        sigma2 = self.params["sigma2"]
-        return xp.log1p(w0 / sigma2 + xp.sum(wl / (sigma2 + lam), axis=1))
+    def resolvent_gain(self, a, b, xp):
+        return xp.log1p(a)
 
 
 class Power(SpectralObjective):
@@ -159,6 +157,19 @@ class Hybrid(SpectralObjective):
         if a > 1.0:
             return None
         return (lambda t: (a / c) * (1.0 + t / c) ** (-a - 1.0)), True
+
+    def gain_methods(self):
+        routes = super().gain_methods()
+        return routes + ("closed-form", "closed-form-table") if self.resolvent() is not None else routes
+
+    def resolvent(self):
+        """At ``α = 1``, ``Σ φ(λ) = Σ λ/(c + λ) = m − c·tr(cI + C)⁻¹``, so a row's gain is Sherman–Morrison's
+        ``Δ = c·xᵀ(cI + C)⁻²x / (1 + xᵀ(cI + C)⁻¹x)``: exact, and no quadrature rule (whose ``φ'`` spans many
+        decades here: a coarse rule with a wide table) is needed."""
+        return (self.params["c"], True) if self.params["alpha"] == 1.0 else None
+
+    def resolvent_gain(self, a, b, xp):
+        return self.params["c"] * b / (1.0 + a)
 
     def kernel_family(self):
         return (HYBRID, 1.0, self.params["alpha"], self.params["c"])

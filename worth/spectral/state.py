@@ -215,6 +215,13 @@ class SpectralState(State):
         where = xp.asarray(idx)
         return xp.take(self.X, where, axis=0), xp.take(self.norms2, where, axis=0)
 
+    def _norms(self, idx):
+        """``‖x_i‖²`` of the rows ``idx`` without gathering the rows (a gain read off a table needs no row)."""
+        xp = self.xp
+        if is_numpy(xp):
+            return self.norms2[idx]
+        return xp.take(self.norms2, xp.asarray(idx), axis=0)
+
     def _gain_from_delta(self, delta: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """Objective gain from the change of ``Σ φ(λ)``; exact subtraction-free for plain sums."""
         obj = self.objective
