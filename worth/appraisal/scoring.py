@@ -23,6 +23,7 @@ another). :func:`score_subsets` does the same arithmetic once:
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 import worth
@@ -69,6 +70,24 @@ def score_subsets(X, subsets, objectives: dict, labels=None, *, normalize: bool 
     return [{name: row[name] for name in objectives} for row in out]
 
 
+@numba.njit(cache=True, nogil=True)
+def _column_maxima(Sim, flat, starts, which, out, r0):
+    """``out[which[j], r0 + r] = max_{c ∈ S_j} Sim[r, c]`` for every subset ``j`` (its columns
+    ``flat[starts[j]:starts[j + 1]]``, none empty) and row ``r`` of the chunk: row by row, so the row stays in
+    cache while every subset reads its columns (gathering ``Sim[:, c]`` per subset copied the chunk once per
+    subset). The maxima are exact: a maximum does not depend on the order it is taken in."""
+    for r in range(Sim.shape[0]):
+        row = Sim[r]
+        for j in range(starts.size - 1):
+            a, b = starts[j], starts[j + 1]
+            m = row[flat[a]]
+            for t in range(a + 1, b):
+                v = row[flat[t]]
+                if v > m:
+                    m = v
+            out[which[j], r0 + r] = m
+
+
 def facility_scores(X64, subsets: list[np.ndarray], obj: FacilityLocation, xp) -> list[float]:
     """Dense facility location of every subset, by chunked GEMMs against the union of their rows."""
     state = FacilityState(X64, obj, xp)  # the prepared rows in the objective's precision, norms, similarity
@@ -86,17 +105,19 @@ def facility_scores(X64, subsets: list[np.ndarray], obj: FacilityLocation, xp) -
         XU = state._take(state.X, union)
         NU = state._take(state.norms2, union)
         step = max(1, _GEMM_ELEMENTS // max(1, union.size))
+        which = np.asarray([j for j, c in enumerate(cols) if c.size], dtype=np.int64)
+        flat = np.concatenate([cols[j] for j in which]).astype(np.int64) if which.size else np.zeros(0, np.int64)
+        starts = np.concatenate([[0], np.cumsum([cols[j].size for j in which])]).astype(np.int64)
         for r0 in range(0, n, step):
             rows = np.arange(r0, min(n, r0 + step))
             G = state._take(state.X, rows) @ XU.T  # (rows, |union|): every inner product once
             Sim = state.transform(G, state._take(state.norms2, rows), NU)
+            if state.host:
+                _column_maxima(np.ascontiguousarray(Sim), flat, starts, which, cur, r0)
+                continue
             for j, c in enumerate(cols):
-                if c.size == 0:
-                    continue
-                m = sx.max(Sim[:, c] if state.host else sx.take(Sim, sx.asarray(c), axis=1), axis=1)
-                if state.host:
-                    cur[j, r0:r0 + rows.size] = m
-                else:
+                if c.size:
+                    m = sx.max(sx.take(Sim, sx.asarray(c), axis=1), axis=1)
                     cur[j] = m if cur[j] is None else sx.concat([cur[j], m])
         for j, S in enumerate(batch):
             if S.size == 0:
