@@ -167,16 +167,17 @@ class ClosedForm(_Method):
         xp = st.xp
         rows, norms = st._rows(idx)
         w0, wl = st._weights(rows, norms)
-        return self.from_weights(w0, wl)
+        a, b = self.terms(w0, wl)
+        return st.objective.resolvent_gain(a, b, xp)
 
-    def from_weights(self, w0, wl):
-        st = self.state
-        xp = st.xp
-        c, squared = st.objective.resolvent()
-        inv = 1.0 / (c + xp.reshape(st.poles[1:], (1, -1)))
+    def terms(self, w0, wl):
+        """``(a, b)`` from the weights (``b`` is ``None`` where the objective's gain needs only ``a``)."""
+        xp = self.state.xp
+        c, squared = self.state.objective.resolvent()
+        inv = 1.0 / (c + xp.reshape(self.state.poles[1:], (1, -1)))
         a = w0 / c + xp.sum(wl * inv, axis=1)
         b = w0 / (c * c) + xp.sum((wl * inv) * inv, axis=1) if squared else None
-        return st.objective.resolvent_gain(a, b, xp)
+        return a, b
 
     @classmethod
     def refusal(cls, objective: SpectralObjective) -> str:
@@ -224,7 +225,7 @@ class ClosedFormTable(ClosedForm):
         out = deltas.copy()
         for start in range(0, close.size, st.batch_size):
             part = np.asarray(candidates)[close[start:start + st.batch_size]]
-            out[close[start:start + st.batch_size]] = to_numpy(ClosedForm.delta(self, part))
+            out[close[start:start + st.batch_size]] = to_numpy(super().delta(part))
         st.info["table_refined"] += int(close.size)
         return out
 
@@ -232,19 +233,11 @@ class ClosedFormTable(ClosedForm):
         """``a``, ``b`` of every row by projection on the current eigenbasis; the drift of the updated ones."""
         st = self.state
         xp = st.xp
-        c, squared = st.objective.resolvent()
-        inv = 1.0 / (c + xp.reshape(st.poles[1:], (1, -1)))
-        a_parts, b_parts = [], []
         step = st.batch_size * 8
-        for start in range(0, st.n, step):
-            stop = min(start + step, st.n)
-            rows, norms = st.X[start:stop, :], st.norms2[start:stop]
-            w0, wl = st._weights(rows, norms)
-            a_parts.append(w0 / c + xp.sum(wl * inv, axis=1))
-            if squared:
-                b_parts.append(w0 / (c * c) + xp.sum((wl * inv) * inv, axis=1))
-        a = xp.concat(a_parts, axis=0)
-        b = xp.concat(b_parts, axis=0) if squared else None
+        parts = [self.terms(*st._weights(st.X[start:start + step, :], st.norms2[start:start + step]))
+                 for start in range(0, st.n, step)]
+        a = xp.concat([pa for pa, _ in parts], axis=0)
+        b = xp.concat([pb for _, pb in parts], axis=0) if st.objective.resolvent()[1] else None
         if self.a is not None and self.since:
             tiny = float(np.finfo(np.float64).tiny)
             drift = float(to_numpy(xp.max(xp.abs(self.a - a) / xp.maximum(xp.abs(a), tiny))))
@@ -259,10 +252,9 @@ class ClosedFormTable(ClosedForm):
         st = self.state
         xp = st.xp
         c, squared = st.objective.resolvent()
-        U = st.U
-        y = U.T @ x if U.shape[1] else xp.zeros((0,), dtype=x.dtype)
-        lam = st.lam
-        outside = x - U @ y if U.shape[1] else x
+        U, lam = st.U, st.lam  # U may have no column yet (C = 0): then y is empty and u = x/c
+        y = U.T @ x
+        outside = x - U @ y
         u = U @ (y / (c + lam)) + outside / c  # M v
         d = 1.0 + xp.sum(x * u)
         # r = p/d first: p², pq and d each reach the square of the rows' magnitude (1e300 at 1e150)
