@@ -6,6 +6,9 @@ depends on where it runs —
 - :meth:`Runtime.map` — the fan-out: jobs cut into batches (:mod:`pipeline.batch`), one task per batch, results
   yielded ``(job index, Outcome)`` as batches finish; a failed job is an outcome, so the map keeps going and the
   body decides (write what finished, fail at the end);
+- :meth:`Runtime.stream` — the same fan-out for work that arrives while results are read (a pipeline: the
+  study submits a subset's training as soon as the path it is cut from is in); each submission has a
+  priority, so the long poles run first and no phase waits for the slowest job of the one before;
 - :meth:`Runtime.call` — one task, waited for (a night's selection, its training); :meth:`Runtime.here` — one
   task in the flow's own process (the night's MLflow log);
 - :meth:`Runtime.progress`, :meth:`Runtime.markdown`, :meth:`Runtime.table`, :meth:`Runtime.image` — Prefect
@@ -23,7 +26,9 @@ launcher and its workers. :func:`deployed` makes the one deployed wrapper of a f
 
 from __future__ import annotations
 
+import heapq
 import os
+import queue
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -37,10 +42,105 @@ Progress = Callable[..., None]
 _launcher_progress: Progress | None = None
 
 
+class Stream:
+    """Batches submitted while results are read: :meth:`submit` cuts jobs into batches (one task each, as
+    :meth:`Runtime.map` does) and returns the submission's id; iterating yields ``(submission id, job index,
+    Outcome)`` as batches finish, for as long as any is pending — the loop's body may submit more.
+
+    ``priority``: a higher number runs first among the batches waiting for a slot (a Dask cluster's scheduler
+    queue; in order here, inline), submissions of equal priority in the order they were made.
+    """
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self._count = 0
+        self._pending = 0
+
+    def submit(self, task, jobs: Sequence[Any], labels: Sequence[str] | None = None, *, priority: int = 0) -> int:
+        sid = self._count
+        self._count += 1
+        for group in split(len(jobs), jobs_per_task(len(jobs), self.slots)):
+            self._pending += 1
+            self._start(task, [jobs[i] for i in group], _label(labels, group), priority, (sid, group))
+        return sid
+
+    def pending(self) -> int:
+        """Batches submitted and not yet yielded."""
+        return self._pending
+
+    def __iter__(self) -> Iterator[tuple[int, int, Outcome]]:
+        while self._pending:
+            (sid, group), outs = self._next()
+            self._pending -= 1
+            for i, out in zip(group, outs):
+                yield sid, i, out
+
+    def _start(self, task, batch: list, label: str, priority: int, tag) -> None:
+        raise NotImplementedError
+
+    def _next(self) -> tuple[Any, list[Outcome]]:
+        raise NotImplementedError
+
+
+def _outcomes(run: Callable[[], list[Outcome]], n: int) -> list[Outcome]:
+    """A batch's outcomes; a batch that itself failed (a transient error, past its retries) fails every job."""
+    try:
+        return run()
+    except Exception as exc:
+        return [Outcome(error=exc)] * n
+
+
+class _InlineStream(Stream):
+    """Batches run here, one at a time, the highest priority first (then the order they were submitted in)."""
+
+    def __init__(self, slots: int):
+        super().__init__(slots)
+        self._queue: list = []
+        self._order = 0
+
+    def _start(self, task, batch, label, priority, tag):
+        self._order += 1  # unique: ties of priority go by submission, and the heap never compares the rest
+        heapq.heappush(self._queue, (-priority, self._order, getattr(task, "fn", task), batch, label, tag))
+
+    def _next(self):
+        *_, fn, batch, label, tag = heapq.heappop(self._queue)
+        return tag, _outcomes(lambda: fn(batch, label), len(batch))
+
+
+class _PrefectStream(Stream):
+    """Batches as tasks on the flow's task runner; finished ones handed over by the futures' callbacks."""
+
+    def __init__(self, slots: int):
+        super().__init__(slots)
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        # every future held until the stream ends, as a map holds its own: a worker lost meanwhile has its
+        # finished keys recomputed by Dask, and answered from the task-run cache (tasks/_task.py), not run again
+        self._futures: list = []
+
+    def _start(self, task, batch, label, priority, tag):
+        import dask
+
+        with dask.annotate(priority=priority):  # the Dask scheduler's queue order (other runners: submission order)
+            fut = task.submit(batch, label)
+        self._futures.append(fut)
+        fut.add_done_callback(lambda f, tag=tag, n=len(batch): self._done.put((tag, f, n)))
+
+    def _next(self):
+        tag, fut, n = self._done.get()
+        return tag, _outcomes(fut.result, n)
+
+
 class Runtime:
     """What a flow body may ask of where it runs (see the module's docstring)."""
 
     def map(self, task, jobs: Sequence[Any], labels: Sequence[str] | None = None) -> Iterator[tuple[int, Outcome]]:
+        """``jobs`` in batches, ``(job index, Outcome)`` as batches finish: a :meth:`stream` of one submission."""
+        stream = self.stream()
+        stream.submit(task, jobs, labels)
+        for _, i, out in stream:
+            yield i, out
+
+    def stream(self) -> Stream:
         raise NotImplementedError
 
     def call(self, task, *args: Any) -> Any:
@@ -88,14 +188,8 @@ class InlineRuntime(Runtime):
     def __init__(self, on_progress: Progress | None = None):
         self.on_progress = on_progress
 
-    def map(self, task, jobs, labels=None):
-        fn = getattr(task, "fn", task)
-        for group in split(len(jobs), jobs_per_task(len(jobs), self.slots())):
-            try:
-                outs = fn([jobs[i] for i in group], _label(labels, group))
-            except Exception as exc:  # a transient error, untried again here: every job of the batch failed
-                outs = [Outcome(error=exc)] * len(group)
-            yield from zip(group, outs)
+    def stream(self):
+        return _InlineStream(self.slots())
 
     def call(self, task, *args):
         return getattr(task, "fn", task)(*args)
@@ -123,21 +217,8 @@ class PrefectRuntime(Runtime):
         workers = getattr(runner, "_max_workers", None)
         return int(workers) if workers else (os.cpu_count() or 1)
 
-    def map(self, task, jobs, labels=None):
-        from prefect.futures import as_completed
-
-        groups = split(len(jobs), jobs_per_task(len(jobs), self.slots()))
-        futures = {}
-        for group in groups:
-            fut = task.submit([jobs[i] for i in group], _label(labels, group))
-            futures[fut.task_run_id] = (fut, group)
-        for fut in as_completed([f for f, _ in futures.values()]):
-            group = futures[fut.task_run_id][1]
-            try:
-                outs = fut.result()
-            except Exception as exc:  # the batch itself failed (a transient error, past its retries)
-                outs = [Outcome(error=exc)] * len(group)
-            yield from zip(group, outs)
+    def stream(self):
+        return _PrefectStream(self.slots())
 
     def call(self, task, *args):
         return task.submit(*args).result()

@@ -5,12 +5,14 @@ checks are :func:`pipeline.study.plan_pool`; here: a tracking store with no plac
 
 The flow then records the held-out split with the store (once), opens the study's MLflow experiment (creating
 the tracking database in this process, before any worker starts), and realises, scores and trains the distinct
-subsets of the specs still to run in four maps over the runtime (:mod:`flows.runtime`; :func:`realise_and_score`):
+subsets of the specs still to run in one stream over the runtime (:mod:`flows.runtime`; :class:`_Subsets`):
 every greedy path once (branching runs per objective: each balanced path leaves the unconstrained one where a
 class fills), the mixtures completed by the minimiser, every subset's scores in batches, and the training of
-each subset once per spec that uses it. Every other subset (prefixes of the stored paths, seeded draws, random
-completions) is cut in this process. Only this process writes to MLflow: each spec's child run is opened, logged
-and finished as its training result arrives; a progress artifact moves meanwhile. At the end the tables, figures
+each subset once per spec that uses it — each job submitted as soon as its inputs are in, the paths first, so
+random subsets train while the paths run and no phase waits for the slowest job of the one before. Every other
+subset (prefixes of the stored paths, seeded draws, random completions) is cut in this process. Only this
+process writes to MLflow: each spec's child run is opened, logged and finished as its scores and training are
+in; a progress artifact per phase moves meanwhile. At the end the tables, figures
 and ``report.md`` are written (:func:`worth.appraisal.aggregate`) and logged to the parent run, and the report
 becomes a markdown artifact.
 
@@ -74,97 +76,194 @@ def plan_study(options: StudyOptions) -> StudyPlan:
     return dataclasses.replace(plan, tracking_uri=uri, experiment=name, artifact_location=location, out_dir=out_dir)
 
 
-def realise_and_score(plan: StudyPlan, specs: list[SubsetSpec], runtime) -> tuple[dict[str, dict], dict[str, Exception]]:
-    """Every distinct subset of ``specs`` (one spec each) realised and scored, the work shared:
+#: Which waiting batches a slot takes first: the long poles (paths), then the work that unlocks training (fills),
+#: then scores, then training. A path job never waits behind training; training fills every slot a path leaves.
+PRIORITY = {"paths": 3, "fills": 2, "scores": 1, "train": 0}
 
-    1. every greedy path once (:func:`pipeline.study.plan_path_jobs`: maximisers and minimisers at their
-       largest k, facility location's states of a job sharing one first pass), mapped over the runtime;
-    2. the mixtures completed by the minimiser, from the stored maximisers (:func:`pipeline.study.plan_fill_jobs`);
-    3. every other subset cut from the stored paths here (prefixes, seeded draws, random completions);
-    4. every subset scored by every objective in batches (:func:`pipeline.study.plan_score_jobs`).
 
-    Returns ``subset_key → {"indices", "rows", "ids", "scores"}`` and ``subset_key → error`` for the subsets
-    whose path, completion or scores failed (their specs fail; the others go on).
+class _Subsets:
+    """The distinct subsets of the specs still to run, moved through realisation, scoring and training at once.
+
+    One stream over the runtime (:meth:`flows.runtime.Runtime.stream`) carries every job: the greedy paths
+    (:func:`pipeline.study.plan_path_jobs`) first, and — as soon as what a subset is cut from is in — its
+    completion by the minimiser (:func:`pipeline.study.plan_fill_jobs`), its scores (:func:`pipeline.study.
+    plan_score_jobs`, the subsets of one finished job scored together: they share the maximiser's prefix) and its
+    training (one job per distinct subset, once per spec that uses it). A random subset needs no path, so it
+    trains while the paths run; the last path job no longer holds every other phase back. Every other subset
+    (prefixes of the stored paths, seeded draws, random completions) is cut in this process.
+
+    The work is what the phases did one after another, job for job (the same jobs, the same inputs): paths,
+    completions and scores are kept in the pool's checkpoint as each job ends, and ``log(key, subset, trains)``
+    is called once per subset when both its scores and its training are in; ``fail(key, error)`` once per
+    subset whose path, completion, scores or training job failed.
     """
-    slots = runtime.slots()
-    failed: dict[str, Exception] = {}
-    work = work_folder(plan)
-    saved = {kind: Checkpoint(work / kind) for kind in ("paths", "fills", "scores")}
-    paths: dict[PathKey, np.ndarray] = cached_paths(saved["paths"].load())
-    jobs = plan_path_jobs(plan, specs, slots, have=paths)
-    errors: dict[PathKey, Exception] = {}
-    for i, out in _phase(runtime, "paths", "greedy paths (maximisers, minimisers)", jobs,
-                         runtime.map(path_jobs, jobs, [j.label for j in jobs]), kept=len(paths)):
+
+    def __init__(self, plan: StudyPlan, groups: dict[str, list], runtime, log, fail):
+        self.plan, self.groups, self.runtime, self.log, self.fail_cb = plan, groups, runtime, log, fail
+        self.slots = runtime.slots()
+        work = work_folder(plan)
+        self.saved = {kind: Checkpoint(work / kind) for kind in ("paths", "fills", "scores")}
+        self.paths: dict[PathKey, np.ndarray] = cached_paths(self.saved["paths"].load())
+        self.filled = self.saved["fills"].load()
+        self.known = self.saved["scores"].load()
+        self.specs = {key: g[0][0] for key, g in groups.items()}  # one spec per distinct subset
+        self.state: dict[str, str] = {}  # subset key → "filling", "ready", "logged" or "failed"
+        self.indices: dict[str, np.ndarray] = {}
+        self.scores: dict[str, dict] = {}
+        self.trained: dict[str, list] = {}
+        self.errors: dict[PathKey, Exception] = {}
+        self.pending: set[PathKey] = set()
+        self.submitted: dict[int, tuple[str, list, list]] = {}  # submission id → (phase, jobs, subset keys)
+        self.store = open_store(plan.options.store, plan.options.storage_options or None)
+        self.stream = runtime.stream()
+        self.bars: dict[str, tuple[Any, list[int]]] = {}
+        self.kept = {"fills": 0, "scores": 0}  # subsets whose completion, or every score, the checkpoint held
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> None:
+        jobs = plan_path_jobs(self.plan, list(self.specs.values()), self.slots, have=self.paths)
+        self.pending = {key for job in jobs for unit in job.units for key in unit_keys(unit)}
+        self._bar("paths", "greedy paths (maximisers, minimisers)", kept=len(self.paths), announce=not jobs)
+        self._submit("paths", path_jobs, jobs)
+        self._advance()
+        for sid, i, out in self.stream:
+            phase, jobs, keys = self.submitted[sid]
+            getattr(self, f"_{phase}_done")(jobs[i], out, keys, i)
+            self._tick(phase, jobs[i].label)
+        for phase in ("fills", "scores"):  # a phase the checkpoint held whole says so once
+            if phase not in self.bars:
+                self._bar(phase, self._DESCRIPTIONS[phase], kept=self.kept[phase], announce=True)
+
+    def _submit(self, phase: str, task, jobs: list, keys: list | None = None) -> None:
+        if jobs:
+            sid = self.stream.submit(task, jobs, [j.label for j in jobs], priority=PRIORITY[phase])
+            self.submitted[sid] = (phase, jobs, keys or [])
+            self._grow(phase, len(jobs))
+
+    def _advance(self) -> None:
+        """Every subset whose path is in (or needs none): cut here, or sent to a fill job; one whose path job
+        failed, or was never planned, fails."""
+        fills, ready = [], []
+        for key, spec in self.specs.items():
+            if key in self.state:
+                continue
+            pk = path_key(spec)
+            if needs_fill(spec) and key in self.filled:
+                self.kept["fills"] += 1
+                ready.append((key, np.asarray(self.filled[key], dtype=np.int64)))
+            elif pk is not None and (pk in self.pending or pk not in self.paths):
+                if pk not in self.pending:  # its job failed, or no job makes it
+                    self._fail(key, self.errors.get(pk) or RuntimeError(f"the path {pk.name} was not computed"))
+            elif needs_fill(spec):
+                self.state[key] = "filling"
+                fills.append(spec)
+            else:
+                ready.append((key, subset_from_paths(spec, self.paths, None, self.plan.labels)))
+        self._submit("fills", fill_jobs, plan_fill_jobs(self.plan, fills, self.paths, self.slots))
+        self._realised(ready)
+
+    def _realised(self, ready: list[tuple[str, np.ndarray]]) -> None:
+        """Subsets whose rows are known: their scores (those the checkpoint lacks) and their training submitted."""
+        objectives, missing = self.plan.config.objectives, []
+        for key, idx in ready:
+            self.state[key], self.indices[key] = "ready", idx
+            self.scores[key] = {name: self.known[e] for name, params in objectives.items()
+                                if (e := score_entry(idx, name, params)) in self.known}
+            if len(self.scores[key]) < len(objectives):
+                missing.append(key)
+            else:
+                self.kept["scores"] += 1
+        self._submit("scores", score_jobs, plan_score_jobs(self.plan, [self.indices[k] for k in missing], objectives,
+                                                           self.slots), missing)
+        plan, so = self.plan, self.plan.options.storage_options or None
+        keys = [key for key, _ in ready]
+        self._submit("train", train_jobs,
+                     [TrainJob(plan.options.store, plan.holdout_desc, self.indices[key].tolist(),
+                               [s.to_dict() for s, _ in self.groups[key]], plan.config.to_dict(), so,
+                               label=f"{self.specs[key].kind}-k{self.specs[key].k}") for key in keys], keys)
+        for key in keys:
+            self._maybe_log(key)
+
+    # ---------------------------------------------------------------- results as they come
+    def _paths_done(self, job, out, keys, i) -> None:
+        made = [key for unit in job.units for key in unit_keys(unit)]
+        self.pending.difference_update(made)
         if out.ok:  # kept as each job ends: a kill or a failed run later loses none of it
-            saved["paths"].save({path_entry(PathKey.from_dict(key)): picks for key, picks in out.value["paths"]})
-            paths.update({PathKey.from_dict(key): np.asarray(picks, dtype=np.int64) for key, picks in out.value["paths"]})
+            self.saved["paths"].save({path_entry(PathKey.from_dict(key)): picks for key, picks in out.value["paths"]})
+            self.paths.update({PathKey.from_dict(key): np.asarray(picks, dtype=np.int64)
+                               for key, picks in out.value["paths"]})
         else:
-            errors.update({key: out.error for unit in jobs[i].units for key in unit_keys(unit)})
-    for spec in specs:  # a subset whose path failed fails with its job's error
-        key = path_key(spec)
-        if key is not None and key not in paths:
-            failed[spec.subset_key] = errors.get(key) or RuntimeError(f"the path {key.name} was not computed")
-    filled = saved["fills"].load()
-    indices: dict[str, np.ndarray] = {s.subset_key: np.asarray(filled[s.subset_key], dtype=np.int64)
-                                      for s in specs if needs_fill(s) and s.subset_key in filled}
-    fills = plan_fill_jobs(plan, [s for s in specs if s.subset_key not in failed and s.subset_key not in indices],
-                           paths, slots)
-    for i, out in _phase(runtime, "fills", "mixtures completed by the minimiser", fills,
-                         runtime.map(fill_jobs, fills, [j.label for j in fills]), kept=len(indices)):
-        done = {}
-        for item, rows in zip(fills[i].fills, out.value["subsets"] if out.ok else [None] * len(fills[i].fills)):
+            self.errors.update({key: out.error for key in made})
+        self._advance()
+
+    def _fills_done(self, job, out, keys, i) -> None:
+        done, ready = {}, []
+        for item, rows in zip(job.fills, out.value["subsets"] if out.ok else [None] * len(job.fills)):
             key = SubsetSpec.from_dict(item["spec"]).subset_key
             if rows is None:
-                failed[key] = out.error
+                self._fail(key, out.error)
             else:
-                indices[key] = np.asarray(rows, dtype=np.int64)
                 done[key] = np.asarray(rows, dtype=np.int64).tolist()
-        saved["fills"].save(done)
-    for spec in specs:
-        if spec.subset_key not in failed and spec.subset_key not in indices and not needs_fill(spec):
-            indices[spec.subset_key] = subset_from_paths(spec, paths, None, plan.labels)
-    keys = [s.subset_key for s in specs if s.subset_key in indices]
-    objectives = plan.config.objectives
-    known_scores = saved["scores"].load()
-    scores: list[dict] = [{name: known_scores[score_entry(indices[k], name, params)]
-                           for name, params in objectives.items() if score_entry(indices[k], name, params) in known_scores}
-                          for k in keys]
-    missing = [pos for pos, sc in enumerate(scores) if len(sc) < len(objectives)]
-    scored = plan_score_jobs(plan, [indices[keys[pos]] for pos in missing], objectives, slots)
-    for i, out in _phase(runtime, "scores", "subsets scored by every objective", scored,
-                         runtime.map(score_jobs, scored, [j.label for j in scored]), kept=len(keys) - len(missing)):
-        done = {}
-        for pos, got in zip(scored[i].positions, out.value["scores"] if out.ok else [None] * len(scored[i].positions)):
-            pos = missing[pos]  # the job's positions are among the subsets it was given
+                ready.append((key, np.asarray(rows, dtype=np.int64)))
+        self.saved["fills"].save(done)
+        self._realised(ready)
+
+    def _scores_done(self, job, out, keys, i) -> None:
+        objectives, done = self.plan.config.objectives, {}
+        for pos, got in zip(job.positions, out.value["scores"] if out.ok else [None] * len(job.positions)):
+            key = keys[pos]  # the job's positions are among the subsets it was given
             if got is None:
-                failed[keys[pos]] = out.error
-            else:
-                scores[pos].update(got)
-                done.update({score_entry(indices[keys[pos]], name, objectives[name]): value
-                             for name, value in got.items() if name in objectives})
-        saved["scores"].save(done)
-    store = open_store(plan.options.store, plan.options.storage_options or None)
-    subsets = {}
-    for key, sc in zip(keys, scores):
-        if key in failed:
-            continue
-        idx = indices[key]
-        rows = plan.positions[idx]
-        subsets[key] = {"indices": idx.tolist(), "rows": rows.tolist(), "ids": store.ids(rows).tolist(),
-                        "scores": {name: sc[name] for name in plan.config.objectives}}
-    return subsets, failed
+                self._fail(key, out.error)
+                continue
+            self.scores[key].update(got)
+            done.update({score_entry(self.indices[key], name, objectives[name]): value
+                         for name, value in got.items() if name in objectives})
+            self._maybe_log(key)
+        self.saved["scores"].save(done)
 
+    def _train_done(self, job, out, keys, i) -> None:
+        key = keys[i]
+        self.trained[key] = out.value["trains"] if out.ok else [out] * len(self.groups[key])
+        self._maybe_log(key)
 
-def _phase(runtime, phase: str, description: str, jobs: list, results, kept: int = 0):
-    """``results`` of a map passed through, the phase's progress reported as each job finishes (a progress
-    artifact per phase; the CLI's line says ``paths 3/12``): the study is not silent before its first run.
-    A phase whose work the checkpoint holds whole (``kept`` pieces, no job) says so once."""
-    progress = runtime.progress(f"{PROGRESS_KEY}-{phase}", len(jobs), f"Study: {description}")
-    if not jobs:
-        progress(100.0, 0, 0, f"{kept:,} kept from an earlier run" if kept else "nothing to do", phase)
-    for done, (i, out) in enumerate(results, 1):
-        progress(100.0 * done / len(jobs), done, len(jobs), jobs[i].label, phase)
-        yield i, out
+    def _maybe_log(self, key: str) -> None:
+        if (self.state.get(key) != "ready" or key not in self.trained
+                or len(self.scores[key]) < len(self.plan.config.objectives)):
+            return
+        self.state[key] = "logged"
+        idx = self.indices[key]
+        rows = self.plan.positions[idx]
+        subset = {"indices": idx.tolist(), "rows": rows.tolist(), "ids": self.store.ids(rows).tolist(),
+                  "scores": {name: self.scores[key][name] for name in self.plan.config.objectives}}
+        self.log(key, subset, self.trained.pop(key))
+
+    def _fail(self, key: str, exc: Exception) -> None:
+        if self.state.get(key) not in ("failed", "logged"):
+            self.state[key] = "failed"
+            self.fail_cb(key, exc)
+
+    # ---------------------------------------------------------------- progress, one line per phase
+    _DESCRIPTIONS = {"fills": "mixtures completed by the minimiser", "scores": "subsets scored by every objective",
+                     "train": "subsets trained"}
+
+    def _bar(self, phase: str, description: str, kept: int = 0, announce: bool = False) -> None:
+        """A phase's progress (its total grows as its jobs are submitted); ``announce``: none will be, say so."""
+        update = self.runtime.progress(f"{PROGRESS_KEY}-{phase}", 0, f"Study: {description}")
+        self.bars[phase] = (update, [0, 0])
+        if announce:
+            update(100.0, 0, 0, f"{kept:,} kept from an earlier run" if kept else "nothing to do", phase)
+
+    def _grow(self, phase: str, n: int) -> None:
+        if phase not in self.bars:
+            self._bar(phase, self._DESCRIPTIONS[phase])
+        self.bars[phase][1][1] += n
+
+    def _tick(self, phase: str, label: str) -> None:
+        if phase == "train":  # the runs have their own line (one per spec logged)
+            return
+        update, counts = self.bars[phase]
+        counts[0] += 1
+        update(100.0 * counts[0] / counts[1], counts[0], counts[1], label, phase)
 
 
 def study_body(options: StudyOptions, runtime) -> dict[str, Any]:
@@ -200,49 +299,44 @@ def study_body(options: StudyOptions, runtime) -> dict[str, Any]:
     groups: dict[str, list[tuple[SubsetSpec, str]]] = {}
     for spec, ck in todo:  # one subset per distinct selection (fixed and budget select alike)
         groups.setdefault(spec.subset_key, []).append((spec, ck))
-    subsets, failed = realise_and_score(plan, [g[0][0] for g in groups.values()], runtime)
-
     total = len(plan.specs)
     progress = runtime.progress(PROGRESS_KEY, len(todo),
                                 f"Subsets trained and logged ({len(todo)} to train, {reused} reused)")
     errors, processes, done = [], set(), 0
-    members = [g for key, g in groups.items() if key not in failed]
-    for key, group in groups.items():  # a subset whose path, completion or scores failed fails its specs
-        if key in failed:
-            for spec, ck in group:
-                run_id = tracker.start(ck, spec.name, params=child_params(spec, cfg), parent_id=parent_id,
-                                       existing=known.get(ck),
-                                       tags={"worth.kind": spec.kind, "worth.subset_key": spec.subset_key})
-                tracker.finish(run_id, "FAILED")
-                errors.append((spec.name, failed[key]))
-    jobs = [TrainJob(options.store, h, subsets[g[0][0].subset_key]["indices"], [s.to_dict() for s, _ in g],
-                     cfg.to_dict(), so, label=f"{g[0][0].kind}-k{g[0][0].k}") for g in members]
-    for i, out in runtime.map(train_jobs, jobs, [j.label for j in jobs]):
-        trains = out.value["trains"] if out.ok else [out] * len(members[i])
-        for (spec, ck), trained in zip(members[i], trains):
+
+    def open_run(spec: SubsetSpec, ck: str) -> str:
+        return tracker.start(ck, spec.name, params=child_params(spec, cfg), parent_id=parent_id,
+                             existing=known.get(ck), tags={"worth.kind": spec.kind, "worth.subset_key": spec.subset_key})
+
+    def fail(key: str, exc: Exception) -> None:  # a subset whose path, completion or scores failed fails its specs
+        for spec, ck in groups[key]:
+            tracker.finish(open_run(spec, ck), "FAILED")
+            errors.append((spec.name, exc))
+
+    def log(key: str, subset: dict, trains: list) -> None:
+        nonlocal done
+        for (spec, ck), trained in zip(groups[key], trains):
             # the run is opened when its result is in, so the UI lists finished subsets as they come and a kill
             # leaves at most the one being logged unfinished (reopened by its id on the next run)
-            run_id = tracker.start(ck, spec.name, params=child_params(spec, cfg), parent_id=parent_id,
-                                   existing=known.get(ck),
-                                   tags={"worth.kind": spec.kind, "worth.subset_key": spec.subset_key})
+            run_id = open_run(spec, ck)
             if not trained.ok:  # the other subsets finish and are logged; the flow fails at the end
                 tracker.finish(run_id, "FAILED")
                 errors.append((spec.name, trained.error))
                 continue
-            evaluation, subset = dict(trained.value), subsets[spec.subset_key]
-            subset_scores = subset["scores"]
+            evaluation, subset_scores = dict(trained.value), subset["scores"]
             processes.add(evaluation.pop("process"))
             tracker.log_metrics(run_id, child_metrics(subset_scores, evaluation))
             tracker.log_params(run_id, {"steps": evaluation["steps"], "device": evaluation["device"]})
-            row = result_row(spec, subset_scores, evaluation)
             tracker.log_json(run_id, {"run": spec.name, "key": ck, "spec_key": spec.key, "spec": spec.to_dict(),
                                       "store": options.store, "holdout": h, "rows": subset["rows"],
                                       "ids": subset["ids"], "pool_indices": subset["indices"],
                                       "scores": subset_scores, "evaluation": evaluation}, "subset.json")
             tracker.finish(run_id)
-            rows[spec.key] = row
+            rows[spec.key] = result_row(spec, subset_scores, evaluation)
             done += 1
             progress(100.0 * done / len(todo), reused + done, total, spec.name, "runs")
+
+    _Subsets(plan, groups, runtime, log, fail).run()
     if errors:
         tracker.finish(parent_id, "FAILED")
         name, exc = errors[0]

@@ -5,8 +5,8 @@ or an objective (or parameter) the registry refuses, a store that is missing, in
 held-out fraction outside (0, 0.9] or different from the split recorded with the store, a k the pool (or, in the
 balanced regime, a class) cannot serve. The flow (:mod:`flows.study`) adds where it tracks.
 
-The study's work runs as four maps of jobs composed so that nothing is computed twice and the workers stay
-balanced: :class:`PathJob` (every maximiser and minimiser path once, at its largest k — every k, regime share,
+The study's work runs as four kinds of jobs, composed so that nothing is computed twice and the workers stay
+balanced, and streamed by the flow (each submitted as soon as its inputs are in: :class:`flows.study._Subsets`): :class:`PathJob` (every maximiser and minimiser path once, at its largest k — every k, regime share,
 coreset selection and mixture is cut from it; facility location's states in one job share their first pass),
 :class:`FillJob` (the mixtures completed by the greedy minimiser, from the stored maximisers), :class:`ScoreJob`
 (every subset by every objective in batches: one eigendecomposition per subset for all spectral scores, facility
@@ -435,7 +435,7 @@ def _worker_threads():
 
 
 # ------------------------------------------------------------------------------------------ jobs
-# The study runs in four maps, each over jobs the flow composes so that the work is shared and balanced:
+# The study runs four kinds of jobs, composed by the flow so that the work is shared and balanced, and streamed:
 # greedy paths (every maximiser and minimiser once: worth.appraisal.paths), mixture completions by the
 # minimiser (from the stored maximisers), scores (every subset by every objective, in batches), training (one
 # job per distinct subset, once per spec). Every other subset is cut from the stored paths in the flow's
