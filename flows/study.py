@@ -40,7 +40,7 @@ from flows.runtime import deployed, launch, make_flow
 import numpy as np
 
 from pipeline.study import (StudyOptions, StudyPlan, SubsetSpec, TrainJob, child_key, child_metrics,  # noqa: F401
-                            cached_paths, child_params, correlation_metrics, needs_fill, open_store, path_entry,
+                            cached_paths, child_params, correlation_metrics, dense_facility, needs_fill, open_store, path_entry,
                             plan_fill_jobs, plan_path_jobs, plan_pool, plan_score_jobs, row_from_run, score_entry,
                             study_folder, study_key, study_run_name, work_folder)
 from storage.checkpoint import Checkpoint
@@ -87,12 +87,15 @@ class _Subsets:
     One stream over the runtime (:meth:`flows.runtime.Runtime.stream`) carries every job: the greedy paths
     (:func:`pipeline.study.plan_path_jobs`) first, and — as soon as what a subset is cut from is in — its
     completion by the minimiser (:func:`pipeline.study.plan_fill_jobs`), its scores (:func:`pipeline.study.
-    plan_score_jobs`, the subsets of one finished job scored together: they share the maximiser's prefix) and its
+    plan_score_jobs`: the spectral ones with the subsets of the same finished job; dense facility location in
+    batches of a third of the subsets, whose GEMMs against the union of their rows then share most rows) and its
     training (one job per distinct subset, once per spec that uses it). A random subset needs no path, so it
     trains while the paths run; the last path job no longer holds every other phase back. Every other subset
     (prefixes of the stored paths, seeded draws, random completions) is cut in this process.
 
-    The work is what the phases did one after another, job for job (the same jobs, the same inputs): paths,
+    The work is what the phases did one after another — the same path and completion jobs, the scores in other
+    batches (dense facility location's up to an inner product's rounding in a GEMM of another shape, as
+    :mod:`worth.appraisal.scoring` says; bit for bit in ``tests/study/test_study_fast_path.py``). Paths,
     completions and scores are kept in the pool's checkpoint as each job ends, and ``log(key, subset, trains)``
     is called once per subset when both its scores and its training are in; ``fail(key, error)`` once per
     subset whose path, completion, scores or training job failed.
@@ -118,6 +121,14 @@ class _Subsets:
         self.stream = runtime.stream()
         self.bars: dict[str, tuple[Any, list[int]]] = {}
         self.kept = {"fills": 0, "scores": 0}  # subsets whose completion, or every score, the checkpoint held
+        objectives = plan.config.objectives
+        self.dense = {k: v for k, v in objectives.items() if dense_facility(k, v)}
+        self.rest = {k: v for k, v in objectives.items() if k not in self.dense}
+        # dense facility location scores a batch by GEMMs against the union of its subsets' rows: batches of a
+        # third of the subsets (and the rest once no path or completion is running) share most of those rows
+        self.dense_wait: list[str] = []
+        self.dense_batch = max(1, len(self.specs) // 3)
+        self.running = 0  # path and completion jobs submitted and not yet done
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> None:
@@ -126,10 +137,14 @@ class _Subsets:
         self._bar("paths", "greedy paths (maximisers, minimisers)", kept=len(self.paths), announce=not jobs)
         self._submit("paths", path_jobs, jobs)
         self._advance()
+        self._flush_dense()
         for sid, i, out in self.stream:
             phase, jobs, keys = self.submitted[sid]
+            if phase in ("paths", "fills"):
+                self.running -= 1
             getattr(self, f"_{phase}_done")(jobs[i], out, keys, i)
             self._tick(phase, jobs[i].label)
+            self._flush_dense()
         for phase in ("fills", "scores"):  # a phase the checkpoint held whole says so once
             if phase not in self.bars:
                 self._bar(phase, self._DESCRIPTIONS[phase], kept=self.kept[phase], announce=True)
@@ -139,6 +154,8 @@ class _Subsets:
             sid = self.stream.submit(task, jobs, [j.label for j in jobs], priority=PRIORITY[phase])
             self.submitted[sid] = (phase, jobs, keys or [])
             self._grow(phase, len(jobs))
+            if phase in ("paths", "fills"):
+                self.running += len(jobs)
 
     def _advance(self) -> None:
         """Every subset whose path is in (or needs none): cut here, or sent to a fill job; one whose path job
@@ -173,8 +190,11 @@ class _Subsets:
                 missing.append(key)
             else:
                 self.kept["scores"] += 1
-        self._submit("scores", score_jobs, plan_score_jobs(self.plan, [self.indices[k] for k in missing], objectives,
-                                                           self.slots), missing)
+        if self.rest:
+            self._submit("scores", score_jobs, plan_score_jobs(self.plan, [self.indices[k] for k in missing], self.rest,
+                                                               self.slots), missing)
+        if self.dense:
+            self.dense_wait.extend(missing)
         plan, so = self.plan, self.plan.options.storage_options or None
         keys = [key for key, _ in ready]
         self._submit("train", train_jobs,
@@ -183,6 +203,12 @@ class _Subsets:
                                label=f"{self.specs[key].kind}-k{self.specs[key].k}") for key in keys], keys)
         for key in keys:
             self._maybe_log(key)
+
+    def _flush_dense(self) -> None:
+        if self.dense_wait and (len(self.dense_wait) >= self.dense_batch or not self.running):
+            keys, self.dense_wait = self.dense_wait, []
+            self._submit("scores", score_jobs, plan_score_jobs(self.plan, [self.indices[k] for k in keys], self.dense,
+                                                               self.slots), keys)
 
     # ---------------------------------------------------------------- results as they come
     def _paths_done(self, job, out, keys, i) -> None:

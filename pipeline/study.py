@@ -587,7 +587,7 @@ def _group(items: list, costs: list[float], together, n_bins: int) -> list[list]
     return [[items[i] for u in b for i in units[u]] for b in _bins(unit_costs, n_bins)]
 
 
-def _dense_facility(objective: str, params: dict) -> bool:
+def dense_facility(objective: str, params: dict) -> bool:
     return objective == "facility-location" and params.get("neighbors") is None
 
 
@@ -605,7 +605,7 @@ def plan_path_jobs(plan: StudyPlan, specs: list[SubsetSpec], slots: int,
     for kind in ("max", "min"):
         mine = [i for i, u in enumerate(units) if u["kind"] == kind]
         for b in _group([units[i] for i in mine], [costs[i] for i in mine],
-                        lambda u: _dense_facility(u["objective"], json.loads(u["params"])),
+                        lambda u: dense_facility(u["objective"], json.loads(u["params"])),
                         BINS_PER_SLOT * max(1, slots)):
             jobs.append(PathJob(opts.store, plan.holdout_desc, b, opts.storage_options or None,
                                 label=f"{kind}-{len(b)}"))
@@ -674,7 +674,7 @@ def plan_fill_jobs(plan: StudyPlan, specs: list[SubsetSpec], paths: dict, slots:
         costs.append(fill_cost(spec, n, m))
     opts = plan.options
     return [FillJob(opts.store, plan.holdout_desc, b, opts.storage_options or None, label=f"fills-{len(b)}")
-            for b in _group(items, costs, lambda it: _dense_facility(it["spec"]["objective"], it["spec"]["params"]),
+            for b in _group(items, costs, lambda it: dense_facility(it["spec"]["objective"], it["spec"]["params"]),
                             BINS_PER_SLOT * max(1, slots))]
 
 
@@ -684,7 +684,7 @@ def plan_score_jobs(plan: StudyPlan, subsets: list[np.ndarray], objectives: dict
     objectives (one eigendecomposition per subset for all spectral ones) over chunks of the subsets."""
     opts = plan.options
     so = opts.storage_options or None
-    dense = {k: v for k, v in objectives.items() if _dense_facility(k, v)}
+    dense = {k: v for k, v in objectives.items() if dense_facility(k, v)}
     rest = {k: v for k, v in objectives.items() if k not in dense}
     rows = [np.asarray(s, dtype=np.int64).tolist() for s in subsets]
     jobs = []
