@@ -19,7 +19,7 @@ def curate_command(
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="largest size of the curated set overall"),
     objective: str = typer.Option("auto", "--objective", "-o",
                                   help="objective the additions maximise; auto: the latest study of this store's "
-                                       "best predictor, else facility-location"),
+                                       "best predictor that can tell items apart, else facility-location"),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="objective parameter KEY=VALUE (repeat)"),
     encoder: str = typer.Option("pixels", "--encoder", "-e", help="encoder of the store"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="only the first N items have arrived"),
