@@ -188,7 +188,8 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
                              f"v{prev_version:04d} was curated: nothing was published.",
                              "Nightly curation: nothing new")
             return {"noop": True, "version": prev_version, "folder": folder, "record": previous,
-                    "flow_run_id": run_id, "seconds": time.perf_counter() - t0}
+                    "flow_run_id": run_id, "flow_run_url": runtime.run_url(), "prefect_reopen": runtime.reopen_command(),
+                    "seconds": time.perf_counter() - t0}
         ids, labels, classes = store.ids(), store.labels(), store.classes
         held = held_out_mask(ids, store.split(), options.holdout_fraction)
         kept = [int(p) for p in previous["positions"]] if previous else []
@@ -288,16 +289,16 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         with open(sheet, "rb") as f:
             runtime.image(SHEET_KEY, "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii"),
                           f"Curated v{out['version']:04d}: the curated set, tonight's additions in red")
-        link = runtime.run_url()
+        link, reopen = runtime.run_url(), runtime.reopen_command()
         runtime.here(finish_night, tracking_uri, logged["run_id"], "FINISHED",
-                     summary + (f"\n\nPrefect flow run: {link}" if link else f"\n\nPrefect flow run id `{run_id}`"
-                                if run_id else ""))
+                     summary + (f"\n\nPrefect flow run: {link}" + (f" (serve it with `{reopen}`)" if reopen else "")
+                                if link else f"\n\nPrefect flow run id `{run_id}`" if run_id else ""))
         print(f"Curated v{out['version']:04d}: +{len(added)} of {len(candidates)} new training items, "
               f"{len(positions)} kept; {choice.name}={sel['value']:.4f}, accuracy={ev['accuracy']:.4f} on "
               f"{test_set['n']} held-out items ({choice.why})")
         return {"noop": False, "version": out["version"], "folder": folder, "record": out, "flow_run_id": run_id,
                 "mlflow_run_id": logged["run_id"], "contact_sheet": sheet, "additions": additions,
-                "seconds": time.perf_counter() - t0}
+                "flow_run_url": link, "prefect_reopen": reopen, "seconds": time.perf_counter() - t0}
 
 
 curate_flow = make_flow(curate_body, CurateOptions, name="curate", description="Nightly curation: embed new "

@@ -41,7 +41,7 @@ def run_demo(out: str = "demo", *, k: int = 40, workers: int = 2, echo: Callable
 
     tracking = "sqlite:///" + os.path.abspath(os.path.join(out, "mlflow.db"))
     nights = []
-    with prefect_api() as api:
+    with prefect_api():
         # one LocalCluster for both nights (started after the Prefect API, so its workers report to it): a
         # cluster per night costs a start and a close each, and the close timed out on a loaded 2-core machine
         cluster = LocalCluster(**cluster_kwargs(local_spec(workers))[1])
@@ -58,7 +58,7 @@ def run_demo(out: str = "demo", *, k: int = 40, workers: int = 2, echo: Callable
             if last.get("contact_sheet") and os.path.exists(last["contact_sheet"]):
                 shutil.copyfile(last["contact_sheet"], sheet)
                 echo(f"\nContact sheet of the curated set (tonight's additions in red): {sheet}")
-            echo(ui_help(out, api, tracking, last))
+            echo(ui_help(nights[-1]))
         finally:
             try:
                 cluster.close(timeout=120)
@@ -93,19 +93,29 @@ def describe(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def ui_help(out: str, api: str, tracking: str, record: dict[str, Any]) -> str:
-    """How to open the Prefect and MLflow UIs on what the demo recorded."""
-    from tasks.track import experiment_page, ui_command
+def ui_help(result: dict[str, Any]) -> str:
+    """How to open the Prefect and MLflow UIs on what a night (a :func:`run_curate` result) recorded, in lines that
+    still work after the command ended: a temporary Prefect server (:func:`infra.dask.prefect_api`) stops with
+    the command, so its records are shown with the command that serves them again (``prefect_reopen``), and a
+    local MLflow store with the ``mlflow ui`` command that opens it (:func:`tasks.track.ui_command`)."""
+    from tasks.track import experiment_url, is_server, ui_command
 
-    home = os.environ["PREFECT_HOME"]
-    return "\n".join([
-        "",
-        "Open the UIs (the demo's servers stop when it ends; these start them on its records):",
-        f"  Prefect: PREFECT_HOME={home} prefect server start --host 127.0.0.1 --port 4200",
-        f"           then http://127.0.0.1:4200/runs/flow-run/{record['flow_run_id']}",
-        f"  MLflow:  {ui_command(tracking)} --host 127.0.0.1 --port 5000",
-        f"           then http://127.0.0.1:5000/{experiment_page(record.get('mlflow_experiment_id'))}",
-        f"           (the nights' metrics as columns; this night: "
-        f"http://127.0.0.1:5000/#/experiments/{record.get('mlflow_experiment_id')}/runs/{record.get('mlflow_run_id')})",
-        f"  (this run's Prefect API was {api})",
-    ])
+    rec = result["record"]
+    lines = ["", "Open the records:"]
+    url, flow_run = result.get("flow_run_url"), rec.get("flow_run_id")
+    if url and flow_run and result.get("flow_run_id"):
+        page = url.replace(str(result["flow_run_id"]), str(flow_run))  # the run that published the version
+        if result.get("prefect_reopen"):
+            lines += [f"  Prefect: {result['prefect_reopen']}", f"           then {page}"]
+        else:
+            lines += [f"  Prefect: {page}"]
+    uri, exp, run = rec.get("tracking_uri"), rec.get("mlflow_experiment_id"), rec.get("mlflow_run_id")
+    if uri and exp:
+        runs = experiment_url(uri, exp)
+        night = f"{runs.split('#', 1)[0]}#/experiments/{exp}/runs/{run}"
+        if is_server(uri):
+            lines += [f"  MLflow:  {runs}"]
+        else:
+            lines += [f"  MLflow:  {ui_command(uri)} --host 127.0.0.1 --port 5000", f"           then {runs}"]
+        lines += [f"           (the nights' metrics as columns; this night: {night})"]
+    return "\n".join(lines)

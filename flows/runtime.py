@@ -72,6 +72,11 @@ class Runtime:
         """The flow run's page in the Prefect UI, where one is configured (``PREFECT_UI_URL``, or the API's)."""
         return None
 
+    def reopen_command(self) -> str | None:
+        """The command that serves :meth:`run_url` again once this command has ended (its Prefect server was a
+        temporary one), or None (no Prefect, or a server that outlives the command)."""
+        return None
+
     def slots(self) -> int:
         return 1
 
@@ -184,10 +189,23 @@ class PrefectRuntime(Runtime):
         return str(flow_run.id) if flow_run.id else None
 
     def run_url(self) -> str | None:
+        """The flow run's page; under a launcher's temporary server, its page on the server that reopens the
+        records (:func:`infra.dask.prefect_reopen`): the temporary one stops with the command."""
         from prefect.utilities.urls import url_for
 
+        from infra.dask import prefect_reopen
+
         run_id = self.run_id()
-        return url_for("flow-run", obj_id=run_id) if run_id else None
+        if not run_id:
+            return None
+        reopen = prefect_reopen()
+        return f"{reopen['ui']}/runs/flow-run/{run_id}" if reopen else url_for("flow-run", obj_id=run_id)
+
+    def reopen_command(self) -> str | None:
+        from infra.dask import prefect_reopen
+
+        reopen = prefect_reopen()
+        return reopen["command"] if reopen else None
 
 
 def _sibling_runner():

@@ -37,7 +37,7 @@ def curate_command(
     failed — exits 1 (:mod:`flows.cli.errors`), and publishes nothing.
     """
     from flows.curate import CurateOptions, run_curate
-    from flows.demo import describe
+    from flows.demo import describe, ui_help
 
     target = launch(runner, workers, scheduler)
     # what the night refuses before it starts (options, source, encoder, objective, the curated folder) is bad
@@ -47,7 +47,10 @@ def curate_command(
                                 objective_params=parse_params(param, "--param"), encoder=encoder, limit=limit,
                                 curated=curated, tracking_uri=tracking_uri)
         result = run_curate(options, **target)
-    typer.echo(json.dumps(result["record"], indent=1, default=str) if as_json else describe(result))
+    if as_json:
+        typer.echo(json.dumps(result["record"], indent=1, default=str))
+    else:  # what was curated, then where it is recorded: commands that still work now that this one has ended
+        typer.echo(describe(result) + ui_help(result))
 
 
 def demo_command(
