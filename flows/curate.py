@@ -188,8 +188,7 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
                              f"v{prev_version:04d} was curated: nothing was published.",
                              "Nightly curation: nothing new")
             return {"noop": True, "version": prev_version, "folder": folder, "record": previous,
-                    "flow_run_id": run_id, "flow_run_url": runtime.run_url(), "prefect_reopen": runtime.reopen_command(),
-                    "seconds": time.perf_counter() - t0}
+                    "flow_run_id": run_id, "seconds": time.perf_counter() - t0}
         ids, labels, classes = store.ids(), store.labels(), store.classes
         held = held_out_mask(ids, store.split(), options.holdout_fraction)
         kept = [int(p) for p in previous["positions"]] if previous else []
@@ -298,7 +297,7 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
               f"{test_set['n']} held-out items ({choice.why})")
         return {"noop": False, "version": out["version"], "folder": folder, "record": out, "flow_run_id": run_id,
                 "mlflow_run_id": logged["run_id"], "contact_sheet": sheet, "additions": additions,
-                "flow_run_url": link, "prefect_reopen": reopen, "seconds": time.perf_counter() - t0}
+                "seconds": time.perf_counter() - t0}
 
 
 curate_flow = make_flow(curate_body, CurateOptions, name="curate", description="Nightly curation: embed new "

@@ -98,17 +98,11 @@ def ui_help(result: dict[str, Any]) -> str:
     still work after the command ended: a temporary Prefect server (:func:`infra.dask.prefect_api`) stops with
     the command, so its records are shown with the command that serves them again (``prefect_reopen``), and a
     local MLflow store with the ``mlflow ui`` command that opens it (:func:`tasks.track.ui_command`)."""
+    from flows.runtime import prefect_lines
     from tasks.track import experiment_url, is_server, ui_command
 
     rec = result["record"]
-    lines = ["", "Open the records:"]
-    url, flow_run = result.get("flow_run_url"), rec.get("flow_run_id")
-    if url and flow_run and result.get("flow_run_id"):
-        page = url.replace(str(result["flow_run_id"]), str(flow_run))  # the run that published the version
-        if result.get("prefect_reopen"):
-            lines += [f"  Prefect: {result['prefect_reopen']}", f"           then {page}"]
-        else:
-            lines += [f"  Prefect: {page}"]
+    lines = ["", "Open the records:", *prefect_lines(result, rec.get("flow_run_id"))]  # the night that published
     uri, exp, run = rec.get("tracking_uri"), rec.get("mlflow_experiment_id"), rec.get("mlflow_run_id")
     if uri and exp:
         runs = experiment_url(uri, exp)

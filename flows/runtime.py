@@ -189,23 +189,14 @@ class PrefectRuntime(Runtime):
         return str(flow_run.id) if flow_run.id else None
 
     def run_url(self) -> str | None:
-        """The flow run's page; under a launcher's temporary server, its page on the server that reopens the
-        records (:func:`infra.dask.prefect_reopen`): the temporary one stops with the command."""
-        from prefect.utilities.urls import url_for
-
-        from infra.dask import prefect_reopen
-
+        """The flow run's page (:func:`flow_run_links`: under a launcher's temporary server, on the server that
+        serves its records again — the temporary one stops with the command)."""
         run_id = self.run_id()
-        if not run_id:
-            return None
-        reopen = prefect_reopen()
-        return f"{reopen['ui']}/runs/flow-run/{run_id}" if reopen else url_for("flow-run", obj_id=run_id)
+        return flow_run_links(run_id)["flow_run_url"] if run_id else None
 
     def reopen_command(self) -> str | None:
-        from infra.dask import prefect_reopen
-
-        reopen = prefect_reopen()
-        return reopen["command"] if reopen else None
+        run_id = self.run_id()
+        return flow_run_links(run_id)["prefect_reopen"] if run_id else None
 
 
 def _sibling_runner():
@@ -278,9 +269,38 @@ def launch(flow, body: Callable, plan: Callable, options: Any, spec=None, *, tas
     with prefect_api():  # one server for the launcher and its workers, never orphaned by a kill -9
         _launcher_progress = on_progress
         try:
-            return flow.with_options(task_runner=task_runner or runner_for(spec))(options)
+            result = flow.with_options(task_runner=task_runner or runner_for(spec))(options)
         finally:
             _launcher_progress = None
+        if isinstance(result, dict) and result.get("flow_run_id"):  # known only while the server serves
+            result.update(flow_run_links(str(result["flow_run_id"])))
+        return result
+
+
+def flow_run_links(run_id: str) -> dict[str, str | None]:
+    """Where flow run ``run_id`` can be seen once the command has ended: ``{"flow_run_url", "prefect_reopen"}``.
+    Under a launcher's temporary server (:func:`infra.dask.prefect_reopen`) the page on the server that serves its
+    records again, and the command that starts that server; else the configured server's own page and None."""
+    from prefect.utilities.urls import url_for
+
+    from infra.dask import prefect_reopen
+
+    reopen = prefect_reopen()
+    if reopen:
+        return {"flow_run_url": f"{reopen['ui']}/runs/flow-run/{run_id}", "prefect_reopen": reopen["command"]}
+    return {"flow_run_url": url_for("flow-run", obj_id=run_id), "prefect_reopen": None}
+
+
+def prefect_lines(result: dict[str, Any], run_id: str | None = None) -> list[str]:
+    """The lines a command prints to reach a flow run of ``result`` (a :func:`launch` result; ``run_id``: another
+    run of the same server, e.g. the one that published a version): none when the flow ran inline."""
+    url, current = result.get("flow_run_url"), result.get("flow_run_id")
+    if not url or not current:
+        return []
+    page = url.replace(str(current), str(run_id or current))
+    if result.get("prefect_reopen"):
+        return [f"  Prefect: {result['prefect_reopen']}", f"           then {page}"]
+    return [f"  Prefect: {page}"]
 
 
 def deployed(launcher: Callable, options_type: type, *, name: str, description: str):
