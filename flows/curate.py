@@ -313,4 +313,4 @@ def run_curate(options: CurateOptions, spec=None, *, task_runner=None) -> dict[s
 
 
 curate_nightly = deployed(run_curate, CurateOptions, name="curate-nightly", description="The deployed night: binds "
-                          "the cluster given as a parameter and runs the curate flow on it.")
+                          "the cluster given as a parameter and runs the curate flow on it.", run_name=curate_run_name)

@@ -303,9 +303,12 @@ def prefect_lines(result: dict[str, Any], run_id: str | None = None) -> list[str
     return [f"  Prefect: {page}"]
 
 
-def deployed(launcher: Callable, options_type: type, *, name: str, description: str):
+def deployed(launcher: Callable, options_type: type, *, name: str, description: str,
+             run_name: Callable[[Any], str] | None = None):
     """The deployed wrapper of a flow: ``(options, cluster)``, the cluster (:class:`infra.dask.ClusterOptions`) a
-    parameter of the deployment, never written into flow code; ``launcher(options, **cluster.launch())``."""
+    parameter of the deployment, never written into flow code; ``launcher(options, **cluster.launch())``. Its
+    runs are named by ``run_name`` as the flow's own (:func:`make_flow`): the UI shows ``curate-digits-v0002``
+    over ``curate-digits-v0002``, not Prefect's random two words over it."""
     from prefect import flow
 
     from infra.dask import ClusterOptions
@@ -316,4 +319,5 @@ def deployed(launcher: Callable, options_type: type, *, name: str, description: 
     run.__name__ = run.__qualname__ = name.replace("-", "_")
     run.__annotations__ = {"options": options_type, "cluster": ClusterOptions, "return": dict[str, Any]}
     run.__module__ = launcher.__module__
-    return flow(run, name=name, description=description, log_prints=True, validate_parameters=True)
+    return flow(run, name=name, description=description, log_prints=True, validate_parameters=True,
+                flow_run_name=_run_namer(run_name, options_type, name) if run_name else None)

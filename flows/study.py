@@ -292,4 +292,4 @@ def run_study(options: StudyOptions, spec=None, *, task_runner=None, on_result=N
 
 
 study_deployed = deployed(run_study, StudyOptions, name="study-deployed", description="The deployed study: binds "
-                          "the cluster given as a parameter and runs the study flow on it.")
+                          "the cluster given as a parameter and runs the study flow on it.", run_name=study_run_name)
