@@ -43,10 +43,12 @@ class Runtime:
     def map(self, task, jobs: Sequence[Any], labels: Sequence[str] | None = None) -> Iterator[tuple[int, Outcome]]:
         raise NotImplementedError
 
-    def call(self, task, *args: Any) -> Any:
+    def call(self, task, *args: Any, name: str | None = None) -> Any:
+        """One task on the flow's task runner; ``name``: its run's name in the UI (what it did, e.g.
+        ``train-evaluate-v0002``), else Prefect's ``TASK-abc``."""
         raise NotImplementedError
 
-    def here(self, task, *args: Any) -> Any:
+    def here(self, task, *args: Any, name: str | None = None) -> Any:
         """A task in the flow's own process (what writes its files or tracking from there)."""
         return getattr(task, "fn", task)(*args)
 
@@ -102,7 +104,7 @@ class InlineRuntime(Runtime):
                 outs = [Outcome(error=exc)] * len(group)
             yield from zip(group, outs)
 
-    def call(self, task, *args):
+    def call(self, task, *args, name=None):
         return getattr(task, "fn", task)(*args)
 
     def progress(self, key, total, description):
@@ -144,11 +146,11 @@ class PrefectRuntime(Runtime):
                 outs = [Outcome(error=exc)] * len(group)
             yield from zip(group, outs)
 
-    def call(self, task, *args):
-        return task.submit(*args).result()
+    def call(self, task, *args, name=None):
+        return (task.with_options(task_run_name=name) if name else task).submit(*args).result()
 
-    def here(self, task, *args):
-        return task(*args)
+    def here(self, task, *args, name=None):
+        return (task.with_options(task_run_name=name) if name else task)(*args)
 
     def progress(self, key, total, description):
         from prefect.artifacts import create_progress_artifact, update_progress_artifact
