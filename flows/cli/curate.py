@@ -37,7 +37,7 @@ def curate_command(
     failed — exits 1 (:mod:`flows.cli.errors`), and publishes nothing.
     """
     from flows.curate import CurateOptions, run_curate
-    from flows.demo import describe, ui_help
+    from flows.cli.render import night_text, records_text
 
     target = launch(runner, workers, scheduler)
     # what the night refuses before it starts (options, source, encoder, objective, the curated folder) is bad
@@ -50,7 +50,7 @@ def curate_command(
     if as_json:
         typer.echo(json.dumps(result["record"], indent=1, default=str))
     else:  # what was curated, then where it is recorded: commands that still work now that this one has ended
-        typer.echo(describe(result) + ui_help(result))
+        typer.echo(night_text(result) + records_text(result))
 
 
 def demo_command(
@@ -62,7 +62,9 @@ def demo_command(
     from flows.demo import prepare_environment, run_demo
 
     prepare_environment(out)  # before anything imports Prefect
-    run_demo(out, k=k, workers=workers, echo=typer.echo)
+    from flows.cli.render import night_text, records_text
+
+    run_demo(out, k=k, workers=workers, echo=typer.echo, describe=night_text, links=records_text)
 
 
 def register(app: typer.Typer) -> None:
