@@ -203,9 +203,11 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         if k == 0 and not kept:
             raise ValueError(f"no new training items to curate: {len(new)} new rows, all held out or none; "
                              "deliver more items or lower holdout_fraction")
+        version = max([prev_version, *versions.versions(folder)]) + 1
+        tag = f"v{version:04d}"  # the task runs are named after the version they make (and the UI shows which)
         # k = 0 (budget spent) still scores the kept set under tonight's objective, on tonight's rows
         sel = runtime.call(select_additions, options.pool.store, kept, candidates.tolist(), k, choice.name,
-                           choice.params, so)
+                           choice.params, so, name=f"select-additions-{tag}")
         added = [int(p) for p in sel["positions"]]
         positions = kept + added
         test = np.flatnonzero(held)
@@ -214,16 +216,17 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         test_set = describe_test_set(ids[test], nightly_rule(store.split(), options.holdout_fraction))
         n_classes = max(len(classes or []), int(labels.max()) + 1)
         training = options.training().to_dict()
-        ev = runtime.call(train_evaluate, options.pool.store, positions, test.tolist(), n_classes, training, so)
+        ev = runtime.call(train_evaluate, options.pool.store, positions, test.tolist(), n_classes, training, so,
+                          name=f"train-evaluate-{tag}")
         # like for like: last night's set, trained under tonight's config and seed, on tonight's held-out rows
         # (nothing added: the same set and training give the same model, so its evaluation is tonight's)
         base = None
         if previous is not None:
             base = ev if not added else runtime.call(train_evaluate, options.pool.store, kept, test.tolist(),
-                                                     n_classes, training, so)
+                                                     n_classes, training, so,
+                                                     name=f"train-evaluate-v{prev_version:04d}-on-{tag}-rows")
         no_value_delta = why_no_value_delta(previous, choice)
         key = night_key(options, prev_version, n, choice)
-        version = max([prev_version, *versions.versions(folder)]) + 1
         names = [_class_name(classes, int(labels[p])) for p in positions]
         metrics = {
             "accuracy": ev["accuracy"], "value": sel["value"], "loss": ev["loss"], "n_curated": len(positions),
@@ -265,7 +268,7 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         # stable artifact names: MLflow's compare view matches artifacts by name across the nights
         logged = runtime.here(log_night, tracking_uri, options.experiment, key, f"v{version:04d}", params, metrics,
                               version, {"contact_sheet.png": sheet, "additions.json": adds_path}, tags, start_ms,
-                              datasets)
+                              datasets, name=f"log-night-{tag}")
         record = {
             "ids": ids[positions].tolist(), "positions": positions, "classes": names, "store_rows": n,
             "objective": choice.name, "objective_params": choice.params, "objective_choice": choice.to_dict(),
@@ -280,7 +283,7 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         try:
             out = versions.publish(folder, record, expected_latest=prev_version)
         except BaseException:  # nothing published: the run is not a finished night (a rerun logs into it)
-            runtime.here(finish_night, tracking_uri, logged["run_id"], "FAILED")
+            runtime.here(finish_night, tracking_uri, logged["run_id"], "FAILED", name=f"finish-night-{tag}")
             raise
         summary = _publish_artifacts(runtime, out, previous, additions)
         # the contact sheet in Prefect too, as a data URL: the PNG travels inside the artifact, so the page shows
@@ -288,10 +291,11 @@ def curate_body(options: CurateOptions, runtime) -> dict[str, Any]:
         with open(sheet, "rb") as f:
             runtime.image(SHEET_KEY, "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii"),
                           f"Curated v{out['version']:04d}: the curated set, tonight's additions in red")
-        link = runtime.run_url()
+        link, reopen = runtime.run_url(), runtime.reopen_command()
         runtime.here(finish_night, tracking_uri, logged["run_id"], "FINISHED",
-                     summary + (f"\n\nPrefect flow run: {link}" if link else f"\n\nPrefect flow run id `{run_id}`"
-                                if run_id else ""))
+                     summary + (f"\n\nPrefect flow run: {link}" + (f" (serve it with `{reopen}`)" if reopen else "")
+                                if link else f"\n\nPrefect flow run id `{run_id}`" if run_id else ""),
+                     name=f"finish-night-{tag}")
         print(f"Curated v{out['version']:04d}: +{len(added)} of {len(candidates)} new training items, "
               f"{len(positions)} kept; {choice.name}={sel['value']:.4f}, accuracy={ev['accuracy']:.4f} on "
               f"{test_set['n']} held-out items ({choice.why})")
@@ -313,4 +317,4 @@ def run_curate(options: CurateOptions, spec=None, *, task_runner=None) -> dict[s
 
 
 curate_nightly = deployed(run_curate, CurateOptions, name="curate-nightly", description="The deployed night: binds "
-                          "the cluster given as a parameter and runs the curate flow on it.")
+                          "the cluster given as a parameter and runs the curate flow on it.", run_name=curate_run_name)

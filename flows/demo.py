@@ -4,7 +4,8 @@ Night 1 delivers the first 1,000 digits, night 2 all 1,797. Each night runs the 
 Prefect server (its database under ``OUT/prefect-home``, so the UI shows the runs afterwards), on a Dask
 LocalCluster, into a local Zarr store (``OUT/digits.zarr``), logging to MLflow on a SQLite file
 (``OUT/mlflow.db``). It then prints what was curated — ids and classes — writes the contact sheet
-(``OUT/curated.png``, also an MLflow artifact of the night) and prints how to open both UIs.
+(``OUT/curated.png``, also an MLflow artifact of the night) and prints how to open both UIs (what it prints is
+the CLI's: ``describe`` and ``links``).
 
 Run again, it changes nothing (each night is a no-op: the store already has every item); ``rm -rf OUT`` starts over.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections import Counter
 from typing import Any, Callable
 
 NIGHTS = (1000, None)  # items delivered by night: the first 1,000 digits, then all of them
@@ -29,9 +29,14 @@ def prepare_environment(out: str) -> None:
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # the nights' lines, not the cluster's chatter
 
 
-def run_demo(out: str = "demo", *, k: int = 40, workers: int = 2, echo: Callable[[str], None] = print
-             ) -> list[dict[str, Any]]:
-    """Curate digits in two nights under ``out``; returns the two nights' results (as :func:`run_curate`)."""
+def run_demo(out: str = "demo", *, k: int = 40, workers: int = 2, echo: Callable[[str], None] = print,
+             describe: Callable[[dict[str, Any]], str] | None = None,
+             links: Callable[[dict[str, Any]], str] | None = None) -> list[dict[str, Any]]:
+    """Curate digits in two nights under ``out``; returns the two nights' results (as :func:`run_curate`).
+
+    ``describe(result)`` says what a night curated and ``links(result)`` where the last night is recorded (the
+    CLI's :func:`flows.cli.render.night_text` and :func:`~flows.cli.render.records_text`); each is echoed when
+    given."""
     prepare_environment(out)
     from distributed import LocalCluster
     from prefect_dask import DaskTaskRunner
@@ -41,7 +46,7 @@ def run_demo(out: str = "demo", *, k: int = 40, workers: int = 2, echo: Callable
 
     tracking = "sqlite:///" + os.path.abspath(os.path.join(out, "mlflow.db"))
     nights = []
-    with prefect_api() as api:
+    with prefect_api():
         # one LocalCluster for both nights (started after the Prefect API, so its workers report to it): a
         # cluster per night costs a start and a close each, and the close timed out on a loaded 2-core machine
         cluster = LocalCluster(**cluster_kwargs(local_spec(workers))[1])
@@ -52,60 +57,18 @@ def run_demo(out: str = "demo", *, k: int = 40, workers: int = 2, echo: Callable
                 echo(f"\n== night {night}: {limit or 'all 1,797'} digits delivered")
                 result = run_curate(options, task_runner=DaskTaskRunner(address=cluster.scheduler_address))
                 nights.append(result)
-                echo(describe(result))
+                if describe is not None:
+                    echo(describe(result))
             last = nights[-1]["record"]
             sheet = os.path.join(out, "curated.png")
             if last.get("contact_sheet") and os.path.exists(last["contact_sheet"]):
                 shutil.copyfile(last["contact_sheet"], sheet)
                 echo(f"\nContact sheet of the curated set (tonight's additions in red): {sheet}")
-            echo(ui_help(out, api, tracking, last))
+            if links is not None:
+                echo(links(nights[-1]))
         finally:
             try:
                 cluster.close(timeout=120)
             except TimeoutError:  # everything is written; seen on a 2-core machine at load 20
                 echo("note: the Dask cluster took over 120 s to close; its workers end with this process")
     return nights
-
-
-def describe(result: dict[str, Any]) -> str:
-    """What a night curated: version, objective value, accuracy, and tonight's additions by id and class."""
-    rec = result["record"]
-    if result["noop"]:
-        return (f"nothing new: the store has {rec['store_rows']:,} rows, as curated in v{rec['version']:04d} "
-                f"({len(rec['ids'])} items kept)")
-    added = set(rec["added"])
-    pairs = [f"{i} ({c})" for i, c in zip(rec["ids"], rec["classes"]) if i in added]
-    counts = Counter(rec["classes"])
-    m = rec["metrics"]
-    n_test = (rec.get("test_set") or {}).get("n", m.get("n_test"))
-    delta = ("" if m.get("delta_accuracy") is None else
-             f" ({m['delta_accuracy']:+.4f} against v{rec['previous']:04d}'s set on the same held-out items: "
-             f"{m['previous_accuracy']:.4f})")
-    why = (rec.get("objective_choice") or {}).get("why")
-    lines = [
-        f"curated v{rec['version']:04d}: +{len(added)} of {m['candidates']} new training items, {len(rec['ids'])} "
-        f"kept; {rec['objective']} = {rec['value']:.3f}; held-out accuracy {rec['accuracy']:.4f} on {n_test:,} "
-        f"items{delta}",
-        *([f"objective {why}"] if why else []),
-        "added (id and class): " + ", ".join(pairs),
-        "per class: " + ", ".join(f"{c}: {counts[c]}" for c in sorted(counts, key=str)),
-    ]
-    return "\n".join(lines)
-
-
-def ui_help(out: str, api: str, tracking: str, record: dict[str, Any]) -> str:
-    """How to open the Prefect and MLflow UIs on what the demo recorded."""
-    from tasks.track import experiment_page, ui_command
-
-    home = os.environ["PREFECT_HOME"]
-    return "\n".join([
-        "",
-        "Open the UIs (the demo's servers stop when it ends; these start them on its records):",
-        f"  Prefect: PREFECT_HOME={home} prefect server start --host 127.0.0.1 --port 4200",
-        f"           then http://127.0.0.1:4200/runs/flow-run/{record['flow_run_id']}",
-        f"  MLflow:  {ui_command(tracking)} --host 127.0.0.1 --port 5000",
-        f"           then http://127.0.0.1:5000/{experiment_page(record.get('mlflow_experiment_id'))}",
-        f"           (the nights' metrics as columns; this night: "
-        f"http://127.0.0.1:5000/#/experiments/{record.get('mlflow_experiment_id')}/runs/{record.get('mlflow_run_id')})",
-        f"  (this run's Prefect API was {api})",
-    ])

@@ -75,4 +75,4 @@ def run_embed(options: EmbedOptions, spec=None, *, task_runner=None, on_progress
 
 
 embed_deployed = deployed(run_embed, EmbedOptions, name="embed-deployed", description="The deployed embed flow: "
-                          "binds the cluster given as a parameter.")
+                          "binds the cluster given as a parameter.", run_name=embed_run_name)

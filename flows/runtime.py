@@ -143,10 +143,12 @@ class Runtime:
     def stream(self) -> Stream:
         raise NotImplementedError
 
-    def call(self, task, *args: Any) -> Any:
+    def call(self, task, *args: Any, name: str | None = None) -> Any:
+        """One task on the flow's task runner; ``name``: its run's name in the UI (what it did, e.g.
+        ``train-evaluate-v0002``), else Prefect's ``TASK-abc``."""
         raise NotImplementedError
 
-    def here(self, task, *args: Any) -> Any:
+    def here(self, task, *args: Any, name: str | None = None) -> Any:
         """A task in the flow's own process (what writes its files or tracking from there)."""
         return getattr(task, "fn", task)(*args)
 
@@ -172,6 +174,11 @@ class Runtime:
         """The flow run's page in the Prefect UI, where one is configured (``PREFECT_UI_URL``, or the API's)."""
         return None
 
+    def reopen_command(self) -> str | None:
+        """The command that serves :meth:`run_url` again once this command has ended (its Prefect server was a
+        temporary one), or None (no Prefect, or a server that outlives the command)."""
+        return None
+
     def slots(self) -> int:
         return 1
 
@@ -191,7 +198,7 @@ class InlineRuntime(Runtime):
     def stream(self):
         return _InlineStream(self.slots())
 
-    def call(self, task, *args):
+    def call(self, task, *args, name=None):
         return getattr(task, "fn", task)(*args)
 
     def progress(self, key, total, description):
@@ -220,11 +227,11 @@ class PrefectRuntime(Runtime):
     def stream(self):
         return _PrefectStream(self.slots())
 
-    def call(self, task, *args):
-        return task.submit(*args).result()
+    def call(self, task, *args, name=None):
+        return (task.with_options(task_run_name=name) if name else task).submit(*args).result()
 
-    def here(self, task, *args):
-        return task(*args)
+    def here(self, task, *args, name=None):
+        return (task.with_options(task_run_name=name) if name else task)(*args)
 
     def progress(self, key, total, description):
         from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -265,10 +272,14 @@ class PrefectRuntime(Runtime):
         return str(flow_run.id) if flow_run.id else None
 
     def run_url(self) -> str | None:
-        from prefect.utilities.urls import url_for
-
+        """The flow run's page (:func:`flow_run_links`: under a launcher's temporary server, on the server that
+        serves its records again — the temporary one stops with the command)."""
         run_id = self.run_id()
-        return url_for("flow-run", obj_id=run_id) if run_id else None
+        return flow_run_links(run_id)["flow_run_url"] if run_id else None
+
+    def reopen_command(self) -> str | None:
+        run_id = self.run_id()
+        return flow_run_links(run_id)["prefect_reopen"] if run_id else None
 
 
 def _sibling_runner():
@@ -341,14 +352,46 @@ def launch(flow, body: Callable, plan: Callable, options: Any, spec=None, *, tas
     with prefect_api():  # one server for the launcher and its workers, never orphaned by a kill -9
         _launcher_progress = on_progress
         try:
-            return flow.with_options(task_runner=task_runner or runner_for(spec))(options)
+            result = flow.with_options(task_runner=task_runner or runner_for(spec))(options)
         finally:
             _launcher_progress = None
+        if isinstance(result, dict) and result.get("flow_run_id"):  # known only while the server serves
+            result.update(flow_run_links(str(result["flow_run_id"])))
+        return result
 
 
-def deployed(launcher: Callable, options_type: type, *, name: str, description: str):
+def flow_run_links(run_id: str) -> dict[str, str | None]:
+    """Where flow run ``run_id`` can be seen once the command has ended: ``{"flow_run_url", "prefect_reopen"}``.
+    Under a launcher's temporary server (:func:`infra.dask.prefect_reopen`) the page on the server that serves its
+    records again, and the command that starts that server; else the configured server's own page and None."""
+    from prefect.utilities.urls import url_for
+
+    from infra.dask import prefect_reopen
+
+    reopen = prefect_reopen()
+    if reopen:
+        return {"flow_run_url": f"{reopen['ui']}/runs/flow-run/{run_id}", "prefect_reopen": reopen["command"]}
+    return {"flow_run_url": url_for("flow-run", obj_id=run_id), "prefect_reopen": None}
+
+
+def prefect_lines(result: dict[str, Any], run_id: str | None = None) -> list[str]:
+    """The lines a command prints to reach a flow run of ``result`` (a :func:`launch` result; ``run_id``: another
+    run of the same server, e.g. the one that published a version): none when the flow ran inline."""
+    url, current = result.get("flow_run_url"), result.get("flow_run_id")
+    if not url or not current:
+        return []
+    page = url.replace(str(current), str(run_id or current))
+    if result.get("prefect_reopen"):
+        return [f"  Prefect: {result['prefect_reopen']}", f"           then {page}"]
+    return [f"  Prefect: {page}"]
+
+
+def deployed(launcher: Callable, options_type: type, *, name: str, description: str,
+             run_name: Callable[[Any], str] | None = None):
     """The deployed wrapper of a flow: ``(options, cluster)``, the cluster (:class:`infra.dask.ClusterOptions`) a
-    parameter of the deployment, never written into flow code; ``launcher(options, **cluster.launch())``."""
+    parameter of the deployment, never written into flow code; ``launcher(options, **cluster.launch())``. Its
+    runs are named by ``run_name`` as the flow's own (:func:`make_flow`): the UI shows ``curate-digits-v0002``
+    over ``curate-digits-v0002``, not Prefect's random two words over it."""
     from prefect import flow
 
     from infra.dask import ClusterOptions
@@ -359,4 +402,5 @@ def deployed(launcher: Callable, options_type: type, *, name: str, description: 
     run.__name__ = run.__qualname__ = name.replace("-", "_")
     run.__annotations__ = {"options": options_type, "cluster": ClusterOptions, "return": dict[str, Any]}
     run.__module__ = launcher.__module__
-    return flow(run, name=name, description=description, log_prints=True, validate_parameters=True)
+    return flow(run, name=name, description=description, log_prints=True, validate_parameters=True,
+                flow_run_name=_run_namer(run_name, options_type, name) if run_name else None)

@@ -111,4 +111,5 @@ def run_select(options: SelectOptions, spec=None, *, task_runner=None, on_progre
 
 
 select_deployed = deployed(run_select, SelectOptions, name="select-deployed",
-                           description="The deployed select flow: binds the cluster given as a parameter.")
+                           description="The deployed select flow: binds the cluster given as a parameter.",
+                           run_name=select_run_name)

@@ -306,8 +306,10 @@ def study_body(options: StudyOptions, runtime) -> dict[str, Any]:
                      "n_classes": plan.n_classes, "holdout": json.dumps(plan.holdout_desc, sort_keys=True),
                      "encoder": json.dumps(plan.pool["encoder"], sort_keys=True), "subsets": len(plan.specs),
                      **{f"config.{k}": json.dumps(v, sort_keys=True) for k, v in cfg.to_dict().items()}}
+    link = runtime.run_url()  # the flow run, from MLflow (on the server that reopens a temporary one's records)
+    flow_tags = {"worth.flow_run_id": str(runtime.run_id()), "worth.flow_run_url": link} if link else {}
     parent_id = tracker.start(plan.key, f"study-{plan.key[:8]}", params=parent_params,
-                              tags={"worth.kind": "study"}, existing=known.get(plan.key))
+                              tags={"worth.kind": "study", **flow_tags}, existing=known.get(plan.key))
     tracker.log_json(parent_id, cfg.to_dict(), "study.json")
 
     rows: dict[str, dict] = {}
@@ -410,4 +412,4 @@ def run_study(options: StudyOptions, spec=None, *, task_runner=None, on_result=N
 
 
 study_deployed = deployed(run_study, StudyOptions, name="study-deployed", description="The deployed study: binds "
-                          "the cluster given as a parameter and runs the study flow on it.")
+                          "the cluster given as a parameter and runs the study flow on it.", run_name=study_run_name)

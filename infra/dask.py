@@ -127,13 +127,36 @@ def task_runner(spec: ClusterSpec):
     return DaskTaskRunner(cluster_class=cls, cluster_kwargs=kw)
 
 
+#: Set (to its API URL) while :func:`prefect_api` serves a temporary server: links to it die with the command.
+TEMPORARY_API_ENV = "WORTH_TEMPORARY_PREFECT_API"
+#: Where :func:`prefect_reopen`'s command serves a temporary server's records again (Prefect's default address).
+REOPEN_ADDRESS = ("127.0.0.1", 4200)
+
+
+def prefect_reopen() -> dict[str, str] | None:
+    """How to see this process's flow runs once its temporary Prefect server (:func:`prefect_api`) has stopped:
+    ``{"command", "ui"}`` — ``prefect server start`` on the same database (``PREFECT_HOME``), and the UI's root
+    address there (a flow run's page is ``UI/runs/flow-run/ID``). None while the API is not a temporary one (a
+    real server or Prefect Cloud: its own links work)."""
+    from prefect.settings import PREFECT_API_URL, get_current_settings
+
+    temporary = os.environ.get(TEMPORARY_API_ENV)
+    if not temporary or (os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()) != temporary:
+        return None
+    host, port = REOPEN_ADDRESS
+    home = get_current_settings().home
+    return {"command": f"PREFECT_HOME={home} prefect server start --host {host} --port {port}",
+            "ui": f"http://{host}:{port}"}
+
+
 @contextlib.contextmanager
 def prefect_api(timeout: int = 120) -> Iterator[str]:
     """Make sure one Prefect API serves this process and the workers it starts; yields its URL.
 
     Uses ``PREFECT_API_URL`` when set (a real ``prefect server start`` or Prefect Cloud). Otherwise starts one
     local server (loopback, analytics off) in a subprocess, exports its address for child processes, and stops
-    it on exit — instead of one temporary server per Dask worker.
+    it on exit — instead of one temporary server per Dask worker. While it serves, :data:`TEMPORARY_API_ENV`
+    names it, so links are made for the server that reopens its records (:func:`prefect_reopen`).
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -144,7 +167,7 @@ def prefect_api(timeout: int = 120) -> Iterator[str]:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     server = _server_class()()
     server.start(timeout=timeout)
-    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ["PREFECT_API_URL"] = os.environ[TEMPORARY_API_ENV] = server.api_url
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             try:
@@ -153,6 +176,7 @@ def prefect_api(timeout: int = 120) -> Iterator[str]:
                 _drain_prefect_workers()
     finally:
         os.environ.pop("PREFECT_API_URL", None)
+        os.environ.pop(TEMPORARY_API_ENV, None)
         server.stop()
 
 

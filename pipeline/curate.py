@@ -44,7 +44,8 @@ class CurateOptions(BaseModel):
                                 "STORE.curated beside the store (required when the store is remote).")
     objective: str = Field(AUTO, description="Objective the additions maximise, conditioned on the curated set: "
                            "'auto' (default) = the best predictor of held-out accuracy in the latest study of this "
-                           "pool (`worth study`, reports in STORE.study), else facility-location (the reference "
+                           "pool (`worth study`, reports in STORE.study) that can tell items apart (not the scaling "
+                           "law, a function of size), else facility-location (the reference "
                            "study's best); or a name of worth.objectives(): vendi, logdet, facility-location, ...")
     objective_params: dict[str, Any] = Field(default_factory=dict, description="Objective parameters, e.g. "
                                              "{'q': 1} for vendi (with auto: the study's, so none here).")
@@ -119,13 +120,18 @@ class ObjectiveChoice:
 
 
 def _usable(name: str, params: Mapping[str, Any]) -> str | None:
-    """Why the registry refuses ``name`` with ``params`` for a night, or None when it takes them."""
+    """Why ``name`` with ``params`` cannot choose a night's additions, or None when it can: the registry refuses
+    them, or the objective is a function of the subset's size and class counts alone (the scaling law,
+    ``content_aware`` False): every candidate gains the same, so it cannot tell items apart — a study ranks it
+    high because accuracy grows with size, which says nothing about which items to add."""
     import worth
 
     try:
-        worth.get_objective(name, **dict(params))
+        objective = worth.get_objective(name, **dict(params))
     except (ValueError, TypeError, KeyError) as exc:
         return str(exc)
+    if not objective.content_aware:
+        return "a function of the subset's size and class counts alone: it cannot tell items apart"
     return None
 
 
@@ -135,7 +141,8 @@ def choose_objective(options: CurateOptions) -> ObjectiveChoice:
     ``auto`` reads the newest study report beside the store (:func:`pipeline.study.latest_study`:
     ``STORE.study/<key>/results.json``, the flow's default output) and takes the first objective of its ranking
     (:func:`worth.appraisal.rank_objectives`: mean Spearman ρ of score with held-out accuracy) that predicts
-    positively (ρ > 0) and the registry accepts, with the parameters the study gave it. With no study (none
+    positively (ρ > 0), the registry accepts and that can tell items apart (:func:`_usable`: not the scaling law,
+    whose high rank reflects subset size), with the parameters the study gave it. With no study (none
     written yet, a remote store, a study written elsewhere with ``out_dir``) or none usable, it falls back to
     :data:`FALLBACK_OBJECTIVE`. The choice says which, and why.
 

@@ -380,10 +380,16 @@ def experiment_page(experiment_id: str) -> str:
     return f"#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
 
 
+def is_server(uri: str) -> bool:
+    """Whether ``uri`` is a tracking server (``http(s)://``), whose UI is its own address; else a store that
+    ``mlflow ui`` (:func:`ui_command`) opens on MLflow's default address."""
+    return uri.startswith(("http://", "https://"))
+
+
 def experiment_url(uri: str, experiment_id: str) -> str:
     """Where a browser opens the experiment on its default view: on the tracking server itself, else on the
     server :func:`ui_command` starts (MLflow's default address)."""
-    root = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    root = uri.rstrip("/") if is_server(uri) else "http://127.0.0.1:5000"
     return f"{root}/{experiment_page(experiment_id)}"
 
 
@@ -520,7 +526,7 @@ class Tracker:
 def ui_command(uri: str) -> str:
     """The command that opens the MLflow UI on this tracking store (one light worker: ``mlflow ui`` starts four
     and a job queue by default)."""
-    if uri.startswith(("http://", "https://")):
+    if is_server(uri):
         return f"open {uri} in a browser"
     return f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri {uri} --workers 1"
 
@@ -529,7 +535,7 @@ def run_link(uri: str, experiment_id: str, run_id: str) -> str:
     """Markdown that reaches a run: a link on a tracking server; on a local store the command that opens the UI
     and the run's address in it (a temporary server's link would go nowhere once the command ended)."""
     page = f"#/experiments/{experiment_id}/runs/{run_id}"
-    if uri.startswith(("http://", "https://")):
+    if is_server(uri):
         return f"[MLflow run `{run_id}`]({uri.rstrip('/')}/{page})"
     return f"MLflow run `{run_id}`: open the UI with `{ui_command(uri)}`, then http://127.0.0.1:5000/{page}"
 

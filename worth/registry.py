@@ -193,7 +193,8 @@ for _spec in [
         "facility-location",
         Properties(True, True, False, False,
                    "Σ_i max_{j∈S} s(i,j), s = max(0, cos) | (1+cos)/2 | rbf: coverage of the pool "
-                   "(the best predictor of held-out accuracy in the reference study). Not spectral."),
+                   "(the best predictor of held-out accuracy in the reference study; the nightly default, "
+                   "`worth curate --objective auto`, unless a study of the pool ranks another first). Not spectral."),
         {"similarity": "cosine", "gamma": 1.0, "neighbors": None, "block_size": None, "precision": "float64",
          "ann": None},
         FacilityLocation,
@@ -211,7 +212,8 @@ for _spec in [
         "scaling-law",
         Properties(True, True, False, False,
                    "Neural scaling law b·(offset^-alpha − (|S|+offset)^-alpha), i.e. a − b·n^-alpha "
-                   "relative to the empty set; per_class=True sums it over classes (labels=)."),
+                   "relative to the empty set; per_class=True sums it over classes (labels=). A function of counts "
+                   "alone: a baseline, not a chooser of items (objective auto passes over it)."),
         {"b": 1.0, "alpha": 0.5, "offset": 1.0, "per_class": False},
         ScalingLaw,
         {"b": (_positive, "a positive scale, e.g. b=1.0"),

@@ -19,7 +19,7 @@ def curate_command(
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="largest size of the curated set overall"),
     objective: str = typer.Option("auto", "--objective", "-o",
                                   help="objective the additions maximise; auto: the latest study of this store's "
-                                       "best predictor, else facility-location"),
+                                       "best predictor that can tell items apart, else facility-location"),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="objective parameter KEY=VALUE (repeat)"),
     encoder: str = typer.Option("pixels", "--encoder", "-e", help="encoder of the store"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="only the first N items have arrived"),
@@ -37,7 +37,7 @@ def curate_command(
     failed — exits 1 (:mod:`flows.cli.errors`), and publishes nothing.
     """
     from flows.curate import CurateOptions, run_curate
-    from flows.demo import describe
+    from flows.cli.render import night_text, records_text
 
     target = launch(runner, workers, scheduler)
     # what the night refuses before it starts (options, source, encoder, objective, the curated folder) is bad
@@ -47,7 +47,10 @@ def curate_command(
                                 objective_params=parse_params(param, "--param"), encoder=encoder, limit=limit,
                                 curated=curated, tracking_uri=tracking_uri)
         result = run_curate(options, **target)
-    typer.echo(json.dumps(result["record"], indent=1, default=str) if as_json else describe(result))
+    if as_json:
+        typer.echo(json.dumps(result["record"], indent=1, default=str))
+    else:  # what was curated, then where it is recorded: commands that still work now that this one has ended
+        typer.echo(night_text(result) + records_text(result))
 
 
 def demo_command(
@@ -59,7 +62,9 @@ def demo_command(
     from flows.demo import prepare_environment, run_demo
 
     prepare_environment(out)  # before anything imports Prefect
-    run_demo(out, k=k, workers=workers, echo=typer.echo)
+    from flows.cli.render import night_text, records_text
+
+    run_demo(out, k=k, workers=workers, echo=typer.echo, describe=night_text, links=records_text)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ traceback instead. Options shared by several commands are defined once, in :mod:
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -29,6 +30,8 @@ app = typer.Typer(
 #: "View at" links to a server that stops with the command, one line per task run, Dask's cluster chatter) and
 #: MLflow's INFO lines. Only the terminal is quieted: Prefect's API handler still sends every log to the UI.
 QUIET_ENV = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING", "MLFLOW_LOGGING_LEVEL": "WARNING"}
+#: Loggers whose warnings are routine for a command's own cluster, kept to errors unless ``--verbose``.
+QUIET_LOGGERS = {"distributed.nanny": logging.ERROR}
 
 
 def quiet_terminal(verbose: bool) -> None:
@@ -40,6 +43,10 @@ def quiet_terminal(verbose: bool) -> None:
         # a second command beside a first finds the Dask scheduler's HTTP port (8787) taken and says so in a
         # four-line UserWarning; the cluster works on another loopback port, nothing for the user to do
         warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
+        # a LocalCluster closing at the end of a command: each nanny warns that its worker (torch's threads) is
+        # "still alive after 4.0 seconds, killing", as it always is; Dask's configured loggers do not include it
+        for name, level in QUIET_LOGGERS.items():
+            logging.getLogger(name).setLevel(level)
 
 
 @app.callback()

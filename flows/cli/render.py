@@ -2,8 +2,9 @@
 lists summarised.
 
 One module for it so that every command reads the same: ``worth info`` and ``worth embed`` (the store summary),
-``worth selections`` (the manifests), ``worth nights`` (the curated versions). What is rounded here is only what
-is printed; the records (manifests, curated versions, ``--json``) keep full precision.
+``worth selections`` (the manifests), ``worth nights`` (the curated versions), ``worth curate`` and ``worth demo``
+(a night and where it is recorded). What is rounded here is only what is printed; the records (manifests, curated
+versions, ``--json``) keep full precision.
 
 Rules:
 
@@ -195,6 +196,66 @@ def nights_table(rows: Sequence[Mapping[str, Any]], *, title: str | None = None)
                       number(r.get("value")), accuracy(r.get("accuracy")), accuracy_delta(r.get("delta_accuracy")),
                       count(r.get("n_test")))
     return table
+
+
+# ------------------------------------------------------------------------------------------------ a night
+#: At most this many of a night's additions are listed by id; more are counted (``worth nights --export`` has all).
+LIST_ADDITIONS = 40
+
+
+def night_text(result: Mapping[str, Any]) -> str:
+    """What a night (a :func:`flows.curate.run_curate` result) curated: version, objective (and why), value,
+    held-out accuracy with the delta against last night's set on the same held-out items, tonight's additions
+    by id and class (up to :data:`LIST_ADDITIONS`), the curated set's classes (:func:`class_summary`)."""
+    rec = result["record"]
+    if result["noop"]:
+        return (f"nothing new: the store has {rec['store_rows']:,} rows, as curated in v{rec['version']:04d} "
+                f"({len(rec['ids']):,} items kept)")
+    added = set(rec["added"])
+    pairs = [f"{i} ({c})" for i, c in zip(rec["ids"], rec["classes"]) if i in added]
+    names = list(rec.get("class_names") or sorted(set(rec["classes"]), key=str))
+    index = {str(n): i for i, n in enumerate(names)}
+    counts: dict[int, int] = {}
+    for c in rec["classes"]:
+        counts[index[str(c)]] = counts.get(index[str(c)], 0) + 1
+    m = rec["metrics"]
+    n_test = (rec.get("test_set") or {}).get("n", m.get("n_test"))
+    delta = ("" if m.get("delta_accuracy") is None else
+             f" ({accuracy_delta(m['delta_accuracy'])} against v{rec['previous']:04d}'s set on the same held-out "
+             f"items: {accuracy(m['previous_accuracy'])})")
+    why = (rec.get("objective_choice") or {}).get("why")
+    more = f", … and {len(pairs) - LIST_ADDITIONS:,} more" if len(pairs) > LIST_ADDITIONS else ""
+    lines = [
+        f"curated v{rec['version']:04d}: +{len(added):,} of {count(m['candidates'])} new training items, "
+        f"{len(rec['ids']):,} kept; {rec['objective']} = {number(rec['value'])}; held-out accuracy "
+        f"{accuracy(rec['accuracy'])} on {count(n_test)} items{delta}",
+        *([f"objective {why}"] if why else []),
+        "added (id and class): " + ", ".join(pairs[:LIST_ADDITIONS]) + more,
+        "per class: " + class_summary(counts, names),
+    ]
+    return "\n".join(lines)
+
+
+def records_text(result: Mapping[str, Any]) -> str:
+    """How to open the Prefect and MLflow UIs on what a night recorded, in lines that still work after the
+    command ended: a temporary Prefect server (:func:`infra.dask.prefect_api`) stops with the command, so its
+    records come with the command that serves them again (:func:`flows.runtime.prefect_lines`), and a local
+    MLflow store with the ``mlflow ui`` command that opens it (:func:`tasks.track.ui_command`)."""
+    from flows.runtime import prefect_lines
+    from tasks.track import experiment_url, is_server, ui_command
+
+    rec = result["record"]
+    lines = ["", "Open the records:", *prefect_lines(result, rec.get("flow_run_id"))]  # the night that published
+    uri, exp, run = rec.get("tracking_uri"), rec.get("mlflow_experiment_id"), rec.get("mlflow_run_id")
+    if uri and exp:
+        runs = experiment_url(uri, exp)
+        night = f"{runs.split('#', 1)[0]}#/experiments/{exp}/runs/{run}"
+        if is_server(uri):
+            lines += [f"  MLflow:  {runs}"]
+        else:
+            lines += [f"  MLflow:  {ui_command(uri)} --host 127.0.0.1 --port 5000", f"           then {runs}"]
+        lines += [f"           (the nights' metrics as columns; this night: {night})"]
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------ output

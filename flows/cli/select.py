@@ -164,6 +164,10 @@ def select_cmd(
         how = "wrote" if e["status"] == "written" else "exists (same job key, skipped):"
         typer.echo(f"{e['name']} v{e['version']}: {how} {e['path']}  ({e['regime']}, {e['objective']} = "
                    f"{e['value']:.6g}, k = {e['k']})")
+    from flows.runtime import prefect_lines
+
+    for line in prefect_lines(result):  # the flow run, reachable once this command (and its server) has ended
+        typer.echo(line.strip())
 
 
 def selections_cmd(

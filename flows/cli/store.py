@@ -109,6 +109,10 @@ def _embed_locked(ref, source, encoder, src, enc, chunk_rows, dtype, limit, enc_
         stop.set()
         watcher.join()
     render.show(render.store_summary(result, rows=result["rows_embedded"], seconds=result["seconds"]))
+    from flows.runtime import prefect_lines
+
+    for line in prefect_lines(result):  # the flow run, reachable once this command (and its server) has ended
+        typer.echo(line.strip())
 
 
 def info_command(

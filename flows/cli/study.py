@@ -95,6 +95,10 @@ def study_command(
                f"{result['parent_run_id']}")
     typer.echo(f"open the UI: {result['ui']}")
     typer.echo(f"  then {result['experiment_url']} (each subset's accuracy beside its scores)")
+    from flows.runtime import prefect_lines
+
+    for line in prefect_lines(result):  # the flow run, reachable once this command (and its server) has ended
+        typer.echo(line.strip())
 
 
 def report_command(

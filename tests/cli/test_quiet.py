@@ -26,3 +26,25 @@ def test_a_taken_dashboard_port_is_not_the_users_business_unless_verbose(monkeyp
     import os
 
     assert all((os.environ.get(name) == value) != verbose for name, value in QUIET_ENV.items())
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_closing_clusters_nanny_chatter_is_off_unless_verbose(monkeypatch, verbose):
+    import logging
+
+    from flows.cli.main import QUIET_LOGGERS
+
+    for name in QUIET_ENV:
+        monkeypatch.delenv(name, raising=False)
+    nanny = logging.getLogger("distributed.nanny")
+    before = nanny.level
+    nanny.setLevel(logging.NOTSET)
+    try:
+        quiet_terminal(verbose)
+        # "Worker process still alive after 4.0 seconds, killing": a warning every close, left to Dask's own
+        # configuration (the parent logger's level) only when verbose
+        assert nanny.level == (logging.NOTSET if verbose else logging.ERROR)
+        assert verbose or (not nanny.isEnabledFor(logging.WARNING) and nanny.isEnabledFor(logging.ERROR))
+    finally:
+        nanny.setLevel(before)
+    assert QUIET_LOGGERS == {"distributed.nanny": logging.ERROR}

@@ -89,3 +89,42 @@ def test_show_to_a_pipe_is_unwrapped_and_has_no_trailing_blanks(capsys):
     assert lines[-1].split() == ["x" * 70, "v1", "fixed", "facility-location", "128,117", "1,235", "2026-12-04",
                                  "23:00"]
     assert all(line == line.rstrip() for line in lines) and len(lines) == 4
+
+
+def _night(n_classes: int, n_kept: int, n_added: int) -> dict:
+    names = [f"class-{c}" for c in range(n_classes)]
+    ids = [f"item-{i:05d}" for i in range(n_kept + n_added)]
+    classes = [names[i % n_classes] for i in range(len(ids))]
+    record = {"version": 2, "previous": 1, "ids": ids, "classes": classes, "class_names": names,
+              "added": ids[n_kept:], "objective": "facility-location", "value": 634.39712, "accuracy": 0.83198,
+              "store_rows": 5000, "test_set": {"n": 1369},
+              "objective_choice": {"why": "auto: no study of this pool; facility-location, the fallback"},
+              "metrics": {"candidates": 3629, "delta_accuracy": 0.06775, "previous_accuracy": 0.76423}}
+    return {"noop": False, "record": record}
+
+
+@pytest.mark.parametrize("n_classes, n_added, listed, summary", [
+    (10, 40, 40, "per class: class-0: 8, class-1: 8, class-2: 8, class-3: 8, class-4: 8, class-5: 8, class-6: 8, "
+                 "class-7: 8, class-8: 8, class-9: 8"),
+    (1000, 1500, render.LIST_ADDITIONS, "per class: 1,000 classes, 1–2 rows each (median 2)"),
+])
+def test_a_night_reads_short_whatever_its_size(n_classes, n_added, listed, summary):
+    """`worth curate` and `worth demo`: rounded numbers, the delta on the same held-out items, and a 1,000-class
+    night of 1,500 additions on a few lines (the full lists are in the record and `worth nights --export`)."""
+    result = _night(n_classes, 40, n_added)
+    text = render.night_text(result)
+    first, why, added, per_class = text.splitlines()
+    assert first == (f"curated v0002: +{n_added:,} of 3,629 new training items, {40 + n_added:,} kept; "
+                     "facility-location = 634.4; held-out accuracy 83.2% on 1,369 items (+6.8 pp against v0001's "
+                     "set on the same held-out items: 76.4%)")
+    assert why == "objective auto: no study of this pool; facility-location, the fallback"
+    shown = added.removeprefix("added (id and class): ").split(", … and ")[0].split(", ")
+    assert shown == [f"{i} ({c})" for i, c in zip(result["record"]["ids"][40:], result["record"]["classes"][40:])
+                     ][:listed]
+    assert added.endswith(f"… and {n_added - listed:,} more") == (n_added > listed)
+    assert per_class == summary
+
+
+def test_a_night_with_nothing_new_is_one_line():
+    result = {"noop": True, "record": {**_night(10, 40, 0)["record"], "version": 2}}
+    assert render.night_text(result) == "nothing new: the store has 5,000 rows, as curated in v0002 (40 items kept)"

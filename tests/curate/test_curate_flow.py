@@ -42,6 +42,19 @@ def _runs(tracking_uri: str):
     return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"]) if exp else []
 
 
+def _task_run_names(flow_run_id: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def go():
+        async with get_client() as client:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            return [r.name for r in runs]
+
+    return run_coro_as_sync(go())
+
+
 def test_two_nights_then_a_rerun(tmp_path, dask_task_runner, read_artifacts):
     import worth
 
@@ -125,6 +138,10 @@ def test_two_nights_then_a_rerun(tmp_path, dask_task_runner, read_artifacts):
     assert "auto: no study of this pool" in summary and v2["test_set"]["digest"][:19] in summary
     table = json.loads(read_artifacts(ADDITIONS_KEY, night2["flow_run_id"])[0].data)
     assert [row["id"] for row in table] == v2["added"]
+    tasks = sorted(n for n in _task_run_names(night2["flow_run_id"]) if not n.startswith("embed-"))  # the subflow's
+    assert tasks == [  # each task run named after what it did
+        "finish-night-v0002", "log-night-v0002", "select-additions-v0002", "train-evaluate-v0001-on-v0002-rows",
+        "train-evaluate-v0002"]
     sheet = read_artifacts(SHEET_KEY, night2["flow_run_id"])[0]  # the contact sheet in Prefect: the PNG itself
     assert sheet.type == "image" and sheet.data.startswith("data:image/png;base64,")
     assert base64.b64decode(sheet.data.split(",", 1)[1]) == open(night2["contact_sheet"], "rb").read()

@@ -171,6 +171,38 @@ def test_auto_follows_the_latest_study_of_the_pool(tmp_path):
     assert "ranked no objective with a positive correlation; facility-location, the reference study's" in fallback.why
 
 
+def test_auto_passes_over_the_scaling_law_of_the_projects_own_study(tmp_path):
+    """The committed Fashion-MNIST (pixels) study ranks the scaling law first (its value grows with the subset's
+    size, as accuracy does) and facility location second. The scaling law gives every candidate of a class the
+    same gain, so it cannot choose a night's additions (and per_class=True needs labels the night's selection
+    does not pass): auto takes facility location with the study's parameters, and says what it passed over."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    import worth
+    from pipeline.curate import choose_objective
+    from pipeline.study import study_folder
+
+    report = Path(__file__).resolve().parents[2] / "docs/results/fashion-mnist-pixels/results.json"
+    ranked = [r["objective"] for r in json.loads(report.read_text())["tables"]["ranking"]]
+    assert ranked[:2] == ["scaling-law", "facility-location"]
+    store = str(tmp_path / "fm.zarr")
+    study = study_folder(store) / "fm-pixels"
+    study.mkdir(parents=True)
+    shutil.copyfile(report, study / "results.json")
+    choice = choose_objective(CurateOptions(source="fashion-mnist", store=store))
+    assert (choice.name, choice.params) == ("facility-location", {"similarity": "cosine"})
+    assert choice.study["key"] == "fm-pixels" and choice.study["rank"] == 2
+    assert choice.why.startswith("auto: facility-location, the best predictor of held-out accuracy in study fm-pixels")
+    assert ("passed over: scaling-law (a function of the subset's size and class counts alone: it cannot tell "
+            "items apart)") in choice.why
+    # what it passes over: the scaling law's picks are the candidates in row order, whatever their content
+    X = np.random.default_rng(0).normal(size=(40, 8))
+    for rows in (X, X[::-1].copy()):
+        assert list(worth.select(rows, 5, "scaling-law", init=np.arange(10)).indices) == [10, 11, 12, 13, 14]
+
+
 def test_a_changed_objective_has_no_value_delta():
     from pipeline.curate import ObjectiveChoice, why_no_value_delta
 

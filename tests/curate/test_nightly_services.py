@@ -90,6 +90,9 @@ def test_the_uis_show_the_night(nights, tmp_path):
         run_name = json.load(reply)["name"]
     ui = api.removesuffix("/api")
     assert run_name == "curate-digits-v0002"  # named after what it did, not Prefect's two random words
+    with urllib.request.urlopen(f"{api}/flow_runs/{nights['runs'][1]['flow_run_id']}", timeout=30) as reply:
+        deployed = json.load(reply)  # the deployment's run, the night's parent: named alike
+    assert deployed["name"] == "curate-digits-v0002" and deployed["id"] != v2["flow_run_id"]
     uri = nights["env"]["MLFLOW_TRACKING_URI"]
     # the two UIs linked both ways: the MLflow run's link in the night's Prefect summary ...
     request = urllib.request.Request(f"{api}/artifacts/latest/filter", method="POST",

@@ -26,7 +26,7 @@ def test_select_store_inline_then_list_and_export(digits_store, tmp_path):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     path = os.path.join(digits_store, "selections", "pc", "v0001.json")
-    assert f"pc v1: wrote {path}" in res.output
+    assert f"pc v1: wrote {path}" in res.output and "Prefect:" not in res.output  # inline: no flow run
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "exists (same job key, skipped)" in again.output
     man = mf.read_manifest(digits_store, "pc")
@@ -102,3 +102,5 @@ def test_kill_9_of_the_flow_then_a_rerun_makes_every_manifest_once(digits_store,
     assert [m["name"] for m in mf.list_manifests(digits_store)] == sorted(names)
     assert {p: after[p] for p in finished} == finished  # the finished ones untouched
     assert rerun.stdout.count("exists (same job key, skipped)") == len(finished)
+    flow_run = [line for line in rerun.stdout.splitlines() if line.startswith("Prefect: ")]
+    assert len(flow_run) == 1 and flow_run[0].startswith(f"Prefect: {prefect_api.removesuffix('/api')}/runs/flow-run/")

@@ -65,6 +65,9 @@ def test_parent_and_a_child_per_subset_with_every_metric_and_artifact(flow_run, 
     parent = [r for r in runs if r.info.run_id == result["parent_run_id"]]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result["parent_run_id"]]
     assert len(parent) == 1 and len(runs) == 1 + len(SPECS)
+    tags = parent[0].data.tags  # the flow run, from MLflow
+    assert tags["worth.flow_run_id"] == result["flow_run_id"]
+    assert tags["worth.flow_run_url"].endswith(f"/runs/flow-run/{result['flow_run_id']}")
     assert sorted(r.info.run_name for r in children) == sorted(s.name for s in SPECS)
     assert {r.info.status for r in runs} == {"FINISHED"}
     for run in children:
@@ -250,3 +253,8 @@ def test_the_cli_reports_each_phase_and_the_runs_under_the_dask_runner(digits_st
         assert any(line.startswith(phase + " ") and "(100 %)" in line for line in lines), (phase, lines)
     assert any(line.startswith(f"runs {len(SPECS)}/{len(SPECS)} (100 %)") for line in lines), lines
     assert sum(line.startswith("runs ") for line in lines) <= 11 and "Task run" not in res.stdout + res.stderr
+    # the flow run on the server it ran on (a real one here: its own page), not a "View at" line of Prefect's
+    ui = prefect_api.removesuffix("/api")
+    assert [line for line in lines if line.startswith("Prefect: ")] == [
+        line for line in lines if line.startswith(f"Prefect: {ui}/runs/flow-run/")] != [], lines
+    assert "View at" not in res.stdout + res.stderr

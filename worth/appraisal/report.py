@@ -183,7 +183,7 @@ def write_report(rows, tables: dict, figures: dict, out_dir, *, title: str = "Ap
     if tables.get("ranking"):
         lines += ["## Ranking: best predictor of held-out accuracy first", "",
                   "Mean Spearman ρ over the (regime, k) groups, all subsets (`worth curate --objective auto` "
-                  "follows the first).", "",
+                  "follows the first that can tell items apart: not the scaling law, a function of size).", "",
                   _md_table(tables["ranking"], ["rank", "objective", "spearman", "kendall", "groups"]), ""]
     if "coreset" in tables:
         lines += coreset_section(tables["coreset"], tables["coreset_headline"])
