@@ -255,13 +255,15 @@ def _objective(spec: SelectionSpec) -> dict[str, Any]:
     import worth
 
     try:
-        params = dict(worth.get_objective(spec.objective, **spec.params).params)
+        obj = worth.get_objective(spec.objective, **spec.params)
+        if spec.optimizer == "lazy" and not worth.objectives()[spec.objective].submodular:
+            raise ValueError(f"optimizer='lazy' is exact only for submodular objectives and {spec.objective!r} is "
+                             "not; use optimizer='greedy'")
+        # the rest of worth.select's option checks (method, optimizer, epsilon), here and not on a worker
+        worth.check_options(spec.objective, spec.optimizer, spec.method, epsilon=spec.epsilon, **spec.params)
     except (ValueError, TypeError) as exc:
         raise _fail(spec, str(exc)) from None
-    if spec.optimizer == "lazy" and not worth.objectives()[spec.objective].submodular:
-        raise _fail(spec, f"optimizer='lazy' is exact only for submodular objectives and {spec.objective!r} is not; "
-                    "use optimizer='greedy'")
-    return params
+    return dict(obj.params)
 
 
 def _quotas(spec: SelectionSpec, labels: np.ndarray) -> dict[int, int] | None:

@@ -83,6 +83,14 @@ CASES = [
     # worth select --store
     case("select-store-missing", "select --store {d}/nope.zarr --name a --k 3 --runner inline", "worth embed"),
     case("select-store-unsafe-name", "select --store {store} --name ../a --k 3 --runner inline", "safe path component"),
+    # under the default (dask) runner: refused by the plan in the launching process, before Prefect or Dask starts
+    case("select-store-quota-exceeds-class", "select --store {store} --name a --regime per-class --quotas 500",
+         "lower it to at most"),
+    case("select-store-method-unknown", "select --store {store} --name a --k 3 --method nope", "method='nope'"),
+    case("select-store-method-not-for-objective", "select --store {store} --name a --k 3 --objective vendi "
+         "--method closed-form", "method='closed-form'"),
+    case("select-store-method-not-spectral", "select --store {store} --name a --k 3 --objective facility-location "
+         "--method secular", "Pass method='auto'"),
     # worth score
     case("score-indices-missing", "score --input {d}/x.npy --indices {d}/nope.json", "--indices"),
     case("score-indices-not-json", "score --input {d}/x.npy --indices {d}/idx_garbage.json", "not valid JSON"),
@@ -118,6 +126,13 @@ CASES = [
          "does not answer"),
     case("curate-curated-version-damaged", "curate digits --store {d}/c.zarr --curated {d}/cur",
          "cur/v0001.json is damaged"),
+    # the pool of the night (the embed subflow's own plan), checked before the night starts (issue 21 §1)
+    case("curate-source-unknown", "curate nosuch --store {d}/c.zarr", "source='nosuch'"),
+    case("curate-encoder-unknown", "curate digits --store {d}/c.zarr --encoder nope", "encoder='nope'"),
+    case("curate-store-is-a-file", "curate digits --store {d}/x.npy", "is a file, not a store"),
+    case("curate-curated-is-a-file", "curate digits --store {d}/c.zarr --curated {d}/x.npy",
+         "is a file, not a folder of curated versions"),
+    case("curate-objective-unknown", "curate digits --store {d}/c.zarr --objective nope", "objective='nope'"),
 ]
 
 
@@ -142,3 +157,5 @@ def test_bad_input_is_one_line_and_exit_2(inputs, args, words, tmp_path):
     assert words in lines[0], lines[0]
     assert sorted(os.listdir(inputs["d"])) == before, "a refused command wrote something"
     assert [p for p in os.listdir(tmp_path) if p != ".prefect"] == [], "a refused command wrote something"
+    home = tmp_path / ".prefect"  # a Prefect server (even a temporary one) keeps its database here
+    assert not home.exists() or os.listdir(home) == [], f"a refused command started Prefect: {os.listdir(home)}"

@@ -182,8 +182,8 @@ def select(
     Selection
     """
     # Every input check first: nothing is built before the last one passed.
-    obj = get_objective(objective, **params)
-    _check_options(obj, optimizer, evaluation, target, force, batch_size, rtol, epsilon, threads)
+    obj = check_options(objective, optimizer, method, evaluation=evaluation, target=target, force=force,
+                        batch_size=batch_size, rtol=rtol, epsilon=epsilon, threads=threads, **params)
     check_in_memory(X)
     xp = namespace(X)
     # (no local name for the prepared rows: the regime lets go of them once the states hold what they need)
@@ -237,6 +237,20 @@ def select(
         diagnostics=diagnostics,
         info=info,
     )
+
+
+def check_options(objective: str = "vendi", optimizer: str = "greedy", method: str = "auto", *,
+                  evaluation: str = "auto", target: Any = None, force: bool = False, batch_size: int = 1024,
+                  rtol: float = 1e-8, epsilon: float = 0.01, threads: int | None = None, **params: Any):
+    """Every check :func:`select` makes of its options before it touches an array — the objective and its
+    parameters, the optimizer, the gain method, the evaluation and the numbers — so a caller that runs the
+    selection elsewhere (a flow's job on a worker) refuses bad options up front, with :func:`select`'s own
+    messages. Returns the objective; raises ``ValueError`` naming the option and the fix."""
+    obj = get_objective(objective, **params)
+    _check_options(obj, optimizer, evaluation, target, force, batch_size, rtol, epsilon, threads)
+    # the method checked as select resolves it (the resolution does not depend on the array namespace)
+    _resolve_method(method, obj, np, optimizer)
+    return obj
 
 
 def _check_options(obj, optimizer, evaluation, target, force, batch_size, rtol, epsilon, threads) -> None:
