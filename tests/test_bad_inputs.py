@@ -91,6 +91,13 @@ CASES = [
          "--method closed-form", "method='closed-form'"),
     case("select-store-method-not-spectral", "select --store {store} --name a --k 3 --objective facility-location "
          "--method secular", "Pass method='auto'"),
+    case("select-scheduler-dead", "select --store {store} --name a --k 3 --scheduler tcp://127.0.0.1:{dead}",
+         "no Dask scheduler answers there"),
+    case("select-scheduler-not-an-address", "select --store {store} --name a --k 3 --scheduler nonsense",
+         "is not a Dask scheduler address"),
+    # worth embed
+    case("embed-scheduler-dead", "embed digits --store {d}/e.zarr --scheduler tcp://127.0.0.1:{dead}",
+         "no Dask scheduler answers there"),
     # worth score
     case("score-indices-missing", "score --input {d}/x.npy --indices {d}/nope.json", "--indices"),
     case("score-indices-not-json", "score --input {d}/x.npy --indices {d}/idx_garbage.json", "not valid JSON"),
@@ -121,7 +128,13 @@ CASES = [
     case("study-tracking-env-server-dead", "MLFLOW_TRACKING_URI=http://127.0.0.1:{dead} study --store {store} --quick "
          "--out {d}/o",
          "(from MLFLOW_TRACKING_URI) does not answer"),
+    case("study-tracking-scheme-unknown", "study --store {store} --quick --tracking-uri foo://bar --out {d}/o",
+         "no MLflow store serves"),
     # worth curate
+    case("curate-tracking-scheme-unknown", "curate digits --store {d}/c.zarr --tracking-uri foo://bar",
+         "no MLflow store serves"),
+    case("curate-tracking-plain-path", "curate digits --store {d}/c.zarr --tracking-uri {d}/mlruns",
+         "MLflow's file store"),
     case("curate-tracking-server-dead", "curate digits --store {d}/c.zarr --tracking-uri http://127.0.0.1:{dead}",
          "does not answer"),
     case("curate-curated-version-damaged", "curate digits --store {d}/c.zarr --curated {d}/cur",
