@@ -67,7 +67,7 @@ def night_tracking_uri(options: CurateOptions, folder: str, *, check: bool = Fal
 def plan_night(options: CurateOptions) -> str:
     """What the night checks before anything starts: the pool (the embed flow's own plan: the source, the
     encoder and the store against each other, writing nothing), the objective (name and parameters; ``auto``
-    resolved), the curated folder (a remote store needs ``curated=``; a file is refused) and its latest version
+    resolved), the curated folder (a remote store needs ``curated=``; a file there is refused) and its latest version
     (a damaged file is named with its repair), and the tracking store (a dead server, a damaged or full SQLite
     file). Returns the folder."""
     plan_embed(options.pool)  # the embed subflow's refusals (an unknown source, a file as the store) come here
@@ -75,9 +75,6 @@ def plan_night(options: CurateOptions) -> str:
     folder = versions.curated_dir(options.pool.store, options.curated)
     if os.path.isdir(folder):
         versions.read_version(folder)  # the version the night starts from must be readable
-    elif os.path.lexists(folder):
-        raise ValueError(f"curated={folder!r} is a file, not a folder of curated versions: give a folder (made "
-                         "when missing), or move the file away")
     night_tracking_uri(options, folder, check=True)
     return folder
 

@@ -145,6 +145,10 @@ CASES = [
     case("curate-store-is-a-file", "curate digits --store {d}/x.npy", "is a file, not a store"),
     case("curate-curated-is-a-file", "curate digits --store {d}/c.zarr --curated {d}/x.npy",
          "is a file, not a folder of curated versions"),
+    # worth nights, worth demo: a file where a folder goes
+    case("nights-curated-is-a-file", "nights --store {store} --curated {d}/x.npy",
+         "is a file, not a folder of curated versions"),
+    case("demo-out-is-a-file", "demo --out {d}/x.npy", "--out"),
     case("curate-objective-unknown", "curate digits --store {d}/c.zarr --objective nope", "objective='nope'"),
 ]
 
