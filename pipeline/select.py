@@ -212,6 +212,7 @@ class _Pool:
             raise ValueError(f"store={options.store!r} is not an embedding store: make one with "
                              f"`worth embed SOURCE --store {options.store}`")
         self.store = EmbeddingStore.open(options.store, storage_options=so)
+        self.store.check_metadata()  # a damaged zarr.json named here, not by the first job
         st = self.store
         if not st.is_complete and not options.allow_partial:
             raise ValueError(

@@ -54,6 +54,12 @@ def inputs(tmp_path_factory):
     (d / "cur" / "LATEST").write_text("1\n")
     store = str(d / "s.zarr")
     embed_into_store(store, load_source("digits"), get_encoder("pixels", dim=16, seed=3), chunk_rows=256)
+    import shutil
+
+    for name, key in (("meta", "zarr.json"), ("arraymeta", "embeddings/zarr.json")):  # a damaged metadata file
+        shutil.copytree(store, d / f"{name}.zarr")
+        path = d / f"{name}.zarr" / key
+        path.write_bytes(path.read_bytes()[:20])  # truncated
     from infra.processes import free_ports
 
     # a loopback port nothing listens on: a tracking server that is down
@@ -98,6 +104,12 @@ CASES = [
     # worth embed
     case("embed-scheduler-dead", "embed digits --store {d}/e.zarr --scheduler tcp://127.0.0.1:{dead}",
          "no Dask scheduler answers there"),
+    # a damaged store metadata file, named by its path before any job reads it (issue 21 §2)
+    case("select-store-metadata-damaged", "select --store {d}/meta.zarr --name a --k 3", "meta.zarr/zarr.json cannot"),
+    case("select-store-array-metadata-damaged", "select --store {d}/arraymeta.zarr --name a --k 3",
+         "arraymeta.zarr/embeddings/zarr.json, cannot be read"),
+    case("study-store-array-metadata-damaged", "study --store {d}/arraymeta.zarr --quick --out {d}/o",
+         "arraymeta.zarr/embeddings/zarr.json, cannot be read"),
     # worth score
     case("score-indices-missing", "score --input {d}/x.npy --indices {d}/nope.json", "--indices"),
     case("score-indices-not-json", "score --input {d}/x.npy --indices {d}/idx_garbage.json", "not valid JSON"),
