@@ -260,8 +260,9 @@ def _objective(spec: SelectionSpec) -> dict[str, Any]:
         if spec.optimizer == "lazy" and not worth.objectives()[spec.objective].submodular:
             raise ValueError(f"optimizer='lazy' is exact only for submodular objectives and {spec.objective!r} is "
                              "not; use optimizer='greedy'")
-        # the rest of worth.select's option checks (method, optimizer, epsilon), here and not on a worker
-        worth.check_options(spec.objective, spec.optimizer, spec.method, epsilon=spec.epsilon, **spec.params)
+        # the rest of worth.select's option checks (method, optimizer, epsilon, target), here, not on a worker
+        worth.check_options(spec.objective, spec.optimizer, spec.method, epsilon=spec.epsilon, target=spec.target,
+                            **spec.params)
     except (ValueError, TypeError) as exc:
         raise _fail(spec, str(exc)) from None
     return dict(obj.params)

@@ -223,8 +223,9 @@ def _check_scheme(uri: str, origin: str) -> None:
     if scheme in ("", "file"):
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1"):
             return
-        raise TrackingStoreError(f"tracking URI {uri!r} (from {origin}) is a plain path, MLflow's file store (./mlruns), "
-                                 f"which MLflow refuses: {fix}, or set MLFLOW_ALLOW_FILE_STORE=true to use the folder")
+        raise TrackingStoreError(f"tracking URI {uri!r} (from {origin}) is a plain path, MLflow's file store "
+                                 f"(./mlruns), which MLflow refuses: {fix}, or set MLFLOW_ALLOW_FILE_STORE=true to "
+                                 "use the folder")
     try:  # a plugin's scheme (its store registered with MLflow's registry)
         from mlflow.tracking._tracking_service.utils import _tracking_store_registry as registry
     except ImportError:  # no registry to ask: left to MLflow

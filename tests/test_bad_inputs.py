@@ -39,6 +39,7 @@ def inputs(tmp_path_factory):
     np.save(d / "x.npy", np.random.default_rng(0).normal(size=(30, 4)))
     np.save(d / "nan.npy", np.full((5, 3), np.nan))
     np.save(d / "vector.npy", np.ones(7))
+    np.save(d / "queries16.npy", np.random.default_rng(0).normal(size=(5, 16)))  # targets in the store's space
     np.save(d / "huge.npy", np.random.default_rng(0).normal(size=(30, 4)) * 1e160)
     (d / "garbage.npy").write_bytes(b"not an npy")
     (d / "idx_garbage.json").write_text("{not json")
@@ -104,6 +105,10 @@ CASES = [
     # worth embed
     case("embed-scheduler-dead", "embed digits --store {d}/e.zarr --scheduler tcp://127.0.0.1:{dead}",
          "no Dask scheduler answers there"),
+    case("select-store-target-count-objective", "select --store {store} --name a --k 3 --objective scaling-law "
+         "--target {d}/queries16.npy", "target= needs an objective of the items' content"),
+    case("select-store-target-lazy", "select --store {store} --name a --k 3 --objective logdet --optimizer lazy "
+         "--target {d}/queries16.npy", "the mutual information of 'logdet' with target= is not"),
     # a damaged store metadata file, named by its path before any job reads it (issue 21 §2)
     case("select-store-metadata-damaged", "select --store {d}/meta.zarr --name a --k 3", "meta.zarr/zarr.json cannot"),
     case("select-store-array-metadata-damaged", "select --store {d}/arraymeta.zarr --name a --k 3",

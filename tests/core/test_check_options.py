@@ -37,3 +37,17 @@ def test_check_options_accepts_what_select_runs(objective, method):
     assert obj.name == objective
     X = np.random.default_rng(0).normal(size=(20, 4))
     assert len(worth.select(X, 3, objective, "greedy", method).indices) == 3
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    ({"objective": "scaling-law"}, "target= needs an objective of the items' content"),
+    ({"objective": "logdet", "optimizer": "lazy"}, "the mutual information of 'logdet' with target= is not"),
+])
+def test_check_options_with_a_target_refuses_what_select_refuses(kwargs, words):
+    X = np.random.default_rng(0).normal(size=(20, 4))
+    with pytest.raises(ValueError) as checked:
+        worth.check_options(target=[0, 1], **kwargs)
+    assert words in str(checked.value)
+    with pytest.raises(ValueError) as selected:
+        worth.select(X, 3, target=[0, 1], **kwargs)
+    assert str(selected.value) == str(checked.value)
