@@ -44,6 +44,7 @@ from flows.embed import embed_body, embed_flow
 from flows.runtime import deployed, launch, make_flow
 from pipeline.curate import (CurateOptions, ObjectiveChoice, choose_objective, contact_sheet,  # noqa: F401
                              curate_run_name, held_out_mask, night_key, why_no_value_delta)
+from pipeline.embed import plan_embed
 from storage import curated as versions
 from storage.holdout import describe_test_set, ids_digest, nightly_rule
 from storage.store import EmbeddingStore
@@ -64,9 +65,12 @@ def night_tracking_uri(options: CurateOptions, folder: str, *, check: bool = Fal
 
 
 def plan_night(options: CurateOptions) -> str:
-    """What the night checks before anything starts: the objective (name and parameters; ``auto`` resolved),
-    the curated folder (a remote store needs ``curated=``) and its latest version (a damaged file is named with
-    its repair), and the tracking store (a dead server, a damaged or full SQLite file). Returns the folder."""
+    """What the night checks before anything starts: the pool (the embed flow's own plan: the source, the
+    encoder and the store against each other, writing nothing), the objective (name and parameters; ``auto``
+    resolved), the curated folder (a remote store needs ``curated=``; a file there is refused) and its latest version
+    (a damaged file is named with its repair), and the tracking store (a dead server, a damaged or full SQLite
+    file). Returns the folder."""
+    plan_embed(options.pool)  # the embed subflow's refusals (an unknown source, a file as the store) come here
     choose_objective(options)  # a bad name fails before any work
     folder = versions.curated_dir(options.pool.store, options.curated)
     if os.path.isdir(folder):

@@ -20,7 +20,11 @@ NIGHTS = (1000, None)  # items delivered by night: the first 1,000 digits, then 
 
 
 def prepare_environment(out: str) -> None:
-    """Point Prefect at ``OUT/prefect-home`` (before Prefect is imported) and keep everything offline."""
+    """Point Prefect at ``OUT/prefect-home`` (before Prefect is imported) and keep everything offline.
+
+    Raises ``ValueError`` when ``out`` is a file (bad input, named)."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out!r} is a file: give a folder for the demo (made when missing)")
     os.makedirs(out, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", os.path.abspath(os.path.join(out, "prefect-home")))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

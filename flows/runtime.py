@@ -335,15 +335,16 @@ def _run_namer(run_name: Callable[[Any], str], options_type: type, fallback: str
 
 def launch(flow, body: Callable, plan: Callable, options: Any, spec=None, *, task_runner=None,
            on_progress: Progress | None = None, prepare: Callable | None = None) -> dict[str, Any]:
-    """Run a flow: ``plan(options)`` here first (bad input raises before anything starts or is written; then
-    ``prepare(plan)``, e.g. the tracking database made before any worker), then ``body`` inline (neither
+    """Run a flow: ``plan(options)`` here first (bad input raises before anything starts or is written; a
+    scheduler address nothing answers at too: :func:`infra.dask.check_scheduler`; then ``prepare(plan)``, e.g. the tracking database made before any worker), then ``body`` inline (neither
     ``spec`` nor ``task_runner``) or ``flow`` on the cluster of ``spec`` / on ``task_runner`` under one managed
     Prefect API. The keyword arguments are those :func:`infra.dask.launch_target` returns."""
-    from infra.dask import prefect_api, task_runner as runner_for
+    from infra.dask import check_scheduler, prefect_api, task_runner as runner_for
 
     if spec is not None and task_runner is not None:
         raise ValueError("give spec (a ClusterSpec) or task_runner, not both")
     planned = plan(options)
+    check_scheduler(spec)  # a scheduler address nothing answers at: refused in seconds, before anything starts
     if prepare is not None:
         prepare(planned)
     if spec is None and task_runner is None:

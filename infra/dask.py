@@ -73,6 +73,41 @@ def scheduler_spec(address: str) -> ClusterSpec:
     return ClusterSpec("address", None, 1, address, {})
 
 
+#: Seconds a Dask scheduler named by address has to accept a connection before a flow starts on it.
+SCHEDULER_PROBE_TIMEOUT = 5.0
+
+
+def check_scheduler(spec: ClusterSpec | None) -> None:
+    """Refuse a scheduler address nothing answers at, in seconds, before any server or flow starts (Dask's
+    client would wait 30 s and fail mid-launch with a traceback). Local clusters are not probed: they are made.
+
+    Raises
+    ------
+    ValueError
+        Naming the address (``--scheduler``) and the fix.
+    """
+    if spec is None or spec.kind != "address":
+        return
+    import socket
+    from urllib.parse import urlparse
+
+    address = spec.address if "://" in spec.address else f"tcp://{spec.address}"
+    parsed = urlparse(address)
+    try:
+        host, port = parsed.hostname, parsed.port
+    except ValueError:
+        host = port = None
+    if not host or port is None or parsed.scheme not in ("tcp", "tls", "ws", "wss", "ucx"):
+        raise ValueError(f"scheduler={spec.address!r} is not a Dask scheduler address: give tcp://HOST:PORT "
+                         "(e.g. tcp://127.0.0.1:8786), or leave --scheduler out for a local cluster")
+    try:
+        socket.create_connection((host, port), timeout=SCHEDULER_PROBE_TIMEOUT).close()
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise ValueError(f"scheduler={spec.address!r}: no Dask scheduler answers there ({why}): start it (`dask "
+                         "scheduler`, with workers), or leave --scheduler out for a local cluster") from None
+
+
 def gpu_count() -> int:
     """Visible NVIDIA GPUs, via NVML when present (no torch or CuPy import)."""
     if shutil.which("nvidia-smi") is None and not os.path.exists("/dev/nvidiactl"):
@@ -257,7 +292,8 @@ def launch_target(runner: str, *, workers: int | None = None, scheduler: str | N
     scheduler at ``scheduler``, else a LocalCluster of ``workers`` processes, or LocalCUDACluster where a GPU
     is), ``{"task_runner": ThreadPoolTaskRunner}`` for ``threads`` (``workers`` tasks at once, default one:
     torch and BLAS already use every core), and ``{}`` for ``inline`` (the flow's body in this process on
-    :class:`flows.runtime.InlineRuntime`, no Prefect).
+    :class:`flows.runtime.InlineRuntime`, no Prefect). A scheduler address nothing answers at is a ``ValueError``
+    (:func:`check_scheduler`).
     """
     if runner not in RUNNERS:
         raise ValueError(f"runner={runner!r}: choose one of {', '.join(RUNNERS)}")
@@ -267,7 +303,9 @@ def launch_target(runner: str, *, workers: int | None = None, scheduler: str | N
         from prefect.task_runners import ThreadPoolTaskRunner
 
         return {"task_runner": ThreadPoolTaskRunner(max_workers=workers or 1)}
-    return {"spec": cluster or default_spec(scheduler, workers)}
+    spec = cluster or default_spec(scheduler, workers)
+    check_scheduler(spec)  # a dead address refused here, before a command takes a lock or plans
+    return {"spec": spec}
 
 
 class ClusterOptions(BaseModel):

@@ -212,6 +212,7 @@ class _Pool:
             raise ValueError(f"store={options.store!r} is not an embedding store: make one with "
                              f"`worth embed SOURCE --store {options.store}`")
         self.store = EmbeddingStore.open(options.store, storage_options=so)
+        self.store.check_metadata()  # a damaged zarr.json named here, not by the first job
         st = self.store
         if not st.is_complete and not options.allow_partial:
             raise ValueError(
@@ -255,13 +256,16 @@ def _objective(spec: SelectionSpec) -> dict[str, Any]:
     import worth
 
     try:
-        params = dict(worth.get_objective(spec.objective, **spec.params).params)
+        obj = worth.get_objective(spec.objective, **spec.params)
+        if spec.optimizer == "lazy" and not worth.objectives()[spec.objective].submodular:
+            raise ValueError(f"optimizer='lazy' is exact only for submodular objectives and {spec.objective!r} is "
+                             "not; use optimizer='greedy'")
+        # the rest of worth.select's option checks (method, optimizer, epsilon, target), here, not on a worker
+        worth.check_options(spec.objective, spec.optimizer, spec.method, epsilon=spec.epsilon, target=spec.target,
+                            **spec.params)
     except (ValueError, TypeError) as exc:
         raise _fail(spec, str(exc)) from None
-    if spec.optimizer == "lazy" and not worth.objectives()[spec.objective].submodular:
-        raise _fail(spec, f"optimizer='lazy' is exact only for submodular objectives and {spec.objective!r} is not; "
-                    "use optimizer='greedy'")
-    return params
+    return dict(obj.params)
 
 
 def _quotas(spec: SelectionSpec, labels: np.ndarray) -> dict[int, int] | None:

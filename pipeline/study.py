@@ -335,6 +335,7 @@ def open_store(url: str, storage_options: dict | None = None) -> EmbeddingStore:
 def check_store(url: str, storage_options: dict | None = None) -> EmbeddingStore:
     """The store at ``url`` if a study can run on it: complete, and labelled. Else a ValueError saying why."""
     store = _open(url, storage_options)
+    store.check_metadata()  # a damaged zarr.json named here, not by every subset's job
     if not store.is_complete:
         raise ValueError(f"store {url!r} is incomplete ({store.rows_done():,} of {store.n:,} rows embedded); finish "
                          f"it with `worth embed SOURCE --store {url}` first.")

@@ -69,19 +69,28 @@ def curated_dir(store_url: StoreRef | str, curated: str | None = None) -> str:
     ------
     ValueError
         For a remote store (``s3://...``) without a local ``curated`` folder: the version protocol needs
-        ``link``/``rename``/PIDs of a local filesystem.
+        ``link``/``rename``/PIDs of a local filesystem. For a path that is a file, not a folder.
     """
     if curated:
         if not is_local_url(curated):
             raise ValueError(f"curated={curated!r}: give a local folder (or a shared POSIX mount), not a URL")
-        return local_path(curated)
+        return _a_folder(local_path(curated), "curated")
     store = StoreRef.of(store_url)
     if not store.is_local:
         raise ValueError(
             f"store={store.url!r} is remote: give curated=LOCAL_FOLDER for the curated versions (they need atomic "
             "link/rename of a local filesystem)"
         )
-    return store.beside(SUFFIX).path
+    return _a_folder(store.beside(SUFFIX).path, "the default curated folder")
+
+
+def _a_folder(path: str, what: str) -> str:
+    """``path``, unless something that is not a folder is there (a file): then a ``ValueError`` with the fix."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        name = f"curated={path!r}" if what == "curated" else f"{what} {path!r}"
+        raise ValueError(f"{name} is a file, not a folder of curated versions: move the file away, or give "
+                         "curated= (--curated) another folder (made when missing)")
+    return path
 
 
 def now() -> str:

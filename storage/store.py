@@ -132,11 +132,27 @@ def _array_shape(name: str, meta: Mapping[str, Any], n: int) -> tuple[int, ...]:
     return (n,)
 
 
-def _has_array(group: zarr.Group, name: str) -> bool:
+def _unreadable_metadata(url: str, name: str | None, exc: BaseException) -> StoreDamagedError:
+    """The error for a ``zarr.json`` that is there but cannot be read (garbage, empty, truncated), by its path."""
+    why = " ".join(str(exc).split()) or type(exc).__name__
+    if name is None:
+        return StoreDamagedError(
+            f"store {url!r} is damaged: its metadata file {url.rstrip('/')}/zarr.json cannot be read ({why}): "
+            "restore that file from a backup, or rebuild the store into a new path with `worth embed`")
+    return StoreDamagedError(
+        f"store {url!r} is damaged: the metadata file of array {name!r}, {url.rstrip('/')}/{name}/zarr.json, "
+        f"cannot be read ({why}): delete that file and rerun `worth embed` with the same source and store (it "
+        "writes the metadata again; the chunks read as before), or rebuild the store")
+
+
+def _has_array(group: zarr.Group, name: str, url: str) -> bool:
+    """Whether ``group`` has array ``name``; its metadata there but unreadable is damage, named."""
     try:
         group[name]
     except KeyError:
         return False
+    except ValueError as exc:  # a garbage, empty or truncated zarr.json (JSON's error, zarr's metadata errors)
+        raise _unreadable_metadata(url, name, exc) from None
     return True
 
 
@@ -269,15 +285,20 @@ class EmbeddingStore:
             raise FileNotFoundError(
                 f"store={url!r} does not exist: create it with `worth embed SOURCE --store {url}`"
             ) from exc
+        except ValueError as exc:  # its zarr.json garbage, empty or truncated
+            raise _unreadable_metadata(url, None, exc) from None
         return cls(group, ref)
 
     @staticmethod
     def exists(url: StoreRef | str, *, storage_options: Mapping[str, Any] | None = None) -> bool:
         """Whether a worth store exists at ``url``."""
+        zstore = zarr_store(url, storage_options=storage_options, read_only=True)
         try:
-            group = zarr.open_group(zarr_store(url, storage_options=storage_options, read_only=True), mode="r")
+            group = zarr.open_group(zstore, mode="r")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError):
             return False
+        except ValueError as exc:  # a store is there, its zarr.json damaged: not "no store" (never overwritten)
+            raise _unreadable_metadata(StoreRef.of(url, storage_options).url, None, exc) from None
         return ATTR_KEY in group.attrs
 
     def refresh(self) -> EmbeddingStore:
@@ -343,9 +364,17 @@ class EmbeddingStore:
         """Whether this store records per-chunk digests (stores written before they existed do not)."""
         return bool(self._meta.get("digests"))
 
+    def check_metadata(self) -> None:
+        """Read the metadata of every array the store keeps, so a plan finds a damaged ``zarr.json`` before any
+        job does (a missing one is left to :meth:`verify` and ``worth embed``'s repair)."""
+        for name in _array_specs(self._meta):
+            _has_array(self._group, name, self.url)
+
     def _array(self, name: str) -> zarr.Array:
         try:
             return self._group[name]
+        except ValueError as exc:
+            raise _unreadable_metadata(self.url, name, exc) from None
         except KeyError:
             raise StoreDamagedError(
                 f"store {self.url!r} is damaged: array {name!r} has no metadata ({name}/zarr.json is missing); "
@@ -386,7 +415,7 @@ class EmbeddingStore:
 
     def recorded_digest(self, name: str, chunk: int) -> tuple[int, int] | None:
         """``(rows, hash)`` recorded for ``chunk`` of ``name``, or None (none recorded, or unreadable)."""
-        if not self.has_digests or not _has_array(self._group, digest_name(name)):
+        if not self.has_digests or not _has_array(self._group, digest_name(name), self.url):
             return None
         try:
             rows, h = (int(v) for v in np.asarray(self._group[digest_name(name)][chunk]))
@@ -496,7 +525,7 @@ class EmbeddingStore:
                 done[chunk] = 0
         for name in TRACKED:
             names = [name] + ([digest_name(name)] if self.has_digests else [])
-            missing = [a for a in names if not _has_array(self._group, a)]
+            missing = [a for a in names if not _has_array(self._group, a, self.url)]
             for a in missing:
                 damaged.append(ChunkDamage(a, None, everything, "array metadata (zarr.json) is missing"))
             if name in missing:
@@ -554,7 +583,7 @@ class EmbeddingStore:
         specs = _array_specs(self._meta)
         if name not in specs:
             raise ValueError(f"{name!r} is not an array of a worth store ({sorted(specs)})")
-        if _has_array(self._group, name):
+        if _has_array(self._group, name, self.url):
             return
         self._group.create_array(name, shape=_array_shape(name, self._meta, self.n), **specs[name])
 

@@ -179,6 +179,8 @@ def check_tracking_uri(uri: str, origin: str = "--tracking-uri") -> str:
       truncated copy: SQLite's ``quick_check``), a file that cannot be written, or a disk with less than
       :data:`MIN_FREE_BYTES` free. A missing file is fine: it is created.
     * ``http(s)://``: the server must answer an HTTP request (any status) within :data:`PROBE_TIMEOUT` seconds.
+    * a folder or ``file://`` URI (MLflow's file store, refused by MLflow unless ``MLFLOW_ALLOW_FILE_STORE``),
+      or a scheme MLflow has no store for (:func:`_check_scheme`).
     * anything else (PostgreSQL, Databricks): left to MLflow.
 
     Raises
@@ -198,7 +200,41 @@ def check_tracking_uri(uri: str, origin: str = "--tracking-uri") -> str:
                 f"tracking server {uri} (from {origin}) does not answer ({why}): start it (`worth services up "
                 "--only mlflow`, then `eval \"$(worth services env)\"`), or point --tracking-uri or "
                 "MLFLOW_TRACKING_URI at a running one")
+    else:
+        _check_scheme(uri, origin)
     return uri
+
+
+#: Schemes of the tracking stores MLflow itself serves (a ``+driver`` suffix allowed: ``postgresql+psycopg2``)
+MLFLOW_SCHEMES = frozenset({"sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc",
+                            "uc"})
+
+
+def _check_scheme(uri: str, origin: str) -> None:
+    """A tracking URI that is neither SQLite nor a server: a folder (MLflow's file store), or a scheme no store
+    of MLflow's (or of a plugin's) serves, found here rather than by MLflow once the flow has run."""
+    from urllib.parse import urlparse
+
+    if uri.split(":", 1)[0].lower() in MLFLOW_SCHEMES:  # "databricks", "databricks://profile"
+        return
+    scheme = urlparse(uri).scheme.split("+", 1)[0].lower()
+    fix = ("pass --tracking-uri sqlite:////ABS/PATH/mlflow.db (a file, made when missing) or the http://HOST:PORT "
+           "of an MLflow server (`worth services up --only mlflow`)")
+    if scheme in ("", "file"):
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1"):
+            return
+        raise TrackingStoreError(f"tracking URI {uri!r} (from {origin}) is a plain path, MLflow's file store "
+                                 f"(./mlruns), which MLflow refuses: {fix}, or set MLFLOW_ALLOW_FILE_STORE=true to "
+                                 "use the folder")
+    try:  # a plugin's scheme (its store registered with MLflow's registry)
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry as registry
+    except ImportError:  # no registry to ask: left to MLflow
+        return
+    try:
+        registry.get_store_builder(uri)
+    except Exception:  # MLflow's "unsupported URI" (its exception type differs between stores and versions)
+        raise TrackingStoreError(f"tracking URI {uri!r} (from {origin}) has a scheme {scheme!r} that no MLflow "
+                                 f"store serves: {fix}") from None
 
 
 def _check_sqlite(db: Path, origin: str) -> None:

@@ -39,6 +39,7 @@ def inputs(tmp_path_factory):
     np.save(d / "x.npy", np.random.default_rng(0).normal(size=(30, 4)))
     np.save(d / "nan.npy", np.full((5, 3), np.nan))
     np.save(d / "vector.npy", np.ones(7))
+    np.save(d / "queries16.npy", np.random.default_rng(0).normal(size=(5, 16)))  # targets in the store's space
     np.save(d / "huge.npy", np.random.default_rng(0).normal(size=(30, 4)) * 1e160)
     (d / "garbage.npy").write_bytes(b"not an npy")
     (d / "idx_garbage.json").write_text("{not json")
@@ -54,6 +55,12 @@ def inputs(tmp_path_factory):
     (d / "cur" / "LATEST").write_text("1\n")
     store = str(d / "s.zarr")
     embed_into_store(store, load_source("digits"), get_encoder("pixels", dim=16, seed=3), chunk_rows=256)
+    import shutil
+
+    for name, key in (("meta", "zarr.json"), ("arraymeta", "embeddings/zarr.json")):  # a damaged metadata file
+        shutil.copytree(store, d / f"{name}.zarr")
+        path = d / f"{name}.zarr" / key
+        path.write_bytes(path.read_bytes()[:20])  # truncated
     from infra.processes import free_ports
 
     # a loopback port nothing listens on: a tracking server that is down
@@ -83,6 +90,31 @@ CASES = [
     # worth select --store
     case("select-store-missing", "select --store {d}/nope.zarr --name a --k 3 --runner inline", "worth embed"),
     case("select-store-unsafe-name", "select --store {store} --name ../a --k 3 --runner inline", "safe path component"),
+    # under the default (dask) runner: refused by the plan in the launching process, before Prefect or Dask starts
+    case("select-store-quota-exceeds-class", "select --store {store} --name a --regime per-class --quotas 500",
+         "lower it to at most"),
+    case("select-store-method-unknown", "select --store {store} --name a --k 3 --method nope", "method='nope'"),
+    case("select-store-method-not-for-objective", "select --store {store} --name a --k 3 --objective vendi "
+         "--method closed-form", "method='closed-form'"),
+    case("select-store-method-not-spectral", "select --store {store} --name a --k 3 --objective facility-location "
+         "--method secular", "Pass method='auto'"),
+    case("select-scheduler-dead", "select --store {store} --name a --k 3 --scheduler tcp://127.0.0.1:{dead}",
+         "no Dask scheduler answers there"),
+    case("select-scheduler-not-an-address", "select --store {store} --name a --k 3 --scheduler nonsense",
+         "is not a Dask scheduler address"),
+    # worth embed
+    case("embed-scheduler-dead", "embed digits --store {d}/e.zarr --scheduler tcp://127.0.0.1:{dead}",
+         "no Dask scheduler answers there"),
+    case("select-store-target-count-objective", "select --store {store} --name a --k 3 --objective scaling-law "
+         "--target {d}/queries16.npy", "target= needs an objective of the items' content"),
+    case("select-store-target-lazy", "select --store {store} --name a --k 3 --objective logdet --optimizer lazy "
+         "--target {d}/queries16.npy", "the mutual information of 'logdet' with target= is not"),
+    # a damaged store metadata file, named by its path before any job reads it (issue 21 §2)
+    case("select-store-metadata-damaged", "select --store {d}/meta.zarr --name a --k 3", "meta.zarr/zarr.json cannot"),
+    case("select-store-array-metadata-damaged", "select --store {d}/arraymeta.zarr --name a --k 3",
+         "arraymeta.zarr/embeddings/zarr.json, cannot be read"),
+    case("study-store-array-metadata-damaged", "study --store {d}/arraymeta.zarr --quick --out {d}/o",
+         "arraymeta.zarr/embeddings/zarr.json, cannot be read"),
     # worth score
     case("score-indices-missing", "score --input {d}/x.npy --indices {d}/nope.json", "--indices"),
     case("score-indices-not-json", "score --input {d}/x.npy --indices {d}/idx_garbage.json", "not valid JSON"),
@@ -113,11 +145,28 @@ CASES = [
     case("study-tracking-env-server-dead", "MLFLOW_TRACKING_URI=http://127.0.0.1:{dead} study --store {store} --quick "
          "--out {d}/o",
          "(from MLFLOW_TRACKING_URI) does not answer"),
+    case("study-tracking-scheme-unknown", "study --store {store} --quick --tracking-uri foo://bar --out {d}/o",
+         "no MLflow store serves"),
     # worth curate
+    case("curate-tracking-scheme-unknown", "curate digits --store {d}/c.zarr --tracking-uri foo://bar",
+         "no MLflow store serves"),
+    case("curate-tracking-plain-path", "curate digits --store {d}/c.zarr --tracking-uri {d}/mlruns",
+         "MLflow's file store"),
     case("curate-tracking-server-dead", "curate digits --store {d}/c.zarr --tracking-uri http://127.0.0.1:{dead}",
          "does not answer"),
     case("curate-curated-version-damaged", "curate digits --store {d}/c.zarr --curated {d}/cur",
          "cur/v0001.json is damaged"),
+    # the pool of the night (the embed subflow's own plan), checked before the night starts (issue 21 §1)
+    case("curate-source-unknown", "curate nosuch --store {d}/c.zarr", "source='nosuch'"),
+    case("curate-encoder-unknown", "curate digits --store {d}/c.zarr --encoder nope", "encoder='nope'"),
+    case("curate-store-is-a-file", "curate digits --store {d}/x.npy", "is a file, not a store"),
+    case("curate-curated-is-a-file", "curate digits --store {d}/c.zarr --curated {d}/x.npy",
+         "is a file, not a folder of curated versions"),
+    # worth nights, worth demo: a file where a folder goes
+    case("nights-curated-is-a-file", "nights --store {store} --curated {d}/x.npy",
+         "is a file, not a folder of curated versions"),
+    case("demo-out-is-a-file", "demo --out {d}/x.npy", "--out"),
+    case("curate-objective-unknown", "curate digits --store {d}/c.zarr --objective nope", "objective='nope'"),
 ]
 
 
@@ -142,3 +191,5 @@ def test_bad_input_is_one_line_and_exit_2(inputs, args, words, tmp_path):
     assert words in lines[0], lines[0]
     assert sorted(os.listdir(inputs["d"])) == before, "a refused command wrote something"
     assert [p for p in os.listdir(tmp_path) if p != ".prefect"] == [], "a refused command wrote something"
+    home = tmp_path / ".prefect"  # a Prefect server (even a temporary one) keeps its database here
+    assert not home.exists() or os.listdir(home) == [], f"a refused command started Prefect: {os.listdir(home)}"

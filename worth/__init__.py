@@ -7,13 +7,13 @@ scikit-learn-style selector.
 Pure math over the array API: it never imports Prefect, Dask, Zarr or MLflow.
 """
 
-from .api import Selection, score, select
+from .api import Selection, check_options, score, select
 from .distributed import distributed_greedy
 from .objectives import Properties
 from .registry import get_objective, objectives
 from .submodularity import submodularity_ratio
 
-__all__ = ["Selection", "Selector", "Properties", "distributed_greedy", "get_objective", "objectives", "score",
+__all__ = ["Selection", "Selector", "Properties", "check_options", "distributed_greedy", "get_objective", "objectives", "score",
            "select", "submodularity_ratio"]
 __version__ = "0.1.0"
 

@@ -13,7 +13,7 @@ from .conditional import MutualInformation
 from .constraints import run_constrained
 from .objectives import SpectralObjective
 from .optimizers import OPTIMIZERS, check_epsilon
-from .regime import Regime, conditional_value, floor_bound, is_submodular, state_factory
+from .regime import Regime, check_target_objective, conditional_value, floor_bound, is_submodular, state_factory
 from .registry import get_objective
 from .spectral.methods import resolve_method
 from .spectral.statkey import StatisticKey, key_sign
@@ -182,8 +182,8 @@ def select(
     Selection
     """
     # Every input check first: nothing is built before the last one passed.
-    obj = get_objective(objective, **params)
-    _check_options(obj, optimizer, evaluation, target, force, batch_size, rtol, epsilon, threads)
+    obj = check_options(objective, optimizer, method, evaluation=evaluation, target=target, force=force,
+                        batch_size=batch_size, rtol=rtol, epsilon=epsilon, threads=threads, **params)
     check_in_memory(X)
     xp = namespace(X)
     # (no local name for the prepared rows: the regime lets go of them once the states hold what they need)
@@ -237,6 +237,23 @@ def select(
         diagnostics=diagnostics,
         info=info,
     )
+
+
+def check_options(objective: str = "vendi", optimizer: str = "greedy", method: str = "auto", *,
+                  evaluation: str = "auto", target: Any = None, force: bool = False, batch_size: int = 1024,
+                  rtol: float = 1e-8, epsilon: float = 0.01, threads: int | None = None, **params: Any):
+    """Every check :func:`select` makes of its options before it touches an array — the objective and its
+    parameters, the optimizer, the gain method, the evaluation and the numbers — so a caller that runs the
+    selection elsewhere (a flow's job on a worker) refuses bad options up front, with :func:`select`'s own
+    messages (``target``: anything but None means a target is given). Returns the objective; raises
+    ``ValueError`` naming the option and the fix."""
+    obj = get_objective(objective, **params)
+    _check_options(obj, optimizer, evaluation, target, force, batch_size, rtol, epsilon, threads)
+    if target is not None:  # mutual information needs gains of the items' content
+        check_target_objective(obj)
+    # the method checked as select resolves it (the resolution does not depend on the array namespace)
+    _resolve_method(method, obj, np, optimizer)
+    return obj
 
 
 def _check_options(obj, optimizer, evaluation, target, force, batch_size, rtol, epsilon, threads) -> None:

@@ -61,7 +61,8 @@ def demo_command(
     """Two nights of curation on digits (1,000 items, then 1,797): local Prefect, Dask, Zarr and MLflow."""
     from flows.demo import prepare_environment, run_demo
 
-    prepare_environment(out)  # before anything imports Prefect
+    with refusing():
+        prepare_environment(out)  # before anything imports Prefect
     from flows.cli.render import night_text, records_text
 
     run_demo(out, k=k, workers=workers, echo=typer.echo, describe=night_text, links=records_text)

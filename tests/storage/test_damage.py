@@ -8,6 +8,7 @@ readers and a rerun of the embed planner do about it.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 
@@ -180,3 +181,36 @@ def test_digest_ignores_rows_reserved_behind_the_last_row(store):
     arr.resize((1800,))
     arr[1797:1800] = np.array(["x", "y", "z"])  # the write of reserve(), killed before n was raised
     assert EmbeddingStore.open(store).verify().ok
+
+
+META_KINDS = ["truncated", "zero-byte", "garbage"]
+
+
+@pytest.mark.parametrize("kind", META_KINDS)
+def test_a_damaged_store_metadata_file_is_named_by_its_path(store, kind):
+    """Before: "Expecting value: line 1 column 1 (char 0)", naming no file (issue 21 §2)."""
+    damage(store, "zarr.json", kind)
+    where = re.escape(f"its metadata file {store}/zarr.json cannot be read")
+    for call in (lambda: EmbeddingStore.open(store), lambda: EmbeddingStore.exists(store)):
+        with pytest.raises(StoreDamagedError, match=rf"{where} .*restore that file from a backup"):
+            call()
+
+
+@pytest.mark.parametrize("kind", META_KINDS)
+@pytest.mark.parametrize("array", ["embeddings", "labels", "chunks_done", "embeddings_digest"])
+def test_a_damaged_array_metadata_file_is_named_up_front_and_repaired_by_its_fix(store, built, array, kind):
+    """Before: found by the first job that read the array (a select's worker, every one of a study's subsets),
+    in JSON's words; now the plans' check_metadata names the file and the fix, and the fix works."""
+    damage(store, f"{array}/zarr.json", kind)
+    st = EmbeddingStore.open(store)  # the store opens; its damaged array is named when checked or read
+    path = re.escape(f"{store}/{array}/zarr.json")
+    with pytest.raises(StoreDamagedError, match=rf"array '{array}', {path}, cannot be read .*delete that file"):
+        st.check_metadata()
+    with pytest.raises(StoreDamagedError, match=path):
+        rerun(store)  # the embed planner refuses to write over it
+    os.remove(os.path.join(store, array, "zarr.json"))  # the fix the message gives
+    rerun(store)
+    st = EmbeddingStore.open(store)
+    st.check_metadata()
+    np.testing.assert_array_equal(st.to_numpy(), built[1]["x"])
+    np.testing.assert_array_equal(st.labels(), built[1]["labels"])

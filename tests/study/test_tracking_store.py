@@ -149,3 +149,27 @@ def test_study_on_a_full_disk_is_one_line_and_exit_2(tracked, digits_store):
     assert len(lines) == 1 and lines[0].startswith("error: tracking database /mnt/mlflow.db"), lines
     assert "is full" in lines[0] and "free space" in lines[0]
     assert not os.path.exists(tracked.parent / "o")
+
+
+@pytest.mark.parametrize("uri,words", [
+    ("foo://bar", "has a scheme 'foo' that no MLflow store serves"),
+    ("mlruns", "is a plain path, MLflow's file store"),
+    ("file:///tmp/mlruns", "is a plain path, MLflow's file store"),
+])
+def test_a_tracking_uri_mlflow_cannot_serve_is_named_before_anything_starts(no_env, monkeypatch, uri, words):
+    """Before: the night ran to its end, then "internal error UnsupportedModelRegistryStoreURIException" (or
+    MLflow's file-store refusal) — the study said the URI needed an artifact location."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(track.TrackingStoreError, match=rf"tracking URI '{uri}' \(from --tracking-uri\) {words}"):
+        track.resolve_tracking_uri("pool.zarr", uri, check=True)
+
+
+@pytest.mark.parametrize("uri", ["postgresql://u@127.0.0.1/db", "postgresql+psycopg2://u@127.0.0.1/db",
+                                 "databricks", "databricks://profile", "mysql://u@127.0.0.1/db"])
+def test_tracking_uris_mlflow_serves_are_left_to_it(no_env, uri):
+    assert track.check_tracking_uri(uri) == uri
+
+
+def test_a_file_store_is_allowed_where_mlflow_allows_it(no_env, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    assert track.check_tracking_uri("mlruns") == "mlruns"
