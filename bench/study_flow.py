@@ -16,6 +16,7 @@ for the benchmark (``cp -r /tmp/fm.zarr /tmp/fm-bench.zarr``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -66,11 +67,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--ref-tree", required=True, help="the other revision's tree (it runs first)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
     ap.add_argument("--json", help="write the measurements here")
+    ap.add_argument("--keep", help="keep each run's folder here (its logs, Prefect database and MLflow database, for "
+                                   "the per-task times) instead of a temporary one")
     args = ap.parse_args(argv)
     config = str(Path(args.config).resolve())
     print(f"load before: {_load()}", flush=True)
     out = {}
-    with tempfile.TemporaryDirectory(prefix="worth-study-flow-") as tmp:
+    folder = contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="worth-study-flow-")
+    with folder as tmp:
         for name, tree in (("reference", Path(args.ref_tree).resolve()), ("this checkout", ROOT)):
             print(f"running {name} ({tree}) ...", flush=True)
             out[name] = run_tree(tree, args.store, config, Path(tmp) / name.replace(" ", "-"), args.timeout)
