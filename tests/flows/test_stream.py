@@ -19,16 +19,16 @@ def _square(job):
 square_batch = batched(_square)
 
 
-def _drain(runtime, first, more):
+def _drain(runtime, task, first, more):
     """Submit ``first`` (priority 0), and for each outcome of it the jobs ``more[job]`` (priority 1)."""
     stream = runtime.stream()
     seen = []
-    subs = {stream.submit(square_batch, first): first}
+    subs = {stream.submit(task, first): first}
     for sid, i, out in stream:
         job = subs[sid][i]
         seen.append((job, out.value if out.ok else repr(out.error)))
         if job in more:
-            subs[stream.submit(square_batch, more[job], priority=1)] = more[job]
+            subs[stream.submit(task, more[job], priority=1)] = more[job]
     return seen
 
 
@@ -38,7 +38,7 @@ WANT = {(1, 1), (2, 4), (-3, "ValueError('negative job -3')"), (4, 16), (5, 25),
 
 
 def test_inline_every_outcome_once_higher_priority_first():
-    seen = _drain(InlineRuntime(), FIRST, MORE)
+    seen = _drain(InlineRuntime(), square_batch, FIRST, MORE)
     assert sorted(seen, key=str) == sorted(WANT, key=str) and len(seen) == len(WANT)
     # one job per batch here: after job 2, its priority-1 follow-ups run before the rest of the first submission
     order = [job for job, _ in seen]
@@ -51,10 +51,7 @@ def test_inline_map_is_a_stream_of_one_submission():
 
 
 def _in_flow(task_runner, body):
-    from prefect import flow, task
-
-    global square_task
-    square_task = task(square_batch, name="square", retries=0)
+    from prefect import flow
 
     @flow(task_runner=task_runner)
     def go():
@@ -63,24 +60,12 @@ def _in_flow(task_runner, body):
     return go()
 
 
-square_task = None
-
-
 def test_threads_every_outcome_once(prefect_api):
+    from prefect import task
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    def body(runtime):
-        stream = runtime.stream()
-        seen, subs = [], {}
-        subs[stream.submit(square_task, FIRST)] = FIRST
-        for sid, i, out in stream:
-            job = subs[sid][i]
-            seen.append((job, out.value if out.ok else repr(out.error)))
-            if job in MORE:
-                subs[stream.submit(square_task, MORE[job], priority=1)] = MORE[job]
-        return seen
-
-    seen = _in_flow(ThreadPoolTaskRunner(max_workers=2), body)
+    square_task = task(square_batch, name="square", retries=0)
+    seen = _in_flow(ThreadPoolTaskRunner(max_workers=2), lambda runtime: _drain(runtime, square_task, FIRST, MORE))
     assert sorted(seen, key=str) == sorted(WANT, key=str) and len(seen) == len(WANT)
 
 
