@@ -10,7 +10,7 @@ import pytest
 
 import worth
 from worth.appraisal import (StudyConfig, holdout_split, make_specs, realise, realise_subsets, run_study)
-from worth.appraisal.coreset_table import coreset_headline, coreset_table
+from worth.appraisal.coreset_table import coreset_headline, coreset_table, headline_sentences
 from worth.appraisal.design import coreset_specs
 
 BASE = dict(objectives={"logdet": {}, "facility-location": {}}, k=[20], regimes=["fixed"], seeds=[0],
@@ -120,3 +120,17 @@ def test_run_study_reports_the_coreset_table(split, tmp_path):
     assert "## Coreset table" in report and "over uniform random" in report and "| full pool |" in report
     html = out["html"].read_text()
     assert html.count("data:image/png;base64,") == report.count("](") and "<table>" in html
+
+
+def test_an_item_blind_maximiser_is_marked_and_not_the_headline():
+    """The scaling law cannot tell items apart: its 'selection' is store order within each class. Scoring
+    highest, it is named beside the headline, not as its best."""
+    rows = [{"kind": "coreset", "fraction": 0.1, "objective": o, "seed": s, "k": 10, "accuracy": a}
+            for o, accs in (("uniform", [0.5, 0.6]), ("scaling-law", [0.9, 0.9]), ("herding", [0.7, 0.75]))
+            for s, a in enumerate(accs)]
+    blind = {c["selection"]: c["item_blind"] for c in coreset_table(rows)}
+    assert blind == {"uniform": False, "scaling-law": True, "herding": False}
+    (head,) = coreset_headline(rows)
+    assert head["best"] == "herding" and head["above"] == [["scaling-law", 0.9]]
+    (line,) = headline_sentences([head])
+    assert "`herding` trains the best model" in line and "`scaling-law` scored higher (0.9000)" in line

@@ -34,6 +34,17 @@ def test_facility_predicts_best(fl, rival, verdict):
     assert f"is the higher in {wins} of 3" in got["evidence"]
 
 
+def test_facility_behind_only_the_scaling_law_says_where_it_stands_among_item_aware_objectives():
+    rho = {"scaling-law": [0.9, 0.9, 0.9], "facility-location": [0.8, 0.7, 0.6], "vendi": [0.3, 0.2, 0.1]}
+    got = V.facility_predicts_best({"ranking": _ranking(rho), "correlation": _corr(rho)})
+    assert got["verdict"] == "refuted"  # the rule is unchanged: the runner-up is the scaling law
+    assert "can tell items apart (not `scaling-law`" in got["evidence"]
+    assert "it ranks 1 of 2, next `vendi` at 0.200" in got["evidence"]
+    plain = V.facility_predicts_best({"ranking": _ranking({k: rho[k] for k in ("facility-location", "vendi")}),
+                                      "correlation": _corr(rho)})
+    assert "tell items apart" not in plain["evidence"]
+
+
 def test_facility_location_missing_is_unclear():
     rho = {"vendi": [0.1, 0.2, 0.3], "logdet": [0.0, 0.1, 0.2]}
     got = V.facility_predicts_best({"ranking": _ranking(rho), "correlation": _corr(rho)})

@@ -229,8 +229,13 @@ def coreset_section(table: list[dict], headline: list[dict]) -> list[str]:
              "random (a new random draw per seed).", ""]
     lines += headline_sentences(headline) + [""]
     cells = [dict(c, share=("full pool" if c["selection"] == "full" else f"{c['fraction'] * 100:g} %"),
+                  selection=c["selection"] + (" †" if c.get("item_blind") else ""),
                   accuracy=f"{_fmt(c['mean'], 4)} ± {_fmt(c['sd'], 4)}") for c in table]
     lines += [_md_table(cells, ["share", "k", "selection", "n", "accuracy"]), ""]
+    if any(c.get("item_blind") for c in table):
+        lines += ["† cannot tell items apart (a function of the subset's size and class counts): its maximiser "
+                  "takes the first rows of each class in store order, one class-balanced draw trained per seed — "
+                  "compare it with `balanced-random`, not with the selections.", ""]
     return lines
 
 
