@@ -20,6 +20,7 @@ equal. Timings only mean something on a quiet machine::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -68,18 +69,17 @@ def _run(setting: str, store: str, picks: int) -> dict[str, dict]:
 
     from infra.dask import DASK_MALLOC_TRIM, cluster_kwargs, local_spec
 
-    import os
-
-    for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"):  # a nanny leaves its own in os.environ, and
-        os.environ.pop(name, None)  # the next nanny takes os.environ's value over the config's
-    env = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items() if not k.startswith("MALLOC")}
-    env["MALLOC_TRIM_THRESHOLD_"] = DASK_MALLOC_TRIM  # Dask's own: cluster_kwargs tunes it unless "dask"
+    names = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+    for name in names:  # a nanny leaves its own in os.environ, and the next takes os.environ's over the config's
+        os.environ.pop(name, None)
+    spawn = dask.config.get("distributed.nanny.pre-spawn-environ")
+    env = {k: v for k, v in spawn.items() if k not in names} | {"MALLOC_TRIM_THRESHOLD_": DASK_MALLOC_TRIM}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
-        kw = cluster_kwargs(local_spec(1))[1] if setting == "worth" else {
-            "n_workers": 1, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+        kw = cluster_kwargs(local_spec(1))[1]  # the cluster worth starts; this tunes the spawn environment ...
+        if setting == "dask":
+            dask.config.set({"distributed.nanny.pre-spawn-environ": env})  # ... back to Dask's own
         with LocalCluster(**kw) as cluster, Client(cluster) as client:
-            seen = next(iter(client.run(lambda: {k: os.environ.get(k) for k in
-                                                 ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")}).values()))
+            seen = next(iter(client.run(lambda: {k: os.environ.get(k) for k in names}).values()))
             out = {kind: client.submit(_work, kind, store, picks, pure=False).result() for kind in ("train", "path")}
     out["env"] = seen
     return out
@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         import subprocess
 
         store = str(Path(tempfile.mkdtemp()) / "digits.zarr")
-        subprocess.run([str(Path(sys.executable).with_name("worth")), "embed", "digits", "--encoder", "pixels", "--store", store,
-                        "--runner", "inline"], check=True, capture_output=True)
+        worth = str(Path(sys.executable).with_name("worth"))
+        subprocess.run([worth, "embed", "digits", "--encoder", "pixels", "--store", store, "--runner", "inline"],
+                       check=True, capture_output=True)
     runs: dict[str, list[dict]] = {"dask": [], "worth": []}
     for r in range(args.repeat):
         for setting in (("dask", "worth") if r % 2 == 0 else ("worth", "dask")):

@@ -155,8 +155,8 @@ def tune_worker_malloc() -> bool:
     past 256 MiB and blocks under 32 MiB served from the heap, the same training or greedy path faults ~30×
     less (large blocks are still mapped and returned at once). A value configured by the user (anything but
     Dask's default) is kept, and so is one set in this process's environment (the nanny takes
-    ``os.environ``'s value over the config's). Sets ``dask.config`` for this process (the nanny reads it when it spawns);
-    returns whether it changed anything. A remote scheduler's workers take their own config: set the same
+    ``os.environ``'s value over the config's). Sets ``dask.config`` for this process (the nanny reads it when
+    it spawns); returns whether it changed anything. A remote scheduler's workers take their own config: set the same
     two variables in their ``distributed.nanny.pre-spawn-environ`` (docs/operate.md)."""
     import dask
 

@@ -34,6 +34,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from .coreset_table import item_blind
+
 FACILITY = "facility-location"
 VENDI = "vendi"
 
@@ -93,13 +95,12 @@ def facility_predicts_best(tables: dict) -> dict:
     evidence = (f"mean Spearman ρ {_fmt(mean[FACILITY])} (rank {names.index(FACILITY) + 1}) against the runner-up "
                 f"`{rival}`'s {_fmt(mean[rival])}; facility location's ρ is the higher in {wins} of {total} "
                 f"(regime, k) groups, its 95 % interval above `{rival}`'s ρ in {excl}")
-    from .coreset_table import item_blind
-
-    aware = [n for n in names if not item_blind(n)]
-    if aware != names and FACILITY in aware:  # say where it stands among the objectives that rank items
+    blind = [n for n in names if item_blind(n)]
+    aware = [n for n in names if n not in blind]
+    if blind and FACILITY in aware:  # say where it stands among the objectives that rank items
         place = aware.index(FACILITY) + 1
         other = next((n for n in aware if n != FACILITY), None)
-        evidence += (f"; among the objectives that can tell items apart (not {', '.join(f'`{n}`' for n in names if n not in aware)}: "
+        evidence += (f"; among the objectives that can tell items apart (not {', '.join(f'`{n}`' for n in blind)}: "
                      f"a function of size and class counts) it ranks {place} of {len(aware)}"
                      + (f", next `{other}` at {_fmt(mean[other])}" if other and place == 1 else ""))
     return {"finding": finding, "verdict": verdict, "evidence": evidence}
