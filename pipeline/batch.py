@@ -88,11 +88,22 @@ def _batch_scope() -> Iterator[dict]:
         _SHARED.reset(token)
 
 
-def run_batch(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Outcome]:
+def run_batch(fn: Callable[[Any], Any], jobs: Sequence[Any],
+              prepare: Callable[[Sequence[Any]], None] | None = None) -> list[Outcome]:
     """Run ``fn(job)`` for every job, in order; one :class:`Outcome` each. A transient I/O error is raised (the
-    task retries the batch); any other error is kept in its job's outcome and the next job runs."""
+    task retries the batch); any other error is kept in its job's outcome and the next job runs.
+
+    ``prepare(jobs)`` runs first, inside the batch's scope: it may fill :func:`shared` with what the whole batch
+    reads (the select jobs' rows, read in one pass). It only saves work — a non-transient error there is
+    dropped, and each job then meets (and reports) it by itself."""
     out = []
     with _batch_scope():
+        if prepare is not None:
+            try:
+                prepare(jobs)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
         for job in jobs:
             try:
                 out.append(Outcome(fn(job)))
@@ -103,12 +114,13 @@ def run_batch(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Outcome]:
     return out
 
 
-def batched(fn: Callable[[Any], Any]) -> Callable[..., list[Outcome]]:
+def batched(fn: Callable[[Any], Any], prepare: Callable[[Sequence[Any]], None] | None = None
+            ) -> Callable[..., list[Outcome]]:
     """``fn`` over a batch of jobs: ``batched(fn)(jobs, label)`` is :func:`run_batch` (``label`` names the
-    batch's task run). A module-level function stays picklable by reference inside it."""
+    batch's task run; ``prepare``: see there). A module-level function stays picklable by reference inside it."""
 
     def run(jobs: list, label: str = "batch") -> list[Outcome]:
-        return run_batch(fn, jobs)
+        return run_batch(fn, jobs, prepare)
 
     run.__name__ = f"{fn.__name__}_batch"
     run.__qualname__ = run.__name__

@@ -32,3 +32,53 @@ def test_job_reads_the_dtype_its_state_keeps_and_picks_as_the_library(digits_sto
     got = run_select_job(job)
     assert got["rows"] == pos[np.asarray(ref.indices)].tolist()
     np.testing.assert_allclose(got["values"], np.asarray(ref.values), rtol=1e-5)
+
+
+@pytest.mark.parametrize("limit_chunks", [1, 2])
+def test_a_batch_reads_its_rows_once_and_each_job_gets_its_own(digits_store, monkeypatch, limit_chunks):
+    """Per-class jobs each read rows from every chunk: with the LRU holding fewer chunks than the store has, job
+    after job missed on every chunk (at 1.28 M rows each job decoded the whole store). hold_batch_rows reads the
+    batch's union once: every chunk decoded once, and each job's picks as when it reads alone."""
+    from pipeline import select as ps
+    from pipeline.batch import run_batch
+
+    st = EmbeddingStore.open(digits_store)
+    assert st.n_chunks >= 3
+    labels = st.labels()
+    jobs = [SelectJob(store=digits_store, positions=np.flatnonzero(labels == c).astype(np.int64), k=4,
+                      objective="vendi", params={}, optimizer="greedy", label=f"class-{c}") for c in range(6)]
+    per_chunk = st.chunk_rows * st.dim * np.dtype(st.dtype).itemsize
+    monkeypatch.setattr(ps._Chunks, "LIMIT_BYTES", limit_chunks * per_chunk)
+    reads = []
+    real = EmbeddingStore.rows
+
+    def counted(self, idx, *a, **kw):
+        reads.append(int(np.asarray(idx).ravel()[0]) // st.chunk_rows)
+        return real(self, idx, *a, **kw)
+
+    monkeypatch.setattr(EmbeddingStore, "rows", counted)
+    alone = [run_batch(ps.run_select_job, [j])[0].result() for j in jobs]
+    reads.clear()
+    run_batch(ps.run_select_job, jobs)  # the batch without reading ahead: the LRU thrashes
+    assert len(reads) > 2 * st.n_chunks
+    reads.clear()
+    held = [o.result() for o in run_batch(ps.run_select_job, jobs, ps.hold_batch_rows)]
+    assert sorted(reads) == list(range(st.n_chunks))  # each chunk decoded once for the whole batch
+    assert [h["rows"] for h in held] == [a["rows"] for a in alone]
+    assert [h["values"] for h in held] == [a["values"] for a in alone]
+
+
+def test_a_failing_prepare_leaves_each_job_to_report_its_own_error(digits_store):
+    from pipeline.batch import run_batch
+
+    def prepare(jobs):
+        raise ValueError("cannot read ahead")
+
+    outs = run_batch(lambda j: j * 2, [1, 2], prepare)
+    assert [o.result() for o in outs] == [2, 4]
+
+    def slow(jobs):
+        raise TimeoutError("slow store")
+
+    with pytest.raises(TimeoutError):  # transient: the task's retries try the batch again
+        run_batch(lambda j: j, [1], slow)
