@@ -1,7 +1,7 @@
 """ImageNet-1K-shaped selection through the select flow, from a Zarr store: time, peak RSS, value, evaluations.
 
 The data is a Gaussian mixture of the ImageNet-1K train shape — ``n`` unit rows (default 1,281,167), m = 512,
-1,000 classes of ≈ n/1000 rows each: row = class mean (a random unit vector) + a shared rank-32 factor + isotropic
+1,000 classes of uneven size (:func:`class_sizes`: 732 to 1,300 rows a class at n = 1.28 M, as ImageNet's): row = class mean (a random unit vector) + a shared rank-32 factor + isotropic
 noise, normalised (within-class cosine ≈ 0.5, between-class ≈ 0.2 from the shared factor). It is generated one
 store chunk at a time (:func:`make_store`: one chunk in memory, deterministic per chunk) into an
 :class:`storage.store.EmbeddingStore`.
@@ -72,9 +72,24 @@ def mixture_chunk(start: int, stop: int, labels: np.ndarray, seed: int, classes:
     return X.astype(np.float32)
 
 
+def class_sizes(n: int, classes: int = CLASSES) -> np.ndarray:
+    """Uneven class sizes summing to ``n``, shaped like ImageNet-1K's train split (732 to 1,300 images a class,
+    mean 1,281, most classes full): class ``c`` gets a share ∝ ``1 − 0.437·(1 − c/(C−1))²⁹``, so the smallest
+    is 0.563 of the largest (732/1300), the mean 0.986 of it (1281/1300) and nine in ten classes are within 5 %
+    of it; rounding is settled on the largest classes."""
+    t = np.linspace(0.0, 1.0, classes)
+    share = 1.0 - 0.437 * (1.0 - t) ** 29
+    sizes = np.floor(share / share.sum() * n).astype(np.int64)
+    sizes[np.argsort(-share, kind="stable")[: n - int(sizes.sum())]] += 1
+    if sizes.min() < 1:
+        raise ValueError(f"n={n}: too few rows for {classes} uneven classes (the smallest would be empty)")
+    return sizes
+
+
 def mixture_labels(n: int, seed: int, classes: int = CLASSES) -> np.ndarray:
-    """Balanced labels (class sizes differ by at most one), in a random order."""
-    return np.random.default_rng([seed, 2**32 - 1]).permutation(np.arange(n) % classes).astype(np.int64)
+    """Labels of uneven classes (:func:`class_sizes`), in a random order."""
+    codes = np.repeat(np.arange(classes), class_sizes(n, classes))
+    return np.random.default_rng([seed, 2**32 - 1]).permutation(codes).astype(np.int64)
 
 
 def make_store(path: str, n: int, *, dtype: str = "float16", chunk_rows: int = 16_384, seed: int = 0,
@@ -86,8 +101,8 @@ def make_store(path: str, n: int, *, dtype: str = "float16", chunk_rows: int = 1
     """
     from storage.store import EmbeddingStore
 
-    if n < classes:
-        raise ValueError(f"n={n}: the mixture needs at least {classes} rows (one per class)")
+    if n < 2 * classes:
+        raise ValueError(f"n={n}: the mixture needs at least {2 * classes} rows (two per class, uneven)")
     t0 = time.perf_counter()
     st = EmbeddingStore.create(path, dim=M, encoder={"name": "gaussian-mixture", "version": "1",
                                                      "params": {"seed": seed, "classes": classes}},

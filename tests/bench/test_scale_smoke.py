@@ -32,7 +32,9 @@ def store(tmp_path_factory):
 def test_store_holds_the_mixture_written_chunk_by_chunk(store):
     st = EmbeddingStore.open(store)
     assert (st.n, st.dim, st.dtype, st.is_complete) == (N, scale.M, "float16", True)
-    assert np.bincount(st.labels(), minlength=CLASSES).tolist() == [N // CLASSES] * CLASSES
+    sizes = np.bincount(st.labels(), minlength=CLASSES)
+    assert sizes.tolist() == scale.class_sizes(N, CLASSES).tolist() and sizes.sum() == N
+    assert sizes.min() < 0.6 * sizes.max()  # uneven, as ImageNet's classes are
     X = st.rows(slice(512, 1024)).astype(np.float64)
     np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=2e-3)
     again = scale.mixture_chunk(512, 1024, scale.mixture_labels(N, 0, CLASSES), 0, CLASSES)  # deterministic
