@@ -24,7 +24,7 @@ import os
 import socket
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -468,7 +468,7 @@ def manifest_record(plan: Plan, results: list[dict[str, Any]], store: EmbeddingS
     if plan.spec.regime == "sharded":
         info = results[-1]["info"]
         record["partition"] = dict(record["partition"], round=info.get("round"), part_values=info.get("part_values"),
-                                   part_picks=[len(r["rows"]) for r in results[:-1]])
+                                   part_picks=[len(r["rows"]) for r in results[:-1]], ground=info.get("ground"))
     return record
 
 
@@ -673,26 +673,37 @@ def run_select_job(job: SelectJob) -> dict[str, Any]:
 
 
 def run_merge_job(merge: MergeJob) -> dict[str, Any]:
-    """GreeDi's final round over the parts' picks (:func:`worth.distributed.merge_parts`), on the whole pool.
+    """GreeDi's final round over the parts' picks (:func:`worth.distributed.merge_parts`).
 
     ``merge.job.positions`` is the pool (sorted store rows); ``merge.parts`` are the part jobs' results, in part
-    order.
+    order. Where the round needs only the picked rows (:func:`worth.distributed.merge_needs_pool`: a spectral
+    objective without a budget) it reads just those — 102,496 rows of an ImageNet-sized pool of 1.28 M, whose
+    float64 copy would be 5.2 GB — and passes the pool's size; otherwise the whole pool.
     """
     job, parts = merge.job, merge.parts
     from threadpoolctl import threadpool_limits
 
-    from worth.distributed import merge_parts
+    from worth.distributed import merge_needs_pool, merge_parts
 
     xp = _xp(job.device)
     t0 = time.perf_counter()
     store = _open(job)
+    picked = [np.asarray(p["rows"], dtype=np.int64) for p in parts]
+    params = {key: v for key, v in job.params.items() if key != "normalize"}
+    whole = merge_needs_pool(job.objective, params, quotas=job.quotas, costs=job.costs, budget=job.budget,
+                             init=job.init, target=job.target_rows if job.target_rows is not None else job.target_path)
+    if whole:
+        sizes = {}
+    else:
+        sizes = {"pool_size": int(job.positions.size)}
+        job = replace(job, positions=np.unique(np.concatenate(picked)) if picked else job.positions[:0])
     X = xp.asarray(_rows(job, store, job.positions))
     kw = _inputs(job, store, xp)
-    solutions = [np.searchsorted(job.positions, np.asarray(p["rows"], dtype=np.int64)) for p in parts]
+    solutions = [np.searchsorted(job.positions, p) for p in picked]
     read_s = time.perf_counter() - t0
     with threadpool_limits(limits=worker_threads()):
         sel = merge_parts(X, job.k, solutions, objective=job.objective, optimizer=job.optimizer, seed=job.seed,
-                          method=job.method, epsilon=job.epsilon, **kw, **job.params)
+                          method=job.method, epsilon=job.epsilon, **sizes, **kw, **job.params)
     return _result(sel, job.positions, read_s, job.label)
 
 

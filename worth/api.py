@@ -99,6 +99,7 @@ def select(
     init: Any = None,
     target: Any = None,
     candidates: Any = None,
+    pool_size: int | None = None,
     evaluation: str = "auto",
     threads: int | None = None,
     **params: Any,
@@ -160,6 +161,12 @@ def select(
     candidates : indices, optional
         Only these rows may be picked; the objective is still that of the whole pool (facility location
         covers every row). GreeDi's final round (:func:`worth.distributed_greedy`) runs this way.
+    pool_size : int, optional
+        ``X`` holds only some rows of a pool of ``pool_size`` rows (default: ``X`` is the pool). Only for an
+        objective whose value needs nothing but the chosen rows (``Objective.chosen_rows_only``: the spectral
+        ones), where the pool enters through its size alone (``vendi-pool`` divides by it): the picks and
+        values are those of the whole pool with ``candidates=`` these rows. GreeDi's final round runs on the
+        parts' picks this way (:func:`worth.distributed.merge_parts`).
     evaluation : {"auto", "full"}
         How ``optimizer="greedy"`` evaluates gains. ``"auto"``: lazily wherever that makes naive greedy's
         picks — on every objective whose registry entry is submodular (conditioned on ``init=`` too, and the
@@ -185,6 +192,7 @@ def select(
     obj = check_options(objective, optimizer, method, evaluation=evaluation, target=target, force=force,
                         batch_size=batch_size, rtol=rtol, epsilon=epsilon, threads=threads, **params)
     check_in_memory(X)
+    check_pool_size(pool_size, X, obj)
     xp = namespace(X)
     # (no local name for the prepared rows: the regime lets go of them once the states hold what they need)
     regime = Regime(prepare_rows(X, xp, normalize=normalize, dtype=working_dtype(X, xp, obj.float32_rows)), xp, k,
@@ -197,7 +205,8 @@ def select(
 
     with run_threads(threads):
         t0 = time.perf_counter()
-        make = state_factory(obj, xp, method=resolved, pool=regime.n, batch_size=int(batch_size), rtol=rtol,
+        make = state_factory(obj, xp, method=resolved, pool=regime.n if pool_size is None else int(pool_size),
+                             batch_size=int(batch_size), rtol=rtol,
                              labels=regime.labels)
         model, state = regime.model(make)  # the regime releases its rows once the states hold what they need
         start, base = _floor(obj, model), model.base
@@ -207,7 +216,7 @@ def select(
             trace, singleton = run_constrained(OPTIMIZERS["lazy" if evaluation.startswith("lazy") else optimizer],
                                                model, regime.k, available=regime.available,
                                                constraint=regime.constraint, progress=progress, epsilon=epsilon,
-                                               seed=seed)
+                                               seed=seed, population=pool_size)
         total = time.perf_counter() - t0
     info = {"init_value": base, "init": int(regime.init.size), "evaluation": evaluation}
     if isinstance(model, StatisticKey) or not obj.marginal_gains:
@@ -333,7 +342,7 @@ def _evaluation(evaluation: str, optimizer: str, obj, target, costs, regime: Reg
 
 
 def score(X, indices, objective: str = "vendi", *, normalize: bool = True, labels: Any = None, init: Any = None,
-          target: Any = None, **params: Any) -> float:
+          target: Any = None, pool_size: int | None = None, **params: Any) -> float:
     """Exact value of ``objective`` on the subset ``indices`` of ``X``.
 
     Spectral objectives: one eigendecomposition, of the smaller of the Gram matrix ``X_S X_Sᵀ`` and
@@ -342,12 +351,29 @@ def score(X, indices, objective: str = "vendi", *, normalize: bool = True, label
 
     With ``init=A`` the conditional value ``f(S ∪ A) − f(A)``; with ``target=Q`` the mutual information
     ``f(S) + f(Q) − f(S ∪ Q)`` (conditioned on ``A`` if both) — by the definitions, from plain values: what
-    :func:`select` reports is checked against this.
+    :func:`select` reports is checked against this. ``pool_size``: as in :func:`select` (``X`` holds only
+    some rows of the pool, for an objective whose value needs only the chosen rows).
     """
     obj = get_objective(objective, **params)
+    check_pool_size(pool_size, X, obj)
     xp = namespace(X)
     X64 = prepare_rows(X, xp, normalize=normalize)
     idx = check_indices(indices, X64.shape[0], name="indices", allow_repeats=True)
     if not normalize and obj.unit_diagonal:
         check_unit_norms(X64, xp, obj.name)
-    return conditional_value(obj, X64, idx, xp, normalize=normalize, labels=labels, init=init, target=target)
+    return conditional_value(obj, X64, idx, xp, normalize=normalize, labels=labels, init=init, target=target,
+                             pool=pool_size)
+
+
+def check_pool_size(pool_size, X, obj) -> None:
+    """``pool_size=`` of :func:`select` and :func:`score`: a whole number no smaller than ``X``'s rows, and only
+    for an objective whose value needs nothing but the chosen rows (elsewhere the rows left out count)."""
+    if pool_size is None:
+        return
+    n = int(X.shape[0])
+    check_count(pool_size, "pool_size", minimum=n, what=" (the size of the pool X's rows were taken from)",
+                example=max(n, 1))
+    if not obj.chosen_rows_only:
+        raise ValueError(
+            f"pool_size={pool_size} applies to objectives whose value needs only the chosen rows (the spectral "
+            f"ones); {obj.name!r} depends on every row of the pool: pass the whole pool as X instead.")

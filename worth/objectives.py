@@ -78,6 +78,13 @@ class Objective:
         itself), so :func:`worth.select` hands it float32 rows instead of a float64 copy of the pool (half the
         memory: 2.6 GB instead of 5.2 GB at 1.28 M × 512). Facility location does; the spectral state keeps
         its covariance in ``X.dtype`` and so gets float64 rows until it accumulates in float64 itself.
+    chosen_rows_only : bool
+        The value is a function of the chosen rows alone (and of the pool's size ``N``, which pool-normalised
+        forms divide by): rows left out never enter it. Spectral objectives are (the spectrum of ``C_S``);
+        facility location is not (it covers every row of the pool), nor are herding and k-center (the pool's
+        mean, its farthest row). Where it holds, GreeDi's final round needs only the rows the parts picked, not
+        the pool (:func:`worth.distributed.merge_needs_pool`), and :func:`worth.select` accepts those rows
+        with ``pool_size=N``.
     marginal_gains : bool
         The state's ``gains`` are ``f(S + j) − f(S)``. ``False`` for the recurrences of :mod:`worth.coreset`
         (herding, k-center greedy), whose gains are a step criterion: mutual information (``target=``) is
@@ -89,6 +96,7 @@ class Objective:
     target_keeps_submodularity: ClassVar[bool] = False
     unit_diagonal: ClassVar[bool] = False
     float32_rows: ClassVar[bool] = False
+    chosen_rows_only: ClassVar[bool] = False
     marginal_gains: ClassVar[bool] = True
     properties: Properties
 
@@ -109,6 +117,8 @@ class SpectralObjective(Objective):
     makes an objective faster: ``phi_prime`` opens the quadrature routes, ``kernel_family`` the fused compiled
     kernel, ``statistic_key_sign`` lazy evaluations under plain greedy.
     """
+
+    chosen_rows_only: ClassVar[bool] = True  # a function of C_S's spectrum (and of N): see Objective
 
     def phi(self, t, xp):
         raise NotImplementedError

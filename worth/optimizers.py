@@ -340,15 +340,17 @@ def check_epsilon(epsilon) -> None:
 
 def stochastic(model: GainModel, k: int, *, progress: Progress | None = None, epsilon: float = 0.01,
                seed: int | None = None, available: np.ndarray | None = None,
-               constraint: Constraint | None = None, **_: object) -> Trace:
+               constraint: Constraint | None = None, population: int | None = None, **_: object) -> Trace:
     """Stochastic greedy (Mirzasoleiman et al. 2015): ``(n/k)·log(1/ε)`` random candidates per step.
 
     Within ``1 − 1/e − ε`` of the optimum in expectation for monotone submodular objectives (under a
-    cardinality constraint; with others it is a heuristic). Samples are drawn from the feasible rows.
+    cardinality constraint; with others it is a heuristic). Samples are drawn from the feasible rows; ``n`` is
+    the model's rows, or ``population`` when they are only part of a pool (``worth.select``'s ``pool_size``:
+    the sample is the one the whole pool's run draws).
     """
     check_epsilon(epsilon)
     rng = np.random.default_rng(seed)
-    sample = max(1, math.ceil(model.n / k * math.log(1 / epsilon)))
+    sample = max(1, math.ceil((model.n if population is None else population) / k * math.log(1 / epsilon)))
 
     def draw(remaining: np.ndarray) -> np.ndarray:
         return np.sort(rng.choice(remaining, size=min(sample, remaining.size), replace=False))

@@ -198,18 +198,20 @@ def value(obj: Objective, rows, idx: np.ndarray, xp, *, pool: int, labels=None) 
 
 
 def conditional_value(obj: Objective, X64, idx: np.ndarray, xp, *, normalize: bool, labels=None, init=None,
-                      target=None) -> float:
-    """``f(S | A)``, or ``I(S; Q | A)`` with a target, by the definitions (what :func:`worth.score` returns)."""
+                      target=None, pool: int | None = None) -> float:
+    """``f(S | A)``, or ``I(S; Q | A)`` with a target, by the definitions (what :func:`worth.score` returns);
+    ``pool``: the pool's size when ``X64`` holds only some of its rows (default: its own)."""
     n = X64.shape[0]
+    size = n if pool is None else int(pool)
     lab = None if labels is None else check_labels(labels, n)
     A = np.zeros(0, dtype=np.int64) if init is None else check_init(init, n)
     if target is None:
-        f = lambda S: value(obj, X64, S, xp, pool=n, labels=lab)  # noqa: E731
+        f = lambda S: value(obj, X64, S, xp, pool=size, labels=lab)  # noqa: E731
         return f(np.concatenate([idx, A])) - (f(A) if A.size else 0.0)
     check_target_objective(obj)
     t_idx, t_rows = prepare_target(target, X64, xp, normalize=normalize)
     rows = stack_rows(X64, t_rows, xp)
     Q = t_idx if t_idx is not None else np.arange(n, rows.shape[0], dtype=np.int64)
-    f = lambda S: value(obj, rows, S, xp, pool=n)  # noqa: E731
+    f = lambda S: value(obj, rows, S, xp, pool=size)  # noqa: E731
     cat = np.concatenate
     return f(cat([idx, A])) + f(cat([Q, A])) - f(cat([idx, Q, A])) - (f(A) if A.size else 0.0)
