@@ -114,6 +114,66 @@ def test_incremental_state_makes_the_recomputed_picks(digits, objective, case):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("similarity", ["cosine", "shifted-cosine", "rbf"])
+@pytest.mark.parametrize("case", ["trunk", "balanced", "completion", "every-candidate"])
+def test_facility_least_first_makes_the_full_evaluations_picks(digits, similarity, case, monkeypatch):
+    """Facility location's minimiser evaluates exactly only the candidates its lower bounds do not rule out
+    (``_LeastFirst``); its picks are those of evaluating every candidate (``evaluation="recompute"``), on a
+    pool where most rows stay unsettled (short lists), and it does skip candidates (else it proves nothing)."""
+    from worth.appraisal import minimise as mn
+    from worth.facility import objective as fo
+
+    X, y = digits
+    kw = {"trunk": dict(k=80, sample=40), "balanced": dict(k=60, sample=24, quotas="balanced"),
+          "completion": dict(k=40, sample=32, init=np.arange(0, 600, 20), quotas={c: 4 for c in range(10)}),
+          "every-candidate": dict(k=25, sample=None)}[case]
+    params = {"similarity": similarity, "gamma": 0.02}
+    monkeypatch.setattr(fo, "_TOP_K", 16)  # short lists: rows settle late, as on Fashion-MNIST pixels
+    want = greedy_minimise(X, labels=y, objective="facility-location", seed=4, evaluation="recompute", **kw,
+                           **params)
+    runs = []
+    real = mn._LeastFirst.values
+
+    def spy(self, cands):
+        runs.append(self)
+        return real(self, cands)
+
+    monkeypatch.setattr(mn._LeastFirst, "values", spy)
+    got = greedy_minimise(X, labels=y, objective="facility-location", seed=4, **kw, **params)
+    np.testing.assert_array_equal(got, want)
+    ev = runs[0]
+    assert 0 < ev.solved < ev.screened
+
+
+def test_facility_least_first_skips_only_candidates_above_the_minimum(digits, monkeypatch):
+    """Each step's skipped candidates (reported as inf) have exact gains above the step's minimum plus the tie
+    tolerance, and the evaluated ones are the state's own gains."""
+    from worth.appraisal.minimise import _LeastFirst
+    from worth.facility import objective as fo
+
+    X, _ = digits
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    monkeypatch.setattr(fo, "_TOP_K", 16)
+    ev = _LeastFirst(worth.get_objective("facility-location"), Xn, None, np.zeros(0, dtype=np.int64))
+    rng = np.random.default_rng(0)
+    chosen: list[int] = []
+    skipped = 0
+    for _ in range(60):
+        cands = np.sort(rng.choice(np.setdiff1d(np.arange(X.shape[0]), chosen), 64, replace=False))
+        vals = ev.values(cands)
+        exact = ev.state.gains(cands)
+        low = exact.min()
+        done = np.isfinite(vals)
+        np.testing.assert_allclose(vals[done], exact[done], rtol=1e-13, atol=1e-13)
+        assert vals[done].min() == pytest.approx(low, rel=1e-13, abs=1e-13)
+        assert np.all(exact[~done] > low + 1e-9 * max(1.0, low))
+        skipped += int(np.count_nonzero(~done))
+        pick = int(cands[np.argmin(exact)])
+        chosen.append(pick)
+        ev.add(pick)
+    assert skipped > 0
+
+
 def test_facility_states_sharing_a_first_pass_make_the_same_picks(digits):
     """Inside share_first_pass() facility location's maximisers, minimisers and completions fork one engine;
     their picks are those of states that each build their own."""

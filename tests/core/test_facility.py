@@ -155,6 +155,55 @@ def test_maintained_gains_equal_a_fresh_recomputation(similarity, gamma, top_k):
         assert lists.unsettled == 0 and lists.pairs_on_demand == 0
 
 
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("top_k", [1, 8, 40])
+@pytest.mark.parametrize("similarity,gamma", [("cosine", 1.0), ("shifted-cosine", 1.0), ("rbf", 0.7)])
+def test_gain_lower_bounds_are_below_every_gain(similarity, gamma, top_k, precision):
+    """``lb − slack`` never exceeds the gain the state computes (nor the exact one), through every stage of a
+    run: before the first pick (no bound: gains are look-ups), with rows unsettled, and with every row settled
+    (no bound again); and it is not vacuous (positive for some candidate while rows are unsettled)."""
+    from worth.facility import FacilityState
+    from worth.registry import get_objective
+
+    X = make_instance("clustered", n=300, m=6, seed=3)
+    S = similarity_matrix(X, similarity, gamma)
+    obj = get_objective("facility-location", similarity=similarity, gamma=gamma, precision=precision)
+    state = FacilityState(X, obj, np, top_k=top_k)
+    everyone = np.arange(300)
+    state.gains(everyone)
+    assert state.gain_lower_bounds(everyone) is None  # before the first pick: the gains are look-ups
+    rng = np.random.default_rng(1)
+    cur = np.zeros(300)
+    informative = 0
+    for p in rng.permutation(300)[:150]:
+        state.add(int(p))
+        cur = np.maximum(cur, S[:, p])
+        bounds = state.gain_lower_bounds(everyone)
+        gains = state.gains(everyone)
+        if bounds is None:
+            assert state.lists.unsettled == 0
+            continue
+        lb, slack = bounds
+        assert slack >= 0.0
+        assert np.all(lb - slack <= gains), (lb - slack - gains).max()
+        assert np.all(lb - slack <= fresh_gains(S, cur) + (1e-4 if precision == "float32" else 1e-12))
+        informative += int(np.count_nonzero(lb > slack + 1e-6))
+    assert informative > 0
+
+
+def test_gain_lower_bounds_are_absent_without_lists(digits):
+    """The direct and kNN routes keep no lists: no bound, so a minimiser evaluates every candidate."""
+    from worth.facility import FacilityState
+    from worth.registry import get_objective
+
+    for params in ({"neighbors": 10}, {}):
+        state = FacilityState(digits[:200], get_objective("facility-location", **params), np)
+        state.maintained = state.maintained and bool(params)  # {}: the direct route (what other namespaces use)
+        state.gains(np.arange(200))
+        state.add(3)
+        assert state.gain_lower_bounds(np.arange(200)) is None
+
+
 @pytest.mark.parametrize("top_k", [4, None])
 @pytest.mark.parametrize("similarity,gamma", [("cosine", 1.0), ("shifted-cosine", 1.0), ("rbf", 0.3)])
 def test_unnormalised_rows_equal_brute_force(similarity, gamma, top_k, monkeypatch):

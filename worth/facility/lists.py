@@ -438,6 +438,23 @@ def _unsettled_block(Gc, cand_norms, row_norms, lo, kind, scale, shift, gamma, o
         out[t] += acc
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _unsettled_list_share(cand, cur, settled, top_val, top_idx, count, out):
+    """``out[t] = Σ max(0, s − cur_q)`` over the entries ``(q, s)`` of row ``cand[t]``'s list whose row ``q`` is
+    not settled: part of the unsettled rows' share of ``cand[t]``'s gain (the similarity is symmetric), so a
+    lower bound on that share, at ``O(K)`` a candidate instead of a GEMM row against every unsettled row."""
+    for t in range(cand.size):
+        j = cand[t]
+        acc = 0.0
+        for q in range(count[j]):
+            i = top_idx[j, q]
+            if not settled[i]:
+                d = top_val[j, q] - cur[i]
+                if d > 0.0:
+                    acc += d
+        out[t] = acc
+
+
 # -- the engine ---------------------------------------------------------------------------------------
 
 class SettledLists:
@@ -540,6 +557,40 @@ class SettledLists:
                 lo = np.where(live, self.cur[self.u_rows], np.inf)
                 out = out + self._on_demand(cand, lo)
         return np.maximum(out, 0.0)  # rounding can leave a covered candidate at −1e-17
+
+    def lower_bounds(self, cand: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(lb, slack)``: the gains of ``cand`` as :meth:`gains` computes them are at least ``lb − slack``.
+
+        Why: a greedy *minimiser* needs the smallest gain of a sample, and on a pool like Fashion-MNIST pixels
+        (similarities all high) its picks settle few rows, so every exact gain is a GEMM row against nearly the
+        whole pool. ``lb`` is the settled rows' share :attr:`g` (the very numbers :meth:`gains` adds) plus, for
+        the unsettled rows, the entries of the candidate's own list (:func:`_unsettled_list_share`): ``O(K)`` a
+        candidate. A candidate that is already a near-duplicate of a pick has ``lb ≈ 0`` and is evaluated;
+        one in an uncovered neighbourhood has a large ``lb`` and cannot be the minimum.
+
+        ``slack`` is an a-priori bound on the rounding that separates the two computations (no estimate): each
+        similarity is within ``ε_s`` of the exact one in both (a dot product of ``m`` terms in the GEMM's
+        precision, then the kernel, :func:`worth.facility.similarity._sim`, whose slope is at most
+        ``|scale| + 2γ``), so the list's and the GEMM's value of one pair differ by at most ``2ε_s``, over at
+        most ``r`` unsettled rows; and each float64 sum of at most ``r + K`` non-negative terms below ``s_max``
+        errs by at most ``(r + K)²·u·s_max``.
+        """
+        if self.g0 is not None:
+            return self.g0[cand], 0.0  # before the first pick the gains are these very numbers
+        out = np.empty(cand.size, dtype=np.float64)
+        _unsettled_list_share(cand, self.cur, self.settled, self.top_val, self.top_idx, self.count, out)
+        r = self.unsettled
+        kind, scale, shift, gamma = self.args
+        n2 = max(1.0, float(self.norms2.max()))
+        u = float(np.finfo(self.X.dtype).eps) / 2
+        m = self.X.shape[1]
+        slope = abs(scale) + (2.0 * gamma if kind == _RBF else 0.0)
+        eps_s = slope * ((m + 2) * u / (1 - (m + 2) * u) + 4 * u) * n2 + 4 * u  # one similarity, either route
+        s_max = 1.0 if kind == _RBF else abs(scale) * n2 + abs(shift)
+        terms = r + self.top_val.shape[1] + 2
+        u64 = float(np.finfo(np.float64).eps) / 2
+        slack = 2.0 * r * eps_s + 2.0 * (terms * terms + self.n) * u64 * s_max
+        return self.g[cand] + out, 2.0 * slack
 
     def _on_demand(self, cand: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """The unsettled rows' share of the gains of ``cand`` (``lo``: their running max, ``∞`` for rows settled

@@ -270,6 +270,17 @@ class FacilityState(State):
             out[start:start + self.block] = self._block_gains(cand[start:start + self.block])
         return out
 
+    def gain_lower_bounds(self, candidates: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """``(lb, slack)`` with every gain :meth:`gains` would return for ``candidates`` at least ``lb − slack``
+        (:meth:`worth.facility.lists.SettledLists.lower_bounds`: ``O(K)`` a candidate), or ``None`` where
+        :meth:`gains` is itself a look-up (before the first pick, once every row is settled) or there are no
+        lists (the direct and kNN routes). A greedy minimiser evaluates exactly only the candidates whose bound
+        does not already put them above its smallest exact gain."""
+        lists = self.lists
+        if not self.maintained or lists is None or lists.g0 is not None or not lists.u_rows.size:
+            return None
+        return lists.lower_bounds(np.asarray(candidates, dtype=np.int64))
+
     def _block_gains(self, blk: np.ndarray) -> np.ndarray:
         """Gains of the candidates ``blk`` by one GEMM against the pool (namespaces other than NumPy)."""
         xp = self.xp
