@@ -245,6 +245,33 @@ def test_same_bits_whatever_the_thread_count(monkeypatch):
     np.testing.assert_array_equal(runs[0].gains, runs[1].gains)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("count", [1, 5, 8, 20])
+def test_few_candidates_split_by_columns_give_the_same_bits(monkeypatch, threads, count):
+    """A few candidates' on-demand share is split over the threads by column tiles (each thread reads its part
+    of the unsettled rows); the gains are bit for bit those of the split by candidates, and of one thread."""
+    import worth.facility.lists as lists
+    import worth.facility.pool as pool
+    from worth.facility import FacilityState
+    from worth.registry import get_objective
+
+    X = unit(make_instance("clustered", n=12000, m=24, seed=5))
+    state = FacilityState(X, get_objective("facility-location"), np, top_k=4)
+    state.gains(np.arange(12000))
+    for p in (3, 2800, 5600, 11999):
+        state.add(p)
+    monkeypatch.setattr(lists, "_PAR_MIN_WORK", 1)
+    cand = np.random.default_rng(count).choice(12000, count, replace=False)
+    got = {}
+    for name, t, few in (("columns", threads, 1 << 30), ("candidates", threads, 0), ("one thread", 1, 0)):
+        monkeypatch.setattr(pool, "_threads", lambda t=t: t)
+        monkeypatch.setattr(lists, "_FEW_ROWS", few)
+        got[name] = state.gains(cand)
+    assert state.lists.unsettled > 9 * 1024  # more column tiles than a pairwise sum adds in order
+    np.testing.assert_array_equal(got["columns"], got["candidates"])
+    np.testing.assert_array_equal(got["columns"], got["one thread"])
+
+
 def test_a_forked_child_runs_the_threaded_engine():
     """The pool of the parent is not the child's: after a fork the engine starts a new one (no hang)."""
     import multiprocessing as mp
