@@ -12,7 +12,9 @@ Exact evaluation, two routes, both checked against :func:`worth.score` by the te
   the smaller of the ``(s+1)×(s+1)`` Gram matrices and the ``m×m`` matrices ``C_S + x_v x_vᵀ``, turned into
   values by the objective's own ``phi`` and ``combine`` (what :func:`worth.score` does for one subset);
 - the others (facility location, the scaling law): the objective's own greedy state (``make_state``), whose
-  ``gains`` are exact for any candidate.
+  ``gains`` are exact for any candidate; facility location's are asked only for the candidates its list lower
+  bounds cannot place above the step's minimum (:class:`_LeastFirst`: few, on a pool whose rows a minimiser
+  leaves unsettled).
 
 Cost: the spectral route is ``O(c · min(s, m)³)`` per step for ``c`` candidates, far above the secular
 gains of :func:`worth.select`. ``sample=`` evaluates a seeded random sample of that many candidates per step
