@@ -95,7 +95,8 @@ def main(argv=None) -> dict:
             out["rows"][name] = row
             print(f"{name:<6} {old['seconds']:9.2f} {new['seconds']:9.2f} {row['ratio']:6.2f}x "
                   f"{1e3 * old['seconds'] / a.k:12.1f} {1e3 * new['seconds'] / a.k:12.1f} "
-                  f"{new['evaluated']:>10}/{new['seen']:<10} {new['batches']:>6} {'equal' if same else 'DIFFER'}", flush=True)
+                  f"{new['evaluated']:>10}/{new['seen']:<10} {new['batches']:>6} {'equal' if same else 'DIFFER'}",
+                  flush=True)
             if not same:
                 raise SystemExit(f"{name}: the new evaluation's picks differ from the old one's")
     if a.json:
