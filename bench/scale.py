@@ -28,11 +28,13 @@ flow's process, the Prefect server, the Dask scheduler and workers) is sampled f
 (psutil) for its peak RSS: the largest single process and the tree's sum. A ``--timeout`` kills the tree; the row
 reads "timed out after X s" with the peak it had reached. ``--ref REV`` runs the same flow rows first on git
 revision REV (a temporary worktree, imported through PYTHONPATH) and prints both tables and a side-by-side one
-with the ratios. ``--hnsw-sweep`` measures HNSW settings (build + search seconds, recall@50) on the first n rows.
+with the ratios. ``--hnsw-sweep`` measures HNSW settings (build + search seconds, recall@50) on the first n rows; ``--recall`` the fl
+row's own graph (the kept settings) on the first n rows — all 1.28 M at ImageNet size.
 
     python bench/scale.py --n 100000 --store /tmp/scale-100k.zarr --ref main
     python bench/scale.py --n 1281167 --store /tmp/scale-in1k.zarr --rows exact,stochastic --timeout 1500
     python bench/scale.py --n 100000 --store /tmp/scale-100k.zarr --hnsw-sweep
+    python bench/scale.py --n 1281167 --store /tmp/scale-in1k.zarr --recall     # the 1.28 M graph's recall
 """
 
 from __future__ import annotations
@@ -224,6 +226,23 @@ def fl_reference(store: str, sample: int, K: int = 50, queries: int = 2000, exac
         dense = [worth.score(X, sel.indices, "facility-location") for sel in (ann, ref)]
         out["value_ratio"] = dense[0] / dense[1]
     return out
+
+
+def graph_recall(store: str, n: int, K: int = 50, queries: int = 2000) -> dict:
+    """The fl row's graph itself on the first ``n`` rows (all of them at ImageNet size): faiss HNSW with the kept
+    parameters (:data:`worth.facility.knn.HNSW`), its build-and-search seconds, and recall@K of ``queries`` seeded
+    random rows against brute force (:func:`worth.facility.knn.knn_recall`) — the fl row's selection is not run."""
+    from storage.store import EmbeddingStore
+    from worth.facility.knn import knn_recall, neighbours
+
+    X = EmbeddingStore.open(store).rows(slice(0, n), dtype=np.float32)
+    t0 = time.perf_counter()
+    nbr = neighbours(X, K, ann="faiss-hnsw")
+    graph_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    r = knn_recall(X, nbr, sample=queries)
+    return {"n": int(X.shape[0]), "K": K, "queries": queries, "graph_s": graph_s, "recall": r["recall"],
+            "recall_min": r["min"], "recall_s": time.perf_counter() - t0}
 
 
 def hnsw_sweep(store: str, n: int, K: int = 50, queries: int = 1000,
@@ -425,6 +444,8 @@ def main(argv=None):
                     help="worth select --runner (dask: the CLI's default, a LocalCluster)")
     ap.add_argument("--ref", help="a git revision: run the same rows on it too (a temporary worktree), side by side")
     ap.add_argument("--hnsw-sweep", action="store_true", help="only the HNSW parameter sweep on the first --n rows")
+    ap.add_argument("--recall", action="store_true", help="only the fl row's graph on the first --n rows: its build "
+                    "seconds and recall@50 of 2,000 rows against brute force")
     ap.add_argument("--embed", metavar="NPZ", help="only `worth embed NPZ --encoder pixels` into --store (the mixture "
                     "is written to NPZ first if it does not exist): seconds and peak RSS")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -450,9 +471,17 @@ def main(argv=None):
     if not EmbeddingStore.exists(args.store):
         print(f"writing the mixture: n = {args.n:,}, m = {M}, {args.dtype} ...", flush=True)
         print(f"store written in {make_store(args.store, args.n, dtype=args.dtype, classes=args.classes):.0f} s", flush=True)
-    elif EmbeddingStore.open(args.store).n != args.n and not args.hnsw_sweep:
+    elif EmbeddingStore.open(args.store).n != args.n and not (args.hnsw_sweep or args.recall):
         raise SystemExit(f"--store {args.store} holds {EmbeddingStore.open(args.store).n:,} rows, not --n {args.n:,}: "
                          "choose another path")
+    if args.recall:
+        print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+        r = graph_recall(args.store, args.n)
+        print(json.dumps(r))
+        print(f"| graph (n = {r['n']:,}, K = {r['K']}) | {r['graph_s']:.0f} s | recall@{r['K']} {r['recall']:.4f} "
+              f"(min {r['recall_min']:.2f}) over {r['queries']:,} rows | {r['recall_s']:.0f} s |")
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        return
     if args.hnsw_sweep:
         for r in hnsw_sweep(args.store, args.n):
             print(f"| {r['M']} | {r['ef_construction']} | {r['ef_search']} | {r['seconds']:.0f} | {r['recall']:.3f} |")

@@ -111,3 +111,13 @@ def test_embed_row_of_a_precomputed_pool(tmp_path):
     assert st.is_complete and st.n == 1500
     with np.load(npz) as z:
         np.testing.assert_allclose(st.rows(slice(0, 1500)), z["x"], atol=1e-6)
+
+
+def test_graph_recall_of_the_fl_rows_graph(store, capsys):
+    r = scale.graph_recall(store, N, K=10, queries=200)
+    assert r["n"] == N and r["K"] == 10 and r["queries"] == 200 and r["graph_s"] > 0
+    assert 0.0 <= r["recall_min"] <= r["recall"] <= 1.0
+    assert r["recall"] >= 0.9  # HNSW with the kept settings finds nearly every neighbour at n = 2,000
+    scale.main(["--n", str(N), "--store", store, "--recall"])
+    out = capsys.readouterr().out
+    assert f"| graph (n = {N:,}, K = 50) |" in out and "recall@50" in out
