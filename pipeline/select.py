@@ -689,8 +689,7 @@ def run_merge_job(merge: MergeJob) -> dict[str, Any]:
     t0 = time.perf_counter()
     store = _open(job)
     picked = [np.asarray(p["rows"], dtype=np.int64) for p in parts]
-    params = {key: v for key, v in job.params.items() if key != "normalize"}
-    whole = merge_needs_pool(job.objective, params, quotas=job.quotas, costs=job.costs, budget=job.budget,
+    whole = merge_needs_pool(job.objective, job.params, quotas=job.quotas, costs=job.costs, budget=job.budget,
                              init=job.init, target=job.target_rows if job.target_rows is not None else job.target_path)
     if whole:
         sizes = {}
