@@ -140,3 +140,54 @@ def test_secular_roots_interlace_and_match_eigvalsh():
         np.testing.assert_allclose(np.sort(roots[b]), expected, rtol=1e-12, atol=1e-13)
         assert roots[b, 4] == poles[4]
         assert np.all(roots[b] >= poles) and np.all(roots[b, :-1] <= poles[1:] + 1e-15)
+
+
+@pytest.mark.parametrize("name,params", RESOLVENT, ids=[f"{n}{p or ''}" for n, p in RESOLVENT])
+@pytest.mark.parametrize("refresh", [1, 5, 200])
+def test_the_table_keeps_the_value_and_the_spectrum_without_eigen_updates(name, params, refresh):
+    """Between two recomputations the table's state keeps ``M`` and the statistic itself (no eigen-update);
+    its value after each pick is the oracle's, and its spectrum, recomputed when read, is ``C``'s."""
+    X = make_instance("clustered", n=50, m=8, seed=6)
+    obj = get_objective(name, **params)
+    table = SpectralState(X, obj, "closed-form-table", np, refresh=refresh)
+    ref = SpectralState(X, obj, "oracle", np)
+    cand = np.arange(50)
+    for i in np.random.default_rng(3).permutation(50)[:20]:  # |S| from 0 past m = 8
+        np.testing.assert_allclose(table.gains(cand), ref.gains(cand), rtol=1e-8, atol=1e-12)
+        table.add(int(i))
+        ref.add(int(i))
+        np.testing.assert_allclose(table.value, ref.value, rtol=1e-11)
+    assert "eig_update_seconds" not in table.info  # every pick after the first query kept by the table
+    np.testing.assert_allclose(table.lam, ref.lam, rtol=1e-10, atol=1e-12 * float(ref.lam.max()))
+
+
+def test_the_table_starts_again_after_start_from():
+    X = make_instance("gaussian", n=40, m=6, seed=2)
+    obj = get_objective("hybrid")
+    table = SpectralState(X, obj, "closed-form-table", np)
+    cand = np.arange(40)
+    table.gains(cand)
+    for i in (3, 9, 4):
+        table.add(i)
+    table.start_from(np.array([1, 2, 30, 31, 7, 8, 11]))
+    ref = SpectralState(X, obj, "oracle", np)
+    ref.start_from(np.array([1, 2, 30, 31, 7, 8, 11]))
+    np.testing.assert_allclose(table.gains(cand), ref.gains(cand), rtol=1e-8, atol=1e-12)
+    table.add(5)
+    ref.add(5)
+    np.testing.assert_allclose(table.gains(cand), ref.gains(cand), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["hybrid", "logdet"])
+def test_the_table_on_other_namespaces(xp, name):
+    """The table's kept inverse on torch and array-api-strict arrays: the NumPy oracle's gains and values."""
+    X = make_instance("clustered", n=24, m=6, seed=2)
+    obj = get_objective(name)
+    ref = SpectralState(X, obj, "oracle", np)
+    state = SpectralState(xp.asarray(X), obj, "closed-form-table", xp, refresh=4)
+    cand = np.arange(24)
+    for i in [3, 7, 3, 11, 0, 19, 5, 8, 21]:
+        np.testing.assert_allclose(state.gains(cand), ref.gains(cand), rtol=1e-8, atol=1e-12)
+        state.add(i)
+        ref.add(i)
+        np.testing.assert_allclose(state.value, ref.value, rtol=1e-11)

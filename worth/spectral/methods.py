@@ -45,6 +45,7 @@ from .._array import is_cupy, is_numpy, to_numpy
 from ..objectives import SpectralObjective, snap_eigenvalues
 from .eigupdate import zero_weight_floor
 from .quadrature import covers_zero, fit_rule, target_error
+from .table import update_table
 from .secular import secular_moved_sum, secular_roots_compiled, secular_roots_portable, zero_cluster_root
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -88,8 +89,18 @@ class _Method:
     def before_add(self, index: int, x) -> None:
         pass
 
+    def kept_statistic(self) -> float | None:
+        """The statistic ``Σ φ(λ)`` after the pick :meth:`before_add` was just told of, where the method keeps
+        what its gains need by its own means (:class:`ClosedFormTable`'s inverse): the state then skips its
+        eigen-update and recomputes the spectrum only when it is next read. ``None``: the state updates it."""
+        return None
+
     def after_add(self) -> None:
         pass
+
+    def reset(self) -> None:
+        """The state was set to another set at once (:meth:`~worth.spectral.state.SpectralState.start_from`):
+        drop what was kept for the old one."""
 
     @classmethod
     def refusal(cls, objective: SpectralObjective) -> str:
@@ -190,20 +201,29 @@ class ClosedFormTable(ClosedForm):
     updated after each pick by Sherman–Morrison — for greedy, which asks every candidate at every step.
 
     A pick ``v`` (``u = Mv``, ``d = 1 + vᵀu``) makes ``M' = M − uuᵀ/d``, so with ``p = Xu`` and ``q = XMu``:
-    ``a' = a − p²/d`` and ``b' = b − 2pq/d + p²‖u‖²/d²`` — one n × m × 2 product a pick, where the projection
-    costs n × m × r and a quadrature table n × m × Q. The table is recomputed exactly every ``refresh`` picks
-    (the largest relative change it had drifted by then is ``info["table_drift"]``), and the candidates whose
-    table gain is within :data:`TABLE_BAND` of the step's best are recomputed by the projection, so the
-    optimiser compares exact gains where it decides.
+    ``a' = a − p²/d`` and ``b' = b − 2pq/d + p²‖u‖²/d²`` — one n × m × 2 pass a pick (on NumPy one read of the
+    rows, :func:`worth.spectral.table.update_table`), where the projection costs n × m × r and a quadrature
+    table n × m × Q. ``M`` itself is kept (O(m²) a pick) and so is the statistic (the pick's own gain,
+    ``c‖u‖²/d`` or ``log d``), so the state needs no eigen-update between two of the table's exact
+    recomputations, every ``refresh`` picks (from a fresh ``eigh``; the largest relative change the table had
+    drifted by then is ``info["table_drift"]``): the rotation of the eigenvectors, O(m·r²) a pick, was a third
+    of the hybrid maximiser's time past full rank. The candidates whose table gain is within
+    :data:`TABLE_BAND` of the step's best are recomputed from ``M`` (``xᵀMx``, ``‖Mx‖²``), so the optimiser
+    compares exact gains where it decides.
     """
 
     name = "closed-form-table"
 
     def __init__(self, state) -> None:
         super().__init__(state)
-        self.a = self.b = None
+        self.a = self.b = self.M = None
         self.since = 0
+        self._stat = None
         state.info.update({"table_drift": 0.0, "table_refined": 0})
+
+    def reset(self) -> None:
+        self.a = self.b = self.M = None
+        self.since = 0
 
     def delta(self, idx):
         st = self.state
@@ -216,7 +236,7 @@ class ClosedFormTable(ClosedForm):
         return st.objective.resolvent_gain(a, b, xp)
 
     def refine(self, candidates, deltas: np.ndarray) -> np.ndarray:
-        """The step's contenders (table gain within :data:`TABLE_BAND` of the best) by the projection."""
+        """The step's contenders (table gain within :data:`TABLE_BAND` of the best) from ``M`` itself."""
         st = self.state
         if deltas.size == 0 or self.since == 0:  # a table just recomputed is the projection's numbers
             return deltas
@@ -225,17 +245,28 @@ class ClosedFormTable(ClosedForm):
         out = deltas.copy()
         for start in range(0, close.size, st.batch_size):
             part = np.asarray(candidates)[close[start:start + st.batch_size]]
-            out[close[start:start + st.batch_size]] = to_numpy(super().delta(part))
+            out[close[start:start + st.batch_size]] = to_numpy(self._from_inverse(part))
         st.info["table_refined"] += int(close.size)
         return out
 
+    def _from_inverse(self, idx):
+        """Gains of the rows ``idx`` from the kept ``M``: ``a = xᵀMx``, ``b = ‖Mx‖²``."""
+        st = self.state
+        xp = st.xp
+        rows, _ = st._rows(idx)
+        Y = rows @ self.M
+        a = xp.sum(Y * rows, axis=1)
+        b = xp.sum(Y * Y, axis=1) if st.objective.resolvent()[1] else None
+        return st.objective.resolvent_gain(a, b, xp)
+
     def _exact(self) -> None:
-        """``a``, ``b`` of every row by projection on the current eigenbasis; the drift of the updated ones."""
+        """``a``, ``b`` of every row by projection on the current eigenbasis (fresh where the kept ``M`` stood in
+        for it), ``M`` from it; the drift of the updated table."""
         st = self.state
         xp = st.xp
         step = st.batch_size * 8
-        parts = [self.terms(*st._weights(st.X[start:start + step, :], st.norms2[start:start + step]))
-                 for start in range(0, st.n, step)]
+        ends = [(start, min(start + step, st.n)) for start in range(0, st.n, step)]  # in bounds: array API
+        parts = [self.terms(*st._weights(st.X[lo:hi, :], st.norms2[lo:hi])) for lo, hi in ends]
         a = xp.concat([pa for pa, _ in parts], axis=0)
         b = xp.concat([pb for _, pb in parts], axis=0) if st.objective.resolvent()[1] else None
         if self.a is not None and self.since:
@@ -244,31 +275,45 @@ class ClosedFormTable(ClosedForm):
             if b is not None:
                 drift = max(drift, float(to_numpy(xp.max(xp.abs(self.b - b) / xp.maximum(xp.abs(b), tiny)))))
             st.info["table_drift"] = max(st.info["table_drift"], drift)
+        c, _ = st.objective.resolvent()
+        U, lam = st.U, st.lam  # M = U diag(1/(c+λ)) Uᵀ + (I − UUᵀ)/c
+        self.M = (U * xp.reshape(1.0 / (c + lam) - 1.0 / c, (1, -1))) @ U.T + xp.eye(st.m, dtype=st.X.dtype) / c
         self.a, self.b, self.since = a, b, 0
 
     def before_add(self, index: int, x) -> None:
+        self._stat = None
         if self.a is None:
-            return  # the first query computes the table from the spectrum then
+            return  # the first query computes the table (and M) from the spectrum then
         st = self.state
         xp = st.xp
         c, squared = st.objective.resolvent()
-        U, lam = st.U, st.lam  # U may have no column yet (C = 0): then y is empty and u = x/c
-        y = U.T @ x
-        outside = x - U @ y
-        u = U @ (y / (c + lam)) + outside / c  # M v
-        d = 1.0 + xp.sum(x * u)
+        M = self.M
+        u = M @ x  # M v
+        a_v = xp.sum(x * u)
+        d = 1.0 + a_v
+        uu = xp.sum(u * u)
         # r = p/d first: p², pq and d each reach the square of the rows' magnitude (1e300 at 1e150)
-        if squared:
-            Mu = U @ (y / (c + lam) / (c + lam)) + outside / (c * c)  # M² v (divided twice: no λ² overflow)
-            PQ = st.X @ xp.stack([u, Mu], axis=1)
-            p, q = PQ[:, 0], PQ[:, 1]
-            r = p / d
-            self.b = self.b - 2.0 * q * r + (r * r) * xp.sum(u * u)
+        w = M @ u if squared else None  # M² v
+        if is_numpy(xp) and st.X.flags.c_contiguous and self.a.flags.c_contiguous:
+            update_table(st.X, u, w, float(d), self.a, self.b)  # one pass over the rows, in place
         else:
-            p = st.X @ u
-            r = p / d
-        self.a = self.a - p * r
+            if squared:
+                PQ = st.X @ xp.stack([u, w], axis=1)
+                p, q = PQ[:, 0], PQ[:, 1]
+                r = p / d
+                self.b = self.b - 2.0 * q * r + (r * r) * uu
+            else:
+                p = st.X @ u
+                r = p / d
+            self.a = self.a - p * r
+        self.M = M - xp.reshape(u, (-1, 1)) * xp.reshape(u / d, (1, -1))
+        gain = st.objective.resolvent_gain(a_v, uu if squared else None, xp)
+        self._stat = st.stat + float(to_numpy(gain))
         self.since += 1
+
+    def kept_statistic(self) -> float | None:
+        stat, self._stat = self._stat, None
+        return stat
 
 
 #: Relative band below the table's best gain whose candidates :meth:`ClosedFormTable.refine` recomputes exactly.

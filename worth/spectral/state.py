@@ -26,6 +26,9 @@ from .methods import METHODS, check_method
 
 _EPS = float(np.finfo(np.float64).eps)
 
+#: What :meth:`SpectralState._set_spectrum` sets: the eigenpairs of ``C`` and the poles made of them.
+_SPECTRUM = ("lam", "U", "poles", "poles_np", "group")
+
 
 class SpectralState(State):
     """Greedy state for a spectral objective over the rows of ``X``.
@@ -88,6 +91,14 @@ class SpectralState(State):
         self._updates = 0
         self._eigen()
 
+    def __getattr__(self, name):
+        # Only reached for a missing attribute: the spectrum, dropped after a pick whose gain method kept the
+        # state current by its own means (GainMethod.kept_statistic), is recomputed from C when first read.
+        if name in _SPECTRUM and "_C" in self.__dict__:
+            self._eigen()
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     # -- state -------------------------------------------------------------------------------------
     @property
     def C(self):
@@ -114,6 +125,7 @@ class SpectralState(State):
         self.size = int(idx.size)
         self.trace = float(np.sum(to_numpy(self.norms2)[idx]))
         self._eigen()
+        self.gain.reset()
 
     def _eigen(self) -> None:
         """Eigenpairs of ``C`` for the non-zero part, equal eigenvalues merged into single poles."""
@@ -191,7 +203,15 @@ class SpectralState(State):
             self._C = self._C + x[:, None] * x[None, :]
         self.size += 1
         self.trace += float(self.norms2[index])
-        self._update_eigen(x)
+        kept = self.gain.kept_statistic()
+        if kept is not None:  # the method keeps its own inverse: the eigenpairs are recomputed when next read
+            for name in _SPECTRUM:
+                self.__dict__.pop(name, None)
+            self.stat = kept
+        elif "lam" not in self.__dict__:  # dropped at an earlier pick: a fresh eigh (C holds this pick already)
+            self._eigen()
+        else:
+            self._update_eigen(x)
         self.gain.after_add()
 
     # -- gains -------------------------------------------------------------------------------------
