@@ -32,7 +32,8 @@ class Selection:
     gains : array of float64
         Marginal gain of each pick, as computed by the method at the time of the pick.
     values : array of float64
-        Objective value after each pick (exact, from the eigendecomposition of the updated state).
+        Objective value after each pick (exact to rounding: from the updated state's eigenpairs, or where the
+        closed-form table keeps its own inverse, from the pick's gain, re-anchored at each recomputation).
     objective : str
     params : dict
         Objective parameters, defaults filled in.

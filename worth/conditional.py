@@ -81,6 +81,10 @@ class Conditioned(GainModel):
     def gains(self, candidates: np.ndarray) -> np.ndarray:
         return self.state.gains(candidates)
 
+    def gain_bounds(self, candidates: np.ndarray):
+        bounds = getattr(self.state, "gain_bounds", None)
+        return None if bounds is None else bounds(candidates)
+
     def add(self, index: int) -> None:
         self.state.add(index)
 

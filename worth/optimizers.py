@@ -59,6 +59,12 @@ class GainModel(Protocol):
     def value(self) -> float:
         """Objective value of the current set."""
 
+    def gain_bounds(self, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Bounds ``(lo, hi)`` on the gains of ``candidates``, cheaper than the gains, or ``None`` (the default:
+        none this step). :func:`lazy` then evaluates exactly only the candidates whose upper bound reaches the
+        best lower bound, and keeps the others' upper bounds as their (stale) bounds: the same picks."""
+        return None
+
 
 class State(GainModel, Protocol):
     """An objective's own greedy state, as :func:`worth.regime.state_factory` builds it: a gain model that can
@@ -253,9 +259,32 @@ class _LazyRun(_Run):
         self.gains = np.zeros(n)
         self.bounds = np.full(n, -np.inf)
         self.fresh = np.zeros(n, dtype=bool)
+        self.screened = 0  # candidates of a step left stale by their bounds (_screen)
 
     def _copy_arrays(self) -> None:
         self.gains, self.bounds, self.fresh = self.gains.copy(), self.bounds.copy(), self.fresh.copy()
+
+    def _screen(self, contenders: np.ndarray, best: float, tol_value: float) -> np.ndarray:
+        """The contenders to evaluate exactly, where the model bounds their gains (:meth:`GainModel.gain_bounds`):
+        those whose upper bound reaches the best lower bound (or the best fresh criterion) less the tie
+        tolerance. The others get their upper bound as their stale bound: below the step's best less its
+        tolerance, so they are neither picked nor tied with this step, and bound their gains ever after
+        (submodularity), as an exact gain would."""
+        screen = getattr(self.model, "gain_bounds", None)
+        if screen is None or contenders.size < 2:
+            return contenders
+        got = screen(contenders)
+        if got is None:
+            return contenders
+        constraint = self.constraint
+        lo, hi = constraint.criterion(contenders, got[0]), constraint.criterion(contenders, got[1])
+        top = max(best, float(np.max(lo)))
+        keep = ~(hi < top - _tie_tol(top, tol_value, self.scale / constraint.unit))  # NaN: evaluated
+        keep[int(np.argmax(lo))] = True  # (valid bounds keep it anyway; any bounds: each pass evaluates one)
+        skip = contenders[~keep]
+        self.bounds[skip] = np.minimum(self.bounds[skip], hi[~keep])
+        self.screened += int(skip.size)
+        return contenders[keep]
 
     def step(self) -> int | None:
         model, constraint, available = self.model, self.constraint, self.available
@@ -289,10 +318,12 @@ class _LazyRun(_Run):
                 above = contenders[b > kth]
                 contenders = np.concatenate([above, contenders[b == kth][:batch - above.size]])
                 contenders.sort()
-            gains[contenders] = _timed_gains(model, self.trace, contenders)
-            bounds[contenders] = constraint.criterion(contenders, gains[contenders])
-            fresh[contenders] = True
-            best = max(best, float(np.max(bounds[contenders])))
+            contenders = self._screen(contenders, best, tol_value)
+            if contenders.size:  # (all screened out: their new bounds fall below the best, the loop goes on)
+                gains[contenders] = _timed_gains(model, self.trace, contenders)
+                bounds[contenders] = constraint.criterion(contenders, gains[contenders])
+                fresh[contenders] = True
+                best = max(best, float(np.max(bounds[contenders])))
             batch *= 2
         cand = np.flatnonzero(fresh & available)
         pos = _pick_pos(bounds[cand], value, constraint.unit, scale)

@@ -220,7 +220,7 @@ class _Incremental:
     form, the others by the
     secular roots — evaluated only for the candidates that can be the step's minimum or tie with it. Where the
     quadrature rule represents the objective it screens the batch first (``O(r·Q)`` a candidate against
-    ``O(r²)`` for the roots): a candidate whose rule value, less :data:`_SCREEN_MARGIN` times the rule's error
+    ``O(r²)`` for the roots): a candidate whose rule value, less :data:`~worth.spectral.methods.SCREEN_MARGIN` times the rule's error
     bound, lies above the smallest upper bound (plus the tie tolerance) can be neither, and is not solved.
     """
 
@@ -253,13 +253,10 @@ class _Incremental:
     def values(self, cands: np.ndarray) -> np.ndarray:
         st = self.state
         gain = st.gain
-        if not self.screen or not gain.use_rule or gain.rule.error > _SCREEN_USELESS:
+        bounds = gain.delta_bounds(cands) if self.screen else None
+        if bounds is None:
             return self._values(st.deltas(cands), cands)
-        est = np.asarray(gain.delta(cands), dtype=np.float64)
-        rule = gain.rule
-        err = rule.error * (np.abs(est) if rule.relative else rule.scale * st.norms2[cands])
-        err = _SCREEN_MARGIN * err + _SCREEN_FLOOR * max(1.0, abs(st.stat))
-        a, b = self._values(est - err, cands), self._values(est + err, cands)
+        a, b = self._values(bounds[0], cands), self._values(bounds[1], cands)
         lower, upper = np.minimum(a, b), np.maximum(a, b)
         top = float(upper.min())
         bound = top + 1e-9 * max(1.0, abs(top), abs(float(lower.min()))) * 1.5
@@ -282,6 +279,8 @@ def _screen_class():
         """The projected quadrature whenever a rule is fitted, whatever its error: a screen states its own bound
         (the rule's error), so it needs no target accuracy; the roots decide."""
 
+        screens_always = True
+
         @property
         def use_rule(self) -> bool:
             return self.state.size > 0 and self.rule is not None
@@ -297,9 +296,6 @@ def _Screen(state):
 
 
 _SCREEN_CLASS = None
-_SCREEN_USELESS = 1e-3  # a rule this rough screens nothing out: solve every candidate
-_SCREEN_MARGIN = 100.0  # times the rule's fitted error bound: how far a rule value may be from the exact one
-_SCREEN_FLOOR = 1e-12  # and at least this, relative to the statistic (rounding of the rule's own sums)
 
 
 def greedy_minimise(

@@ -319,6 +319,11 @@ class ClosedFormTable(ClosedForm):
 #: Relative band below the table's best gain whose candidates :meth:`ClosedFormTable.refine` recomputes exactly.
 TABLE_BAND = 1e-6
 
+# The quadrature screen (Quadrature.delta_bounds).
+SCREEN_USELESS = 1e-3  # a rule this rough screens nothing out: solve every candidate
+SCREEN_MARGIN = 100.0  # times the rule's fitted error bound: how far a rule value may be from the exact one
+SCREEN_FLOOR = 1e-12  # and at least this, relative to the statistic (rounding of the rule's own sums)
+
 
 class Quadrature(_Method):
     """Shifted log-det quadrature on projections, the exact roots on steps where no rule reaches ``rtol``.
@@ -388,15 +393,42 @@ class Quadrature(_Method):
             st.info["refits"] += 1
             st.info["nodes"] = int(rule.s.size)
             st.info["fit_error"] = max(st.info["fit_error"], rule.error)
-        if not self.use_rule and not self.bounded:
+        serves = self.use_rule or self.bounded
+        if not serves:
             st.info["fallback_steps"] += 1
-            return
+            if rule.error > SCREEN_USELESS:
+                self.R = None  # no screen either (delta_bounds): the roots serve every candidate
+                return
         lam = xp.reshape(st.lam, (-1, 1))
         s_q = xp.asarray(rule.s, dtype=st.X.dtype) if not is_numpy(xp) else rule.s
         self.s = s_q
         self.w = xp.asarray(rule.w, dtype=st.X.dtype) if not is_numpy(xp) else rule.w
         self.R = 1.0 / (lam + xp.reshape(s_q, (1, -1)))
-        self._rule_ready()
+        if serves:
+            self._rule_ready()
+
+    #: Whether :meth:`delta_bounds` screens on steps where the rule serves too (a screen's own ``use_rule``).
+    screens_always: ClassVar[bool] = False
+
+    def delta_bounds(self, idx):
+        """Bounds ``(lo, hi)`` on the change of ``Σ φ(λ)`` of the rows ``idx``, from the fitted rule whatever
+        its error (a screen: :data:`SCREEN_MARGIN` times its estimated error, at least :data:`SCREEN_FLOOR`
+        of the statistic), on the steps where the rule does not serve the gains itself; ``None`` where it does,
+        where no rule is fitted, or where it is too rough to screen anything out (:data:`SCREEN_USELESS`).
+        Lazy greedy's fallback steps (:meth:`worth.optimizers.GainModel.gain_bounds`) and the greedy
+        minimiser (:mod:`worth.appraisal.minimise`) solve the roots only where these leave a candidate in play."""
+        st = self.state
+        rule = self.rule
+        if st.size == 0 or rule is None or self.R is None or rule.error > SCREEN_USELESS:
+            return None
+        if self.use_rule and not self.screens_always:
+            return None  # the rule's own deltas are exact to rtol: no screen needed
+        xp = st.xp
+        rows, norms = st._rows(idx)
+        est = self._projected(rows, norms)
+        err = rule.error * (xp.abs(est) if rule.relative else rule.scale * norms)
+        err = SCREEN_MARGIN * err + SCREEN_FLOOR * max(1.0, abs(st.stat))
+        return est - err, est + err
 
     @property
     def bounded(self) -> bool:

@@ -228,6 +228,33 @@ class SpectralState(State):
         refine = getattr(self.gain, "refine", None)  # bounded gains: the contenders for the best made exact
         return out if refine is None else refine(candidates, out)
 
+    def delta_bounds(self, candidates: np.ndarray):
+        """Bounds ``(lo, hi)`` on the change of ``Σ φ(λ)`` of ``candidates`` (host floats), cheaper than the
+        changes, where the gain method has them (:meth:`~worth.spectral.methods.Quadrature.delta_bounds`, on
+        its fallback steps); else ``None``."""
+        bounds = getattr(self.gain, "delta_bounds", None)
+        if bounds is None:
+            return None
+        lo = np.empty(len(candidates), dtype=np.float64)
+        hi = np.empty(len(candidates), dtype=np.float64)
+        for start in range(0, len(candidates), self.batch_size):
+            idx = candidates[start:start + self.batch_size]
+            got = bounds(idx)
+            if got is None:
+                return None
+            lo[start:start + len(idx)], hi[start:start + len(idx)] = to_numpy(got[0]), to_numpy(got[1])
+        return lo, hi
+
+    def gain_bounds(self, candidates: np.ndarray):
+        """Bounds ``(lo, hi)`` on the gains of ``candidates`` (:meth:`delta_bounds` through the value's
+        ``combine``, monotone in the statistic) or ``None``: :func:`worth.optimizers.lazy` evaluates exactly
+        only the candidates they leave in play."""
+        got = self.delta_bounds(candidates)
+        if got is None or type(self.objective).combine is SpectralObjective.combine:
+            return got
+        a, b = self._gain_from_delta(got[0], candidates), self._gain_from_delta(got[1], candidates)
+        return np.minimum(a, b), np.maximum(a, b)
+
     def _rows(self, idx):
         xp = self.xp
         if is_numpy(xp):

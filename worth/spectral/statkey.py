@@ -75,5 +75,13 @@ class StatisticKey:
     def gains(self, candidates: np.ndarray) -> np.ndarray:
         return self.sign * self.state.deltas(candidates)
 
+    def gain_bounds(self, candidates: np.ndarray):
+        """Bounds on the keys, from the state's bounds on ``Δ`` (``None`` where it has none)."""
+        got = self.state.delta_bounds(candidates)
+        if got is None:
+            return None
+        lo, hi = got
+        return (lo, hi) if self.sign > 0 else (-hi, -lo)
+
     def add(self, index: int) -> None:
         self.model.add(index)
