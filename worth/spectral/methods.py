@@ -63,14 +63,24 @@ class GainMethod(Protocol):
     eig_update: ClassVar[bool]
     """Whether the state may update its eigenpairs by the rank-one merge (``False``: a fresh ``eigh``)."""
 
+    batched: ClassVar[bool]
+    """Whether the state asks for gains in batches of its ``batch_size`` (``False``: all at once)."""
+
     def delta(self, idx: np.ndarray):
         """Change of ``Σ φ(λ)`` for each of the rows ``idx`` (host ints), in the state's namespace."""
 
     def before_add(self, index: int, x) -> None:
         """Row ``index`` (``x``) is about to be added; the spectrum is still that of the old set."""
 
+    def kept_statistic(self) -> float | None:
+        """The statistic after the pick, where the method kept the state current itself (then the state skips
+        its eigen-update); ``None``: the state updates its eigenpairs."""
+
     def after_add(self) -> None:
         """The row was added and the spectrum updated."""
+
+    def reset(self) -> None:
+        """The state was set to another set at once: drop what was kept for the old one."""
 
     @classmethod
     def refusal(cls, objective: SpectralObjective) -> str:
@@ -82,6 +92,7 @@ class _Method:
 
     name: ClassVar[str] = ""
     eig_update: ClassVar[bool] = True
+    batched: ClassVar[bool] = True  # a call's temporaries grow with its candidates' rows (B × m)
 
     def __init__(self, state) -> None:
         self.state = state
@@ -213,6 +224,7 @@ class ClosedFormTable(ClosedForm):
     """
 
     name = "closed-form-table"
+    batched = False  # a step's gains are two gathers of the table (its recomputation batches itself)
 
     def __init__(self, state) -> None:
         super().__init__(state)

@@ -222,8 +222,9 @@ class SpectralState(State):
     def deltas(self, candidates: np.ndarray) -> np.ndarray:
         """Change of the statistic ``Σ φ(λ)`` for each of the rows ``candidates`` → host floats."""
         out = np.empty(len(candidates), dtype=np.float64)
-        for start in range(0, len(candidates), self.batch_size):
-            idx = candidates[start:start + self.batch_size]
+        step = self.batch_size if self.gain.batched else max(1, len(candidates))
+        for start in range(0, len(candidates), step):
+            idx = candidates[start:start + step]
             out[start:start + len(idx)] = to_numpy(self._delta_stat(idx))
         refine = getattr(self.gain, "refine", None)  # bounded gains: the contenders for the best made exact
         return out if refine is None else refine(candidates, out)
