@@ -259,7 +259,6 @@ class _LazyRun(_Run):
         self.gains = np.zeros(n)
         self.bounds = np.full(n, -np.inf)
         self.fresh = np.zeros(n, dtype=bool)
-        self.screened = 0  # candidates of a step left stale by their bounds (_screen)
 
     def _copy_arrays(self) -> None:
         self.gains, self.bounds, self.fresh = self.gains.copy(), self.bounds.copy(), self.fresh.copy()
@@ -283,7 +282,6 @@ class _LazyRun(_Run):
         keep[int(np.argmax(lo))] = True  # (valid bounds keep it anyway; any bounds: each pass evaluates one)
         skip = contenders[~keep]
         self.bounds[skip] = np.minimum(self.bounds[skip], hi[~keep])
-        self.screened += int(skip.size)
         return contenders[keep]
 
     def step(self) -> int | None:

@@ -26,7 +26,8 @@ def test_update_table_is_sherman_morrisons_formula(dtype, rtol, squared):
     want_a = a - p * r
     want_b = b - 2.0 * q * r + r * r * float(np.dot(u.astype(np.float64), u.astype(np.float64)))
     got_a, got_b = a.copy(), b.copy()
-    update_table(X, u, w if squared else None, d, got_a, got_b if squared else None)
+    uu = float(np.dot(u.astype(np.float64), u.astype(np.float64)))
+    update_table(X, u, w if squared else None, d, uu, got_a, got_b if squared else None)
     np.testing.assert_allclose(got_a, want_a, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(got_b, want_b if squared else b, rtol=rtol, atol=rtol)
 
@@ -37,7 +38,7 @@ def test_update_table_bits_do_not_depend_on_the_threads():
     for t in (1, 2, 3):
         got_a, got_b = a.copy(), b.copy()
         with run_threads(t):
-            update_table(X, u, w, d, got_a, got_b)
+            update_table(X, u, w, d, float(np.dot(u, u)), got_a, got_b)
         out[t] = (got_a, got_b)
     for t in (2, 3):
         assert np.array_equal(out[t][0], out[1][0]) and np.array_equal(out[t][1], out[1][1])

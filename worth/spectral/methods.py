@@ -307,7 +307,7 @@ class ClosedFormTable(ClosedForm):
         # r = p/d first: p², pq and d each reach the square of the rows' magnitude (1e300 at 1e150)
         w = M @ u if squared else None  # M² v
         if is_numpy(xp) and st.X.flags.c_contiguous and self.a.flags.c_contiguous:
-            update_table(st.X, u, w, float(d), self.a, self.b)  # one pass over the rows, in place
+            update_table(st.X, u, w, float(d), float(uu), self.a, self.b)  # one pass over the rows, in place
         else:
             if squared:
                 PQ = st.X @ xp.stack([u, w], axis=1)

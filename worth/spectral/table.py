@@ -9,7 +9,7 @@ pick against 17 ms for one ``X @ u`` — and the hybrid maximiser's picks spent 
 numbers never depend on which block holds it, so neither do the picks on the thread count).
 
 The dot products are reassociated (fast-math: they vectorise), so they differ from BLAS's in the last bits; the
-table is a screen in any case — the step's contenders are recomputed by projection
+table is a screen in any case — the step's contenders are recomputed from the kept inverse
 (:meth:`~worth.spectral.methods.ClosedFormTable.refine`) and the whole table exactly every ``refresh`` picks.
 """
 
@@ -58,10 +58,11 @@ def _update_rows(X, u, w, d, uu, a, b, squared, lo, hi):
         a[i] = a[i] - p * r
 
 
-def update_table(X: np.ndarray, u: np.ndarray, w: np.ndarray | None, d: float, a: np.ndarray,
+def update_table(X: np.ndarray, u: np.ndarray, w: np.ndarray | None, d: float, uu: float, a: np.ndarray,
                  b: np.ndarray | None) -> None:
     """Sherman–Morrison's update of the table after a pick, in place: with ``p = Xu``, ``q = Xw`` (``w = Mu``)
-    and ``r = p/d``, ``a ← a − p·r`` and, where ``b`` is kept, ``b ← b − 2qr + r²‖u‖²``.
+    and ``r = p/d``, ``a ← a − p·r`` and, where ``b`` is kept, ``b ← b − 2qr + r²·uu`` (``uu = ‖u‖²``, which
+    the caller has for the pick's own gain).
 
     ``X`` is C-contiguous (n, m); ``u``, ``w`` (m,) of its dtype; ``a``, ``b`` (n,), written in place.
     """
@@ -69,7 +70,7 @@ def update_table(X: np.ndarray, u: np.ndarray, w: np.ndarray | None, d: float, a
     u = np.ascontiguousarray(u, dtype=X.dtype)
     w = np.ascontiguousarray(w if squared else u, dtype=X.dtype)
     bb = b if squared else a  # unused without b; numba needs an array of the same type
-    uu = float(np.dot(u, u))
+    uu = float(uu)
     n = X.shape[0]
     t = min(available(), max(1, n // _SPLIT_ROWS))
     edges = [n * i // t for i in range(t + 1)]
