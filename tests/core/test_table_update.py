@@ -23,10 +23,10 @@ def test_update_table_is_sherman_morrisons_formula(dtype, rtol, squared):
     X, u, w, d, a, b = _case(3000, 37, dtype)
     p, q = X.astype(np.float64) @ u.astype(np.float64), X.astype(np.float64) @ w.astype(np.float64)
     r = p / d
-    want_a = a - p * r
-    want_b = b - 2.0 * q * r + r * r * float(np.dot(u.astype(np.float64), u.astype(np.float64)))
-    got_a, got_b = a.copy(), b.copy()
     uu = float(np.dot(u.astype(np.float64), u.astype(np.float64)))
+    want_a = a - p * r
+    want_b = b - 2.0 * q * r + r * r * uu
+    got_a, got_b = a.copy(), b.copy()
     update_table(X, u, w if squared else None, d, uu, got_a, got_b if squared else None)
     np.testing.assert_allclose(got_a, want_a, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(got_b, want_b if squared else b, rtol=rtol, atol=rtol)
